@@ -1,0 +1,103 @@
+/* core/cli/cmd_corpus.c — `serbench corpus CONFIG [--json]`: load every dataset the runs use
+ * and print counts by split and class, with the items the plugin flagged. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cmd_corpus(int argc, char **argv)
+{
+    cli_args a;
+    int rc = cli_parse(argc, argv, 1, &a);
+    sbi_plan *plan = NULL;
+    if (!rc)
+        rc = cli_load_plan(&a, &plan);
+    if (rc)
+        goto out;
+    sbi_ui ui;
+    sbi_ui_init(&ui, a.quiet, a.verbose);
+    json_t *all = json_object();
+    for (size_t i = 0; i < plan->n_runs && !rc; i++) {
+        const sbi_run *r = &plan->runs[i];
+        for (size_t k = 0; k < r->n_inst && !rc; k++) {
+            const sbi_instance *in = &r->inst[k];
+            if (in->kind != SB_KIND_DATASET || json_object_get(all, in->name))
+                continue;
+            sb_corpus *c = NULL;
+            sb_error err = {0};
+            if (sbi_load_corpus(in, &ui, cli_results_dir(&a, plan), &c, &err) != SB_OK) {
+                rc = cli_fail(&err);
+                break;
+            }
+            int K = sb_corpus_n_classes(c);
+            json_t *splits = json_object();
+            for (size_t u = 0; u < sb_corpus_size(c); u++) {
+                const sb_utt *ut = sb_corpus_utt(c, u);
+                json_t *s = json_object_get(splits, ut->split);
+                if (!s) {
+                    s = json_object();
+                    json_object_set_new(s, "total", json_integer(0));
+                    for (int j = 0; j < K; j++)
+                        json_object_set_new(s, sb_corpus_class(c, j), json_integer(0));
+                    json_object_set_new(s, "unlabelled", json_integer(0));
+                    json_object_set_new(splits, ut->split, s);
+                }
+                const char *key = ut->label >= 0 ? sb_corpus_class(c, ut->label) : "unlabelled";
+                json_object_set_new(s, key, json_integer(json_integer_value(json_object_get(s, key)) + 1));
+                json_object_set_new(s, "total", json_integer(json_integer_value(json_object_get(s, "total")) + 1));
+            }
+            json_t *warn = json_array();
+            for (size_t w = 0; w < sb_corpus_n_warnings(c); w++) {
+                const char *id = NULL;
+                const char *msg = sb_corpus_warning(c, w, &id);
+                json_array_append_new(warn, json_pack("{s:s, s:s}", "utterance", id ? id : "",
+                                                      "problem", msg ? msg : ""));
+            }
+            json_t *classes = json_array();
+            for (int j = 0; j < K; j++)
+                json_array_append_new(classes, json_string(sb_corpus_class(c, j)));
+            const char *space = sb_corpus_label_space(c);
+            json_object_set_new(all, in->name,
+                                json_pack("{s:s, s:s, s:I, s:o, s:o, s:o}", "plugin",
+                                          in->plugin->desc->name, "label_space", space ? space : "",
+                                          "utterances", (json_int_t)sb_corpus_size(c), "classes",
+                                          classes, "splits", splits, "problems", warn));
+            sb_corpus_destroy(&c);
+        }
+    }
+    if (!rc && a.json) {
+        char *s = json_dumps(all, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", s);
+        free(s);
+    } else if (!rc) {
+        const char *name;
+        json_t *d;
+        json_object_foreach(all, name, d)
+        {
+            printf("%s (%s, label space %s): %lld utterances\n", name,
+                   json_string_value(json_object_get(d, "plugin")),
+                   json_string_value(json_object_get(d, "label_space")),
+                   (long long)json_integer_value(json_object_get(d, "utterances")));
+            const char *sn;
+            json_t *s;
+            json_object_foreach(json_object_get(d, "splits"), sn, s)
+            {
+                printf("  %-10s", sn);
+                const char *cn;
+                json_t *v;
+                json_object_foreach(s, cn, v) printf(" %s=%lld", cn, (long long)json_integer_value(v));
+                printf("\n");
+            }
+            size_t np = json_array_size(json_object_get(d, "problems"));
+            if (np)
+                printf("  %zu problem item%s (see --json)\n", np, np == 1 ? "" : "s");
+        }
+    }
+    json_decref(all);
+out:
+    sbi_plan_destroy(&plan);
+    free(a.overrides);
+    free(a.positional);
+    return rc;
+}

@@ -1,0 +1,60 @@
+/* core/cli/main.c — the serbench executable: dispatch to one file per subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "serbench %s — speech emotion recognition experiments from YAML configs\n"
+            "\n"
+            "usage:\n"
+            "  serbench run CONFIG [key=value ...] [--dry-run] [--jobs N] [--shard I/N] [--force]\n"
+            "               [--results DIR] [--threads N] [--quiet] [--verbose]\n"
+            "  serbench validate CONFIG [key=value ...]   parse, resolve, check every plugin block\n"
+            "  serbench plugins [NAME] [--json]           installed plugins, or one plugin's options\n"
+            "  serbench corpus CONFIG [--json]            per-corpus counts by split and class\n"
+            "  serbench label CONFIG                      the labelling stage only\n"
+            "  serbench encode CONFIG                     the feature stage only\n"
+            "  serbench report CONFIG [--format md|csv|tex|json] [--out FILE]\n"
+            "  serbench export predictions|metrics CONFIG --out FILE.csv\n"
+            "  serbench version\n"
+            "\n"
+            "exit status: 0 success; 1 finished with failed items or runs (reported);\n"
+            "2 usage, config, plugin or store error; 130 interrupted.\n"
+            "docs: docs/cli.md, docs/config.md, docs/plugins.md, docs/store.md\n",
+            sb_version());
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "run") || !strcmp(cmd, "label") || !strcmp(cmd, "encode"))
+        return cmd_run(argc, argv);
+    if (!strcmp(cmd, "validate"))
+        return cmd_validate(argc, argv);
+    if (!strcmp(cmd, "plugins"))
+        return cmd_plugins(argc, argv);
+    if (!strcmp(cmd, "report"))
+        return cmd_report(argc, argv);
+    if (!strcmp(cmd, "export"))
+        return cmd_export(argc, argv);
+    if (!strcmp(cmd, "corpus"))
+        return cmd_corpus(argc, argv);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("serbench %s (plugin ABI %d.%d)\n", sb_version(), SB_ABI_MAJOR, SB_ABI_MINOR);
+        return EXIT_OK;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    fprintf(stderr, "serbench: error: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,189 @@
+/* serbench/plugin.h — the plugin ABI, version 1.
+ *
+ * A plugin is a shared object that exports exactly one symbol, `serbench_plugin_v1`, a
+ * function returning a pointer to a constant descriptor (sb_plugin). The major ABI version
+ * is in the symbol's name: a host looks up only the name of its own major, so a plugin of
+ * another major is recognised and refused with both versions named. Within a major, the
+ * descriptor, the vtables and sb_host grow only by appending fields; each starts with
+ * struct_size so either side can tell which fields the other knows.
+ *
+ * Rules a plugin MUST follow:
+ *  - Never exit, abort, or write to stdout; report failure through the returned status and
+ *    the sb_error. Log through sb_host.log only.
+ *  - Never write the results store; the host owns every persistent write. A plugin may
+ *    keep private files under sb_host.cache_dir.
+ *  - If the host calls create and it succeeds, the host calls destroy exactly once.
+ *    destroy MUST accept an instance whose other calls failed.
+ *  - Calls on one instance come from one thread at a time; distinct instances may be used
+ *    from different threads at once, so no mutable global state.
+ *  - Use at most sb_host.threads threads of its own.
+ *  - Work of size zero (an empty corpus, a zero-length split) MUST NOT crash.
+ *
+ * Lifecycle: dlopen → serbench_plugin_v1() → checks (see docs/plugins.md) → options
+ * validated against the table → create/load → calls → destroy → dlclose. */
+#ifndef SERBENCH_PLUGIN_H
+#define SERBENCH_PLUGIN_H
+
+#include "common.h"
+#include "corpus.h"
+#include "error.h"
+#include "options.h"
+
+SB_BEGIN_DECLS
+
+#define SB_ABI_MAJOR 1
+#define SB_ABI_MINOR 0
+#define SB_PLUGIN_ENTRY serbench_plugin_v1
+#define SB_PLUGIN_ENTRY_NAME "serbench_plugin_v1"
+
+typedef enum sb_kind {
+    SB_KIND_DATASET = 1,
+    SB_KIND_LABELLER = 2,
+    SB_KIND_ENCODER = 3,
+    SB_KIND_HEAD = 4
+} sb_kind;
+
+/* "dataset", "labeller", "encoder", "head", or "?" */
+SB_API const char *sb_kind_name(sb_kind kind);
+
+typedef enum sb_log_level {
+    SB_LOG_ERROR = 0,
+    SB_LOG_WARN = 1,
+    SB_LOG_INFO = 2,
+    SB_LOG_DEBUG = 3
+} sb_log_level;
+
+/* Services the host lends a plugin for the lifetime of an instance (or one call, for a
+ * dataset's load). All function pointers are non-NULL. Thread-safe. */
+typedef struct sb_host {
+    uint32_t struct_size;
+    void *priv; /* host-private */
+    /* A message to the user's log (stderr and the run's log), prefixed with the plugin's
+     * instance name. No trailing newline needed. */
+    void (*log)(const struct sb_host *h, sb_log_level level, const char *fmt, ...)
+        SB_PRINTF(3, 4);
+    /* Progress of the current long call: `done` of `total` items. */
+    void (*progress)(const struct sb_host *h, uint64_t done, uint64_t total);
+    /* Nonzero once the user asked to stop (SIGINT/SIGTERM): finish the item in flight and
+     * return SB_ERR_CANCELLED. */
+    int (*cancelled)(const struct sb_host *h);
+    const char *cache_dir; /* an existing folder private to this plugin */
+    uint64_t seed;         /* the run's seed; derive every random stream from it */
+    int threads;           /* thread budget for this instance, >= 1 */
+} sb_host;
+
+/* ---- datasets ---------------------------------------------------------------------- */
+
+typedef struct sb_dataset_vtable {
+    uint32_t struct_size;
+    /* Read the corpus described by `opts` into `corpus` (created empty by the host):
+     * declare the label space, add every utterance. Problems with single items (a missing
+     * clip) go to sb_corpus_warn_item; problems that make the corpus unusable (no label
+     * file) are returned as errors naming the file. */
+    sb_status (*load)(const sb_host *host, const sb_opts *opts, sb_corpus *corpus,
+                      sb_error *err);
+} sb_dataset_vtable;
+
+/* ---- labellers --------------------------------------------------------------------- */
+
+/* Where a labeller delivers labels; the host persists each one as it arrives, so
+ * finished items survive an interrupted run. */
+typedef struct sb_label_sink sb_label_sink;
+
+/* Deliver the label of utterance `utt` (index in the corpus): a class index of the
+ * corpus's label space, a confidence in [0,1] (or a negative number when unknown), and
+ * the raw answer text (may be NULL). Thread-safe. */
+SB_API sb_status sb_label_put(sb_label_sink *sink, size_t utt, int32_t label,
+                              double confidence, const char *raw);
+/* Report that utterance `utt` could not be labelled, with the reason (e.g. "answer
+ * 'comfort' is not one of the 7 labels"). The run finishes and exits 1. Thread-safe. */
+SB_API sb_status sb_label_fail(sb_label_sink *sink, size_t utt, const char *reason);
+
+typedef struct sb_labeller_vtable {
+    uint32_t struct_size;
+    sb_status (*create)(const sb_host *host, const sb_opts *opts, void **inst, sb_error *err);
+    /* Label the utterances whose indices are in todo[0..n_todo) (the host leaves out those
+     * already stored). Deliver each through the sink as soon as it is known. Return an
+     * error only for failures that stop the whole stage (bad credentials). */
+    sb_status (*label)(void *inst, const sb_corpus *corpus, const size_t *todo, size_t n_todo,
+                       sb_label_sink *sink, sb_error *err);
+    void (*destroy)(void *inst);
+} sb_labeller_vtable;
+
+/* ---- encoders ---------------------------------------------------------------------- */
+
+typedef struct sb_encoder_info {
+    uint32_t struct_size;
+    int sample_rate; /* input rate the encoder wants (the host resamples to it) */
+    int n_layers;    /* number of feature layers returned (after `layers` selection) */
+    int dim;         /* width of one layer's pooled vector (e.g. 2*H for mean+std) */
+} sb_encoder_info;
+
+typedef struct sb_encoder_vtable {
+    uint32_t struct_size;
+    sb_status (*create)(const sb_host *host, const sb_opts *opts, void **inst, sb_error *err);
+    sb_status (*info)(void *inst, sb_encoder_info *info, sb_error *err);
+    /* Optional (may be NULL): identity of what the encoder computes beyond its options,
+     * e.g. a hash of checkpoint weights, as a NUL-terminated string of at most 127 chars.
+     * It goes into the feature store key. */
+    sb_status (*fingerprint)(void *inst, char out[128], sb_error *err);
+    /* audio: n mono samples in [-1,1] at info.sample_rate (n may be 0 only if the encoder
+     * says so with an error). out: [n_layers, dim] floats, written fully. */
+    sb_status (*encode)(void *inst, const float *audio, size_t n, float *out, sb_error *err);
+    void (*destroy)(void *inst);
+} sb_encoder_vtable;
+
+/* ---- heads ------------------------------------------------------------------------- */
+
+/* One split as a head sees it: pooled features and targets of n utterances, in corpus
+ * order grouped by dialogue then turn. Built by the host; read-only; valid during the call. */
+typedef struct sb_head_data {
+    uint32_t struct_size;
+    size_t n;                     /* utterances */
+    int n_layers, dim;            /* x is [n, n_layers, dim] */
+    const float *x;
+    int n_classes;                /* 0 for a regression task */
+    const int32_t *y;             /* [n] class index, -1 = no target (context only) */
+    const double *value;          /* [n] regression target (NAN = none), or NULL */
+    const char *const *utt_id;    /* [n] */
+    const char *const *dialogue;  /* [n], entries may be NULL */
+    const int32_t *turn;          /* [n], -1 = unknown */
+} sb_head_data;
+
+typedef struct sb_head_vtable {
+    uint32_t struct_size;
+    sb_status (*create)(const sb_host *host, const sb_opts *opts, int n_layers, int dim,
+                        int n_classes, void **inst, sb_error *err);
+    /* Fit on `train`, using `dev` (may have n == 0) for early stopping / model selection.
+     * Deterministic for a given host->seed and host->threads. */
+    sb_status (*train)(void *inst, const sb_head_data *train, const sb_head_data *dev,
+                       sb_error *err);
+    /* probs: [data->n, n_classes] class probabilities, written fully. */
+    sb_status (*predict)(void *inst, const sb_head_data *data, float *probs, sb_error *err);
+    void (*destroy)(void *inst);
+} sb_head_vtable;
+
+/* ---- the descriptor ---------------------------------------------------------------- */
+
+typedef struct sb_plugin {
+    uint32_t abi_minor;      /* SB_ABI_MINOR the plugin was built with */
+    uint32_t struct_size;    /* sizeof(sb_plugin) the plugin was built with */
+    sb_kind kind;
+    const char *name;        /* [a-z][a-z0-9_]*, unique among installed plugins */
+    const char *version;     /* the plugin's own version; part of every stage key */
+    const char *summary;     /* one line */
+    const sb_option *options; /* terminated by a row with name == NULL; may be NULL */
+    const void *vtable;      /* sb_dataset_vtable / sb_labeller_vtable / ... per kind */
+} sb_plugin;
+
+/* Define the entry point of a plugin whose descriptor is the static object `desc`:
+ *     static const sb_plugin desc = { ... };
+ *     SB_PLUGIN_DEFINE(desc)
+ */
+#define SB_PLUGIN_DEFINE(desc) \
+    SB_EXPORT const sb_plugin *serbench_plugin_v1(void); \
+    SB_EXPORT const sb_plugin *serbench_plugin_v1(void) { return &(desc); }
+
+SB_END_DECLS
+
+#endif

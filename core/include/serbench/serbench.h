@@ -1,0 +1,19 @@
+/* serbench/serbench.h — the whole public SDK. A plugin includes this and nothing else
+ * from serbench. */
+#ifndef SERBENCH_H
+#define SERBENCH_H
+
+#include "common.h"
+#include "error.h"
+#include "options.h"
+#include "corpus.h"
+#include "plugin.h"
+#include "audio.h"
+#include "fbank.h"
+#include "hash.h"
+#include "rng.h"
+#include "safetensors.h"
+#include "nn.h"
+#include "metrics.h"
+
+#endif

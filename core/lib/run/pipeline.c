@@ -1,0 +1,1334 @@
+/* core/lib/run/pipeline.c — plan execution (pipeline.h): the stages, their caches in
+ * memory for one invocation, the plugin host, and the per-run train/predict/score. */
+#include "pipeline.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "featstore.h"
+#include "sb_build_config.h"
+#include "util.h"
+
+volatile sig_atomic_t sbi_cancel_requested = 0;
+
+/* ---- the host lent to plugins ------------------------------------------------------ */
+
+typedef struct host_priv {
+    const sbi_ui *ui;
+    char who[160];
+    sbi_progress *prog;
+} host_priv;
+
+static void host_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
+{
+    const host_priv *hp = h->priv;
+    va_list ap;
+    va_start(ap, fmt);
+    sbi_ui_logv(hp->ui, level, hp->who, fmt, ap);
+    va_end(ap);
+}
+
+static void host_progress(const sb_host *h, uint64_t done, uint64_t total)
+{
+    const host_priv *hp = h->priv;
+    if (hp->prog) {
+        hp->prog->total = total;
+        sbi_progress_update(hp->prog, done);
+    }
+}
+
+static int host_cancelled(const sb_host *h)
+{
+    (void)h;
+    return sbi_cancel_requested != 0;
+}
+
+/* Fill host + priv for a plugin instance; cache_dir = ROOT/cache/<plugin>. */
+static sb_status host_init(sb_host *h, host_priv *hp, const sbi_ui *ui, const char *cache_root,
+                           const sbi_instance *in, uint64_t seed, int threads, char *cache_buf,
+                           size_t cache_size, sb_error *err)
+{
+    memset(h, 0, sizeof *h);
+    memset(hp, 0, sizeof *hp);
+    hp->ui = ui;
+    snprintf(hp->who, sizeof hp->who, "%s %s", sb_kind_name(in->kind), in->name);
+    snprintf(cache_buf, cache_size, "%s/cache/%s", cache_root, in->plugin->desc->name);
+    sb_status st = sbi_mkdir_p(cache_buf, err);
+    h->struct_size = sizeof *h;
+    h->priv = hp;
+    h->log = host_log;
+    h->progress = host_progress;
+    h->cancelled = host_cancelled;
+    h->cache_dir = cache_buf;
+    h->seed = seed;
+    h->threads = threads > 0 ? threads : 1;
+    return st;
+}
+
+/* ---- in-memory caches for one invocation ------------------------------------------- */
+
+typedef struct corpus_entry {
+    char inst_key[SB_HASH_HEX];
+    char key[SB_HASH_HEX];
+    sb_corpus *c;
+    unsigned char *excluded;            /* [n] items the dataset plugin warned about */
+    char (*item_keys)[SB_HASH_HEX];     /* [n] computed on demand */
+    unsigned char *item_state;          /* [n] 0 = not computed, 1 = ok, 2 = failed */
+} corpus_entry;
+
+typedef struct labels_entry {
+    char key[SB_HASH_HEX];
+    const corpus_entry *ce;
+    int32_t *labels; /* [n] -1 = none */
+} labels_entry;
+
+typedef struct feat_entry {
+    char enc_key[SB_HASH_HEX];
+    const corpus_entry *ce;
+    int n_layers, dim;
+    float *x;             /* [n, n_layers, dim] */
+    unsigned char *have;  /* [n] */
+} feat_entry;
+
+typedef struct enc_entry {
+    char inst_key[SB_HASH_HEX];
+    char key[SB_HASH_HEX];
+    sb_encoder_info info;
+} enc_entry;
+
+typedef struct ctx {
+    sbi_plan *plan;
+    const sbi_exec_opts *o;
+    const sbi_ui *ui;
+    sbi_store *store;
+    int threads, blas_threads;
+    corpus_entry *corpora;
+    size_t n_corpora;
+    labels_entry *labels;
+    size_t n_labels;
+    feat_entry *feats;
+    size_t n_feats;
+    enc_entry *encs;
+    size_t n_encs;
+    size_t item_failures;
+    pthread_mutex_t lock; /* guards run-level counters when jobs > 1 */
+} ctx;
+
+static void log_info(ctx *c, const char *fmt, ...) SB_PRINTF(2, 3);
+static void log_info(ctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sbi_ui_logv(c->ui, SB_LOG_INFO, NULL, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- corpora ----------------------------------------------------------------------- */
+
+sb_status sbi_load_corpus(const sbi_instance *in, const sbi_ui *ui, const char *cache_root,
+                          sb_corpus **out, sb_error *err)
+{
+    *out = NULL;
+    sb_host h;
+    host_priv hp;
+    char cache[4096];
+    sb_status st = host_init(&h, &hp, ui, cache_root, in, 0, 1, cache, sizeof cache, err);
+    if (st != SB_OK)
+        return st;
+    sb_corpus *c = NULL;
+    st = sb_corpus_create(in->name, &c, err);
+    if (st != SB_OK)
+        return st;
+    const sb_dataset_vtable *vt = in->plugin->desc->vtable;
+    sb_error e = {0};
+    st = vt->load(&h, in->opts, c, &e);
+    if (st != SB_OK) {
+        if (!e.code)
+            sb_error_set(&e, st, in->name, "dataset plugin %s failed without a message",
+                         in->plugin->desc->name);
+        if (err)
+            *err = e;
+        sb_corpus_destroy(&c);
+        return st;
+    }
+    if (sb_corpus_n_classes(c) < 1 && sb_corpus_size(c) > 0) {
+        sb_corpus_destroy(&c);
+        return sb_error_set(err, SB_ERR_PLUGIN, in->name,
+                            "dataset plugin %s declared no label space", in->plugin->desc->name);
+    }
+    *out = c;
+    return SB_OK;
+}
+
+static void hash_utt(sb_hasher *h, const sb_utt *u)
+{
+    char num[128];
+    sb_hasher_str(h, u->id);
+    sb_hasher_str(h, u->dialogue);
+    sb_hasher_str(h, u->speaker);
+    sb_hasher_str(h, u->audio);
+    sb_hasher_str(h, u->text);
+    sb_hasher_str(h, u->split);
+    snprintf(num, sizeof num, "%d|%.17g|%.17g|%d|%d|%.17g", (int)u->turn, u->start, u->end,
+             (int)u->channel, (int)u->label, u->value);
+    sb_hasher_str(h, num);
+}
+
+static sb_status get_corpus(ctx *c, const sbi_instance *in, corpus_entry **out, sb_error *err)
+{
+    for (size_t i = 0; i < c->n_corpora; i++)
+        if (strcmp(c->corpora[i].inst_key, in->key) == 0) {
+            *out = &c->corpora[i];
+            return SB_OK;
+        }
+    double t0 = sbi_now();
+    sb_corpus *corp = NULL;
+    sb_status st = sbi_load_corpus(in, c->ui, c->store->root, &corp, err);
+    if (st != SB_OK)
+        return st;
+    corpus_entry *ne = realloc(c->corpora, (c->n_corpora + 1) * sizeof *ne);
+    if (!ne) {
+        sb_corpus_destroy(&corp);
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    c->corpora = ne;
+    corpus_entry *e = &c->corpora[c->n_corpora];
+    memset(e, 0, sizeof *e);
+    snprintf(e->inst_key, sizeof e->inst_key, "%s", in->key);
+    e->c = corp;
+    size_t n = sb_corpus_size(corp);
+    e->excluded = calloc(n + 1, 1);
+    e->item_keys = calloc(n + 1, sizeof *e->item_keys);
+    e->item_state = calloc(n + 1, 1);
+    if (!e->excluded || !e->item_keys || !e->item_state) {
+        free(e->excluded);
+        free(e->item_keys);
+        free(e->item_state);
+        sb_corpus_destroy(&corp);
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    c->n_corpora++;
+    sb_hasher *h = sb_hasher_create();
+    char *canon = json_dumps(in->canon, JSON_COMPACT | JSON_SORT_KEYS);
+    sb_hasher_str(h, "corpus/1");
+    sb_hasher_str(h, canon);
+    free(canon);
+    sb_hasher_str(h, sb_corpus_label_space(corp));
+    for (int k = 0; k < sb_corpus_n_classes(corp); k++)
+        sb_hasher_str(h, sb_corpus_class(corp, k));
+    for (size_t i = 0; i < n; i++)
+        hash_utt(h, sb_corpus_utt(corp, i));
+    sb_hasher_hex(h, e->key);
+    sb_hasher_destroy(&h);
+    size_t nw = sb_corpus_n_warnings(corp);
+    for (size_t i = 0; i < nw; i++) {
+        const char *id = NULL;
+        const char *msg = sb_corpus_warning(corp, i, &id);
+        long k = id ? sb_corpus_find(corp, id) : -1;
+        if (k >= 0)
+            e->excluded[k] = 1;
+        if (i < 20)
+            sbi_ui_log(c->ui, SB_LOG_WARN, in->name, "utterance %s: %s (left out)", id ? id : "?",
+                       msg);
+    }
+    if (nw > 20)
+        sbi_ui_log(c->ui, SB_LOG_WARN, in->name, "... and %zu more problems with single items",
+                   nw - 20);
+    c->item_failures += nw;
+    log_info(c, "corpus %s: %zu utterances, %d classes (%s), loaded in %.2f s", in->name, n,
+             sb_corpus_n_classes(corp), sb_corpus_label_space(corp) ? sb_corpus_label_space(corp) : "-",
+             sbi_now() - t0);
+    *out = e;
+    return SB_OK;
+}
+
+/* Items of corpus e in `split`, as indices; checks the split is not empty. */
+static sb_status split_items(const corpus_entry *e, const char *split, const char *what,
+                             size_t **idx, size_t *n, sb_error *err)
+{
+    size_t total = sb_corpus_size(e->c), k = 0;
+    size_t *v = malloc((total + 1) * sizeof *v);
+    if (!v)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < total; i++)
+        if (strcmp(sb_corpus_utt(e->c, i)->split, split) == 0)
+            v[k++] = i;
+    if (k == 0) {
+        /* Name the splits that exist. */
+        sbi_buf b = {0};
+        for (size_t i = 0; i < total; i++) {
+            const char *s = sb_corpus_utt(e->c, i)->split;
+            int seen = 0;
+            for (size_t j = 0; j < i && !seen; j++)
+                seen = strcmp(sb_corpus_utt(e->c, j)->split, s) == 0;
+            if (!seen)
+                sbi_buf_printf(&b, "%s%s", b.len ? ", " : "", s);
+        }
+        sb_status st = sb_error_set(err, SB_ERR_CONFIG, what,
+                                    "dataset %s has no utterances in split '%s' (its splits: %s)",
+                                    sb_corpus_name(e->c), split, b.s ? b.s : "none");
+        sbi_buf_free(&b);
+        free(v);
+        return st;
+    }
+    *idx = v;
+    *n = k;
+    return SB_OK;
+}
+
+/* ---- labels ------------------------------------------------------------------------ */
+
+struct sb_label_sink {
+    ctx *c;
+    sbi_store *store;
+    const char *stage_key;
+    const corpus_entry *ce;
+    int32_t *labels;
+    size_t n_ok, n_fail, n_todo;
+    sbi_progress *prog;
+    pthread_mutex_t lock;
+    sqlite3_stmt *put, *fail;
+};
+
+sb_status sb_label_put(sb_label_sink *s, size_t utt, int32_t label, double confidence,
+                       const char *raw)
+{
+    if (!s || utt >= sb_corpus_size(s->ce->c))
+        return SB_ERR_INVALID;
+    int nc = sb_corpus_n_classes(s->ce->c);
+    if (label < 0 || label >= nc)
+        return sb_label_fail(s, utt, "label index outside the label space (plugin bug)");
+    pthread_mutex_lock(&s->lock);
+    const sb_utt *u = sb_corpus_utt(s->ce->c, utt);
+    sqlite3_bind_text(s->put, 1, s->stage_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->put, 2, u->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s->put, 3, label);
+    sqlite3_bind_text(s->put, 4, sb_corpus_class(s->ce->c, label), -1, SQLITE_STATIC);
+    if (confidence >= 0)
+        sqlite3_bind_double(s->put, 5, confidence);
+    else
+        sqlite3_bind_null(s->put, 5);
+    if (raw)
+        sqlite3_bind_text(s->put, 6, raw, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(s->put, 6);
+    sb_status st = sbi_store_step_done(s->store, s->put, NULL);
+    sqlite3_clear_bindings(s->put);
+    if (st == SB_OK) {
+        s->labels[utt] = label;
+        s->n_ok++;
+        if (s->prog)
+            sbi_progress_update(s->prog, s->n_ok + s->n_fail);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return st;
+}
+
+sb_status sb_label_fail(sb_label_sink *s, size_t utt, const char *reason)
+{
+    if (!s || utt >= sb_corpus_size(s->ce->c))
+        return SB_ERR_INVALID;
+    pthread_mutex_lock(&s->lock);
+    const sb_utt *u = sb_corpus_utt(s->ce->c, utt);
+    sqlite3_bind_text(s->fail, 1, s->stage_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->fail, 2, u->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->fail, 3, reason ? reason : "unknown", -1, SQLITE_TRANSIENT);
+    sb_status st = sbi_store_step_done(s->store, s->fail, NULL);
+    s->n_fail++;
+    if (s->n_fail <= 20)
+        sbi_ui_log(s->c->ui, SB_LOG_WARN, "labels", "utterance %s: %s", u->id,
+                   reason ? reason : "unknown");
+    pthread_mutex_unlock(&s->lock);
+    return st;
+}
+
+static sb_status get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref,
+                            corpus_entry *ce, labels_entry **out, sb_error *err)
+{
+    const sbi_instance *in = sbi_run_instance(r, SB_KIND_LABELLER, ref->labels);
+    char key[SB_HASH_HEX];
+    sb_hasher *h = sb_hasher_create();
+    char *canon = json_dumps(in->canon, JSON_COMPACT | JSON_SORT_KEYS);
+    sb_hasher_str(h, "labels/1");
+    sb_hasher_str(h, canon);
+    sb_hasher_str(h, ce->key);
+    sb_hasher_hex(h, key);
+    sb_hasher_destroy(&h);
+    free(canon);
+    for (size_t i = 0; i < c->n_labels; i++)
+        if (strcmp(c->labels[i].key, key) == 0) {
+            *out = &c->labels[i];
+            return SB_OK;
+        }
+    size_t n = sb_corpus_size(ce->c);
+    labels_entry *nl = realloc(c->labels, (c->n_labels + 1) * sizeof *nl);
+    if (!nl)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    c->labels = nl;
+    labels_entry *le = &c->labels[c->n_labels];
+    memset(le, 0, sizeof *le);
+    snprintf(le->key, sizeof le->key, "%s", key);
+    le->ce = ce;
+    le->labels = malloc((n + 1) * sizeof *le->labels);
+    if (!le->labels)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        le->labels[i] = -1;
+    c->n_labels++;
+
+    /* What the store already has. */
+    sqlite3_stmt *q = NULL;
+    sb_status st = sbi_store_prepare(c->store, "SELECT utt_id, label FROM labels WHERE stage_key=?1",
+                                     &q, err);
+    if (st != SB_OK)
+        return st;
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    size_t have = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        long k = sb_corpus_find(ce->c, (const char *)sqlite3_column_text(q, 0));
+        int lab = sqlite3_column_int(q, 1);
+        if (k >= 0 && lab >= 0 && lab < sb_corpus_n_classes(ce->c)) {
+            le->labels[k] = lab;
+            have++;
+        }
+    }
+    sqlite3_finalize(q);
+    char desc[256];
+    snprintf(desc, sizeof desc, "labels %s on %s", in->name, sb_corpus_name(ce->c));
+    if (sbi_store_stage_complete(c->store, key)) {
+        sbi_ui_log(c->ui, SB_LOG_DEBUG, NULL, "%s: complete in store (%zu labels)", desc, have);
+        *out = le;
+        return SB_OK;
+    }
+    /* Label what is missing (everything not yet labelled and not excluded). */
+    size_t *todo = malloc((n + 1) * sizeof *todo), nt = 0;
+    if (!todo)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        if (le->labels[i] < 0 && !ce->excluded[i])
+            todo[nt++] = i;
+    sb_label_sink sink = {.c = c, .store = c->store, .stage_key = key, .ce = ce,
+                          .labels = le->labels, .n_todo = nt};
+    pthread_mutex_init(&sink.lock, NULL);
+    sbi_progress prog;
+    sbi_progress_start(&prog, c->ui, desc, nt);
+    sink.prog = &prog;
+    st = sbi_store_stage_mark(c->store, key, "labels", desc, "running", NULL, err);
+    if (st == SB_OK)
+        st = sbi_store_prepare(c->store, "INSERT OR REPLACE INTO labels VALUES(?1,?2,?3,?4,?5,?6)",
+                               &sink.put, err);
+    if (st == SB_OK)
+        st = sbi_store_prepare(c->store,
+                               "INSERT OR REPLACE INTO item_failures VALUES(?1,?2,?3)", &sink.fail,
+                               err);
+    if (st == SB_OK)
+        st = sbi_store_exec(c->store, "DELETE FROM item_failures WHERE stage_key IS NULL", err);
+    void *inst = NULL;
+    const sb_labeller_vtable *vt = in->plugin->desc->vtable;
+    sb_host host;
+    host_priv hp;
+    char cache[4096];
+    if (st == SB_OK)
+        st = host_init(&host, &hp, c->ui, c->store->root, in, (uint64_t)r->seed, c->threads, cache,
+                       sizeof cache, err);
+    hp.prog = &prog;
+    if (st == SB_OK) {
+        sb_error e = {0};
+        st = vt->create(&host, in->opts, &inst, &e);
+        if (st == SB_OK)
+            st = vt->label(inst, ce->c, todo, nt, &sink, &e);
+        if (inst)
+            vt->destroy(inst);
+        if (st != SB_OK && err) {
+            if (!e.code)
+                sb_error_set(&e, st, in->name, "labeller %s failed", in->plugin->desc->name);
+            *err = e;
+        }
+    }
+    sqlite3_finalize(sink.put);
+    sqlite3_finalize(sink.fail);
+    pthread_mutex_destroy(&sink.lock);
+    free(todo);
+    c->item_failures += sink.n_fail;
+    if (st != SB_OK)
+        return st;
+    char summary[160];
+    snprintf(summary, sizeof summary, "%zu labelled, %zu failed, %zu from the store", sink.n_ok,
+             sink.n_fail, have);
+    sbi_progress_finish(&prog, summary);
+    if (sink.n_fail == 0)
+        st = sbi_store_stage_mark(c->store, key, "labels", desc, "complete", NULL, err);
+    *out = le;
+    return st;
+}
+
+/* ---- features ---------------------------------------------------------------------- */
+
+static sb_status get_encoder(ctx *c, const sbi_instance *in, enc_entry **out, sb_error *err)
+{
+    for (size_t i = 0; i < c->n_encs; i++)
+        if (strcmp(c->encs[i].inst_key, in->key) == 0) {
+            *out = &c->encs[i];
+            return SB_OK;
+        }
+    /* Create once to learn info and fingerprint. */
+    const sb_encoder_vtable *vt = in->plugin->desc->vtable;
+    sb_host host;
+    host_priv hp;
+    char cache[4096];
+    sb_status st = host_init(&host, &hp, c->ui, c->store->root, in, 0, c->threads, cache,
+                             sizeof cache, err);
+    void *inst = NULL;
+    sb_error e = {0};
+    enc_entry ne;
+    memset(&ne, 0, sizeof ne);
+    ne.info.struct_size = sizeof ne.info;
+    char fp[128] = "";
+    if (st == SB_OK)
+        st = vt->create(&host, in->opts, &inst, &e);
+    if (st == SB_OK)
+        st = vt->info(inst, &ne.info, &e);
+    if (st == SB_OK && vt->fingerprint)
+        st = vt->fingerprint(inst, fp, &e);
+    if (inst)
+        vt->destroy(inst);
+    if (st == SB_OK && (ne.info.n_layers < 1 || ne.info.dim < 1 || ne.info.sample_rate < 1000))
+        st = sb_error_set(&e, SB_ERR_PLUGIN, in->name,
+                          "encoder plugin %s reports n_layers=%d dim=%d sample_rate=%d",
+                          in->plugin->desc->name, ne.info.n_layers, ne.info.dim,
+                          ne.info.sample_rate);
+    if (st != SB_OK) {
+        if (err)
+            *err = e;
+        return st;
+    }
+    fp[sizeof fp - 1] = '\0';
+    sb_hasher *h = sb_hasher_create();
+    char *canon = json_dumps(in->canon, JSON_COMPACT | JSON_SORT_KEYS);
+    sb_hasher_str(h, "encoder/1");
+    sb_hasher_str(h, canon);
+    sb_hasher_str(h, fp);
+    sb_hasher_hex(h, ne.key);
+    sb_hasher_destroy(&h);
+    free(canon);
+    snprintf(ne.inst_key, sizeof ne.inst_key, "%s", in->key);
+    enc_entry *arr = realloc(c->encs, (c->n_encs + 1) * sizeof *arr);
+    if (!arr)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    c->encs = arr;
+    c->encs[c->n_encs] = ne;
+    *out = &c->encs[c->n_encs++];
+    return SB_OK;
+}
+
+static sb_status item_key(ctx *c, corpus_entry *ce, size_t i, int rate, sb_error *err)
+{
+    if (ce->item_state[i])
+        return ce->item_state[i] == 1 ? SB_OK : SB_ERR_AUDIO;
+    const sb_utt *u = sb_corpus_utt(ce->c, i);
+    char fh[SB_HASH_HEX];
+    sb_status st = sbi_store_file_hash(c->store, u->audio, fh, err);
+    if (st != SB_OK) {
+        ce->item_state[i] = 2;
+        return st;
+    }
+    char buf[256];
+    snprintf(buf, sizeof buf, "item/1|%s|%.17g|%.17g|%d|%d", fh, u->start, u->end, (int)u->channel,
+             rate);
+    sb_hash_hex(buf, strlen(buf), ce->item_keys[i]);
+    ce->item_state[i] = 1;
+    return SB_OK;
+}
+
+static void record_item_failure(ctx *c, const char *stage_key, const sb_utt *u, const char *why)
+{
+    sqlite3_stmt *q = NULL;
+    if (sbi_store_prepare(c->store, "INSERT OR REPLACE INTO item_failures VALUES(?1,?2,?3)", &q,
+                          NULL) == SB_OK) {
+        sqlite3_bind_text(q, 1, stage_key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, u->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 3, why, -1, SQLITE_STATIC);
+        sbi_store_step_done(c->store, q, NULL);
+        sqlite3_finalize(q);
+    }
+    c->item_failures++;
+}
+
+/* Ensure features of encoder `in` for items idx[0..n) of corpus ce; fills a feat_entry. */
+static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, corpus_entry *ce,
+                              const size_t *idx, size_t n, feat_entry **out, sb_error *err)
+{
+    enc_entry *ee = NULL;
+    sb_status st = get_encoder(c, in, &ee, err);
+    if (st != SB_OK)
+        return st;
+    feat_entry *fe = NULL;
+    for (size_t i = 0; i < c->n_feats && !fe; i++)
+        if (strcmp(c->feats[i].enc_key, ee->key) == 0 && c->feats[i].ce == ce)
+            fe = &c->feats[i];
+    size_t total = sb_corpus_size(ce->c);
+    int L = ee->info.n_layers, D = ee->info.dim;
+    size_t width = (size_t)L * (size_t)D;
+    if (!fe) {
+        feat_entry *arr = realloc(c->feats, (c->n_feats + 1) * sizeof *arr);
+        if (!arr)
+            return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+        c->feats = arr;
+        fe = &c->feats[c->n_feats];
+        memset(fe, 0, sizeof *fe);
+        snprintf(fe->enc_key, sizeof fe->enc_key, "%s", ee->key);
+        fe->ce = ce;
+        fe->n_layers = L;
+        fe->dim = D;
+        fe->x = calloc((total ? total : 1) * width, sizeof(float));
+        fe->have = calloc(total + 1, 1);
+        if (!fe->x || !fe->have) {
+            free(fe->x);
+            free(fe->have);
+            return sb_error_set(err, SB_ERR_NOMEM, NULL,
+                                "out of memory for features of %zu utterances × %zu floats", total,
+                                width);
+        }
+        c->n_feats++;
+    }
+    *out = fe;
+    /* 1. read what the store has; list what must be computed */
+    sbi_feat_reader *rd = NULL;
+    st = sbi_feat_reader_create(c->store, ee->key, L, D, &rd, err);
+    if (st != SB_OK)
+        return st;
+    size_t *todo = malloc((n + 1) * sizeof *todo), nt = 0, cached = 0;
+    if (!todo) {
+        sbi_feat_reader_destroy(&rd);
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    for (size_t k = 0; k < n; k++) {
+        size_t i = idx[k];
+        if (fe->have[i] || ce->excluded[i])
+            continue;
+        sb_error e = {0};
+        if (item_key(c, ce, i, ee->info.sample_rate, &e) != SB_OK) {
+            if (ce->item_state[i] == 2 && e.code) {
+                const sb_utt *u = sb_corpus_utt(ce->c, i);
+                sbi_ui_log(c->ui, SB_LOG_WARN, in->name, "utterance %s: %s", u->id, e.msg);
+                record_item_failure(c, ee->key, u, e.msg);
+            }
+            continue;
+        }
+        sb_error e2 = {0};
+        st = sbi_feat_read(rd, ce->item_keys[i], fe->x + i * width, &e2);
+        if (st == SB_OK) {
+            fe->have[i] = 1;
+            cached++;
+        } else if (st == SB_ERR_NOT_FOUND) {
+            todo[nt++] = i;
+        } else {
+            sbi_feat_reader_destroy(&rd);
+            free(todo);
+            if (err)
+                *err = e2;
+            return st;
+        }
+    }
+    sbi_feat_reader_destroy(&rd);
+    if (nt == 0) {
+        free(todo);
+        return SB_OK;
+    }
+    /* 2. encode the rest, chunk by chunk */
+    char desc[256];
+    snprintf(desc, sizeof desc, "features %s on %s", in->name, sb_corpus_name(ce->c));
+    log_info(c, "%s: %zu stored, %zu to compute", desc, cached, nt);
+    const sb_encoder_vtable *vt = in->plugin->desc->vtable;
+    sb_host host;
+    host_priv hp;
+    char cache[4096];
+    st = host_init(&host, &hp, c->ui, c->store->root, in, (uint64_t)r->seed, c->threads, cache,
+                   sizeof cache, err);
+    void *inst = NULL;
+    sb_error e = {0};
+    if (st == SB_OK)
+        st = vt->create(&host, in->opts, &inst, &e);
+    sbi_feat_writer *w = NULL;
+    char *enc_json = json_dumps(in->canon, JSON_COMPACT | JSON_SORT_KEYS);
+    if (st == SB_OK)
+        st = sbi_feat_writer_create(c->store, ee->key, enc_json, L, D, &w, &e);
+    free(enc_json);
+    sbi_progress prog;
+    sbi_progress_start(&prog, c->ui, desc, nt);
+    size_t done = 0, failed = 0;
+    double audio_s = 0;
+    for (size_t k = 0; st == SB_OK && k < nt; k++) {
+        if (sbi_cancel_requested) {
+            st = sb_error_set(&e, SB_ERR_CANCELLED, desc, "interrupted; rerun to resume");
+            break;
+        }
+        size_t i = todo[k];
+        const sb_utt *u = sb_corpus_utt(ce->c, i);
+        float *audio = NULL;
+        size_t ns = 0;
+        sb_error ae = {0};
+        if (sb_audio_load(u->audio, u->start, u->end, u->channel, ee->info.sample_rate, &audio, &ns,
+                          &ae) != SB_OK) {
+            sbi_ui_log(c->ui, SB_LOG_WARN, in->name, "utterance %s: %s%s%s (left out)", u->id,
+                       ae.where, ae.where[0] ? ": " : "", ae.msg);
+            record_item_failure(c, ee->key, u, ae.msg);
+            failed++;
+            continue;
+        }
+        audio_s += (double)ns / ee->info.sample_rate;
+        sb_error ee2 = {0};
+        sb_status es = vt->encode(inst, audio, ns, fe->x + i * width, &ee2);
+        sb_free(audio);
+        if (es != SB_OK) {
+            sbi_ui_log(c->ui, SB_LOG_WARN, in->name, "utterance %s: %s (left out)", u->id,
+                       ee2.msg[0] ? ee2.msg : sb_strerror(es));
+            record_item_failure(c, ee->key, u, ee2.msg);
+            failed++;
+            continue;
+        }
+        int finite = 1;
+        for (size_t j = 0; j < width && finite; j++)
+            finite = isfinite(fe->x[i * width + j]);
+        if (!finite) {
+            sbi_ui_log(c->ui, SB_LOG_WARN, in->name,
+                       "utterance %s: encoder produced NaN/Inf (left out)", u->id);
+            record_item_failure(c, ee->key, u, "encoder produced NaN/Inf");
+            failed++;
+            continue;
+        }
+        st = sbi_feat_writer_add(w, ce->item_keys[i], fe->x + i * width, &e);
+        fe->have[i] = 1;
+        done++;
+        sbi_progress_update(&prog, done + failed);
+    }
+    sb_status fst = w ? sbi_feat_writer_flush(w, st == SB_OK ? &e : NULL) : SB_OK;
+    if (st == SB_OK)
+        st = fst;
+    sbi_feat_writer_destroy(&w);
+    if (inst)
+        vt->destroy(inst);
+    free(todo);
+    if (st != SB_OK) {
+        if (err)
+            *err = e;
+        return st;
+    }
+    char summary[200];
+    double el = sbi_now() - prog.t0;
+    snprintf(summary, sizeof summary, "%zu encoded, %zu failed, %.1f s of audio (%.0f× real time)",
+             done, failed, audio_s, el > 0 ? audio_s / el : 0.0);
+    sbi_progress_finish(&prog, summary);
+    return SB_OK;
+}
+
+/* ---- one run ----------------------------------------------------------------------- */
+
+typedef struct split_data {
+    sb_head_data hd;
+    size_t *idx;         /* corpus indices */
+    float *x;
+    int32_t *y;
+    const char **ids, **dlg;
+    int32_t *turn;
+} split_data;
+
+static void split_data_free(split_data *s)
+{
+    free(s->idx);
+    free(s->x);
+    free(s->y);
+    free(s->ids);
+    free(s->dlg);
+    free(s->turn);
+    memset(s, 0, sizeof *s);
+}
+
+/* Gather the items of a split that have a target label and features. */
+static sb_status gather(const feat_entry *fe, const labels_entry *le, const size_t *idx, size_t n,
+                        int n_classes, split_data *out, sb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t width = (size_t)fe->n_layers * (size_t)fe->dim;
+    out->idx = malloc((n + 1) * sizeof *out->idx);
+    out->x = malloc((n + 1) * width * sizeof(float));
+    out->y = malloc((n + 1) * sizeof *out->y);
+    out->ids = malloc((n + 1) * sizeof *out->ids);
+    out->dlg = malloc((n + 1) * sizeof *out->dlg);
+    out->turn = malloc((n + 1) * sizeof *out->turn);
+    if (!out->idx || !out->x || !out->y || !out->ids || !out->dlg || !out->turn) {
+        split_data_free(out);
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    size_t k = 0;
+    for (size_t j = 0; j < n; j++) {
+        size_t i = idx[j];
+        if (!fe->have[i] || le->labels[i] < 0)
+            continue;
+        const sb_utt *u = sb_corpus_utt(fe->ce->c, i);
+        out->idx[k] = i;
+        memcpy(out->x + k * width, fe->x + i * width, width * sizeof(float));
+        out->y[k] = le->labels[i];
+        out->ids[k] = u->id;
+        out->dlg[k] = u->dialogue;
+        out->turn[k] = u->turn;
+        k++;
+    }
+    sb_head_data *h = &out->hd;
+    h->struct_size = sizeof *h;
+    h->n = k;
+    h->n_layers = fe->n_layers;
+    h->dim = fe->dim;
+    h->x = out->x;
+    h->n_classes = n_classes;
+    h->y = out->y;
+    h->value = NULL;
+    h->utt_id = out->ids;
+    h->dialogue = out->dlg;
+    h->turn = out->turn;
+    return SB_OK;
+}
+
+typedef struct run_inputs {
+    corpus_entry *ce_train, *ce_dev;
+    labels_entry *le_train, *le_dev;
+    feat_entry *fe_train, *fe_dev;
+    size_t *idx_train, *idx_dev;
+    size_t n_train, n_dev;
+    corpus_entry **ce_test;
+    labels_entry **le_test;
+    feat_entry **fe_test;
+    size_t **idx_test;
+    size_t *n_test;
+    char inputs_key[SB_HASH_HEX];
+} run_inputs;
+
+static void run_inputs_free(run_inputs *ri, size_t n_tests)
+{
+    free(ri->idx_train);
+    free(ri->idx_dev);
+    for (size_t i = 0; ri->idx_test && i < n_tests; i++)
+        free(ri->idx_test[i]);
+    free(ri->idx_test);
+    free(ri->n_test);
+    free(ri->ce_test);
+    free(ri->le_test);
+    free(ri->fe_test);
+}
+
+static sb_status prepare_split(ctx *c, const sbi_run *r, const sbi_split_ref *ref, const char *what,
+                               corpus_entry **ce, labels_entry **le, feat_entry **fe, size_t **idx,
+                               size_t *n, sb_error *err)
+{
+    const sbi_instance *ds = sbi_run_instance(r, SB_KIND_DATASET, ref->dataset);
+    sb_status st = get_corpus(c, ds, ce, err);
+    if (st == SB_OK)
+        st = split_items(*ce, ref->split, what, idx, n, err);
+    if (st == SB_OK && c->o->stage != SBI_STAGE_FEATURES)
+        st = get_labels(c, r, ref, *ce, le, err);
+    if (st == SB_OK && c->o->stage != SBI_STAGE_LABELS)
+        st = get_features(c, r, sbi_run_instance(r, SB_KIND_ENCODER, r->encoder), *ce, *idx, *n,
+                          fe, err);
+    return st;
+}
+
+static sb_status prepare_run(ctx *c, const sbi_run *r, run_inputs *ri, sb_error *err)
+{
+    memset(ri, 0, sizeof *ri);
+    sb_status st = prepare_split(c, r, &r->train, "experiment.train", &ri->ce_train, &ri->le_train,
+                                 &ri->fe_train, &ri->idx_train, &ri->n_train, err);
+    if (st == SB_OK && r->has_dev)
+        st = prepare_split(c, r, &r->dev, "experiment.dev", &ri->ce_dev, &ri->le_dev, &ri->fe_dev,
+                           &ri->idx_dev, &ri->n_dev, err);
+    size_t nt = r->n_tests;
+    ri->ce_test = calloc(nt, sizeof *ri->ce_test);
+    ri->le_test = calloc(nt, sizeof *ri->le_test);
+    ri->fe_test = calloc(nt, sizeof *ri->fe_test);
+    ri->idx_test = calloc(nt, sizeof *ri->idx_test);
+    ri->n_test = calloc(nt, sizeof *ri->n_test);
+    if (!ri->ce_test || !ri->le_test || !ri->fe_test || !ri->idx_test || !ri->n_test)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    for (size_t i = 0; st == SB_OK && i < nt; i++)
+        st = prepare_split(c, r, &r->tests[i], "experiment.test", &ri->ce_test[i], &ri->le_test[i],
+                           &ri->fe_test[i], &ri->idx_test[i], &ri->n_test[i], err);
+    if (st != SB_OK || c->o->stage != SBI_STAGE_ALL)
+        return st;
+    /* Test sets must share the training label space (label maps arrive with evaluation). */
+    const sb_corpus *tc = ri->ce_train->c;
+    for (size_t i = 0; i < nt; i++) {
+        const sb_corpus *x = ri->ce_test[i]->c;
+        int same = sb_corpus_n_classes(x) == sb_corpus_n_classes(tc);
+        for (int k = 0; same && k < sb_corpus_n_classes(tc); k++)
+            same = strcmp(sb_corpus_class(x, k), sb_corpus_class(tc, k)) == 0;
+        if (!same)
+            return sb_error_set(err, SB_ERR_CONFIG, r->tests[i].name,
+                                "test set %s has a different label space (%s) from the training "
+                                "corpus (%s); test on a corpus with the same classes",
+                                r->tests[i].name, sb_corpus_label_space(x),
+                                sb_corpus_label_space(tc));
+    }
+    /* The inputs key: everything the run reads, by content. */
+    sb_hasher *h = sb_hasher_create();
+    sb_hasher_str(h, r->run_id);
+    feat_entry *fes[2] = {ri->fe_train, ri->fe_dev};
+    labels_entry *les[2] = {ri->le_train, ri->le_dev};
+    size_t *idxs[2] = {ri->idx_train, ri->idx_dev};
+    size_t ns[2] = {ri->n_train, ri->n_dev};
+    for (size_t s = 0; s < 2 + nt; s++) {
+        feat_entry *fe = s < 2 ? fes[s] : ri->fe_test[s - 2];
+        labels_entry *le = s < 2 ? les[s] : ri->le_test[s - 2];
+        size_t *idx = s < 2 ? idxs[s] : ri->idx_test[s - 2];
+        size_t n = s < 2 ? ns[s] : ri->n_test[s - 2];
+        if (!fe)
+            continue;
+        sb_hasher_str(h, fe->ce->key);
+        sb_hasher_str(h, le->key);
+        sb_hasher_str(h, fe->enc_key);
+        for (size_t j = 0; j < n; j++)
+            sb_hasher_str(h, fe->have[idx[j]] ? fe->ce->item_keys[idx[j]] : "-");
+    }
+    sb_hasher_hex(h, ri->inputs_key);
+    sb_hasher_destroy(&h);
+    return SB_OK;
+}
+
+static json_t *provenance(ctx *c, const sbi_run *r, double seconds)
+{
+    json_t *pl = json_object();
+    for (size_t i = 0; i < r->n_inst; i++) {
+        const sbi_plugin *p = r->inst[i].plugin;
+        json_object_set_new(pl, p->desc->name,
+                            json_pack("{s:s, s:s, s:s, s:s}", "kind", sb_kind_name(p->desc->kind),
+                                      "version", p->desc->version, "path", p->path, "file_hash",
+                                      p->file_hash));
+    }
+    struct utsname un;
+    char host[256] = "?";
+    if (uname(&un) == 0)
+        snprintf(host, sizeof host, "%s %s %s", un.nodename, un.sysname, un.machine);
+    return json_pack("{s:s, s:s, s:o, s:s, s:i, s:i, s:i, s:s, s:I, s:f}", "serbench", SB_VERSION,
+                     "git_describe", SB_GIT_DESCRIBE, "plugins", pl, "blas", openblas_get_config(),
+                     "threads", c->threads, "blas_threads", c->blas_threads, "jobs", c->o->jobs,
+                     "host", host, "seed", (json_int_t)r->seed, "seconds", seconds);
+}
+
+static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_inputs *ri,
+                         sb_error *err)
+{
+    double t0 = sbi_now();
+    char now[32];
+    sbi_utc_now(now);
+    char *cfg = json_dumps(r->config, JSON_COMPACT | JSON_SORT_KEYS);
+    sqlite3_stmt *q = NULL;
+    sb_status st = sbi_store_prepare(
+        store,
+        "INSERT INTO runs(run_id, group_id, seed, config, status, created, started)"
+        " VALUES(?1, ?2, ?3, ?4, 'running', ?5, ?5) ON CONFLICT(run_id) DO UPDATE SET"
+        " status='running', started=?5, error=NULL",
+        &q, err);
+    if (st == SB_OK) {
+        sqlite3_bind_text(q, 1, r->run_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, r->group_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, r->seed);
+        sqlite3_bind_text(q, 4, cfg, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 5, now, -1, SQLITE_STATIC);
+        st = sbi_store_step_done(store, q, err);
+        sqlite3_finalize(q);
+    }
+    free(cfg);
+    if (st != SB_OK)
+        return st;
+
+    const sbi_instance *hin = sbi_run_instance(r, SB_KIND_HEAD, r->head);
+    const sb_head_vtable *vt = hin->plugin->desc->vtable;
+    int K = sb_corpus_n_classes(ri->ce_train->c);
+    split_data tr, dv;
+    memset(&dv, 0, sizeof dv);
+    st = gather(ri->fe_train, ri->le_train, ri->idx_train, ri->n_train, K, &tr, err);
+    if (st == SB_OK && r->has_dev)
+        st = gather(ri->fe_dev, ri->le_dev, ri->idx_dev, ri->n_dev, K, &dv, err);
+    if (st == SB_OK && !r->has_dev) {
+        dv.hd = tr.hd;
+        dv.hd.n = 0;
+    }
+    sb_host host;
+    host_priv hp;
+    char cache[4096];
+    char who[64];
+    snprintf(who, sizeof who, "run %.8s", r->run_id);
+    if (st == SB_OK)
+        st = host_init(&host, &hp, c->ui, c->store->root, hin, (uint64_t)r->seed, c->blas_threads,
+                       cache, sizeof cache, err);
+    void *inst = NULL;
+    sb_error e = {0};
+    if (st == SB_OK && tr.hd.n == 0)
+        st = sb_error_set(&e, SB_ERR_CONFIG, "experiment.train",
+                          "no training utterance has both a label and features");
+    if (st == SB_OK)
+        st = vt->create(&host, hin->opts, tr.hd.n_layers, tr.hd.dim, K, &inst, &e);
+    if (st == SB_OK)
+        st = vt->train(inst, &tr.hd, &dv.hd, &e);
+
+    /* Predict and score each test set; write everything in one transaction. */
+    json_t *results = json_array();
+    for (size_t t = 0; st == SB_OK && t < r->n_tests; t++) {
+        split_data te;
+        st = gather(ri->fe_test[t], ri->le_test[t], ri->idx_test[t], ri->n_test[t], K, &te, &e);
+        if (st != SB_OK)
+            break;
+        float *probs = malloc((te.hd.n + 1) * (size_t)K * sizeof(float));
+        int32_t *pred = malloc((te.hd.n + 1) * sizeof(int32_t));
+        if (!probs || !pred)
+            st = sb_error_set(&e, SB_ERR_NOMEM, NULL, "out of memory");
+        if (st == SB_OK && te.hd.n == 0)
+            st = sb_error_set(&e, SB_ERR_CONFIG, r->tests[t].name,
+                              "test set %s has no utterance with a label and features",
+                              r->tests[t].name);
+        if (st == SB_OK)
+            st = vt->predict(inst, &te.hd, probs, &e);
+        sb_cls_metrics m;
+        memset(&m, 0, sizeof m);
+        if (st == SB_OK) {
+            for (size_t i = 0; i < te.hd.n; i++) {
+                int best = 0;
+                for (int k = 1; k < K; k++)
+                    if (probs[i * (size_t)K + (size_t)k] > probs[i * (size_t)K + (size_t)best])
+                        best = k;
+                pred[i] = best;
+            }
+            st = sb_metrics_classify(te.y, pred, te.hd.n, K, &m, &e);
+        }
+        if (st == SB_OK) {
+            json_t *preds = json_array();
+            for (size_t i = 0; i < te.hd.n; i++) {
+                json_t *pv = json_array();
+                for (int k = 0; k < K; k++)
+                    json_array_append_new(pv, json_real(probs[i * (size_t)K + (size_t)k]));
+                json_array_append_new(preds, json_pack("{s:s, s:i, s:i, s:o}", "id", te.ids[i],
+                                                       "gold", te.y[i], "pred", pred[i], "probs",
+                                                       pv));
+            }
+            json_t *mj = json_object();
+            for (const char *const *name = sb_metrics_names(); *name; name++) {
+                double v;
+                if (sb_metrics_get(&m, *name, &v) == 0)
+                    json_object_set_new(mj, *name, json_real(v));
+            }
+            json_array_append_new(results, json_pack("{s:s, s:o, s:o, s:I}", "test",
+                                                     r->tests[t].name, "metrics", mj, "predictions",
+                                                     preds, "n", (json_int_t)te.hd.n));
+        }
+        sb_cls_metrics_free(&m);
+        free(probs);
+        free(pred);
+        split_data_free(&te);
+    }
+    if (inst)
+        vt->destroy(inst);
+    split_data_free(&tr);
+    if (r->has_dev)
+        split_data_free(&dv);
+
+    double secs = sbi_now() - t0;
+    sbi_utc_now(now);
+    if (st != SB_OK) {
+        char msg[2200];
+        sb_error_format(&e, msg, sizeof msg);
+        if (sbi_store_prepare(store, "UPDATE runs SET status='failed', error=?2, finished=?3"
+                                     " WHERE run_id=?1", &q, NULL) == SB_OK) {
+            sqlite3_bind_text(q, 1, r->run_id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(q, 2, msg, -1, SQLITE_STATIC);
+            sqlite3_bind_text(q, 3, now, -1, SQLITE_STATIC);
+            sbi_store_step_done(store, q, NULL);
+            sqlite3_finalize(q);
+        }
+        json_decref(results);
+        if (err)
+            *err = e;
+        return st;
+    }
+    json_t *prov = provenance(c, r, secs);
+    char *provs = json_dumps(prov, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(prov);
+    st = sbi_store_begin(store, err);
+    sqlite3_stmt *qm = NULL, *qp = NULL;
+    if (st == SB_OK) {
+        sqlite3_stmt *d = NULL;
+        st = sbi_store_prepare(store, "DELETE FROM metrics WHERE run_id=?1", &d, err);
+        if (st == SB_OK) {
+            sqlite3_bind_text(d, 1, r->run_id, -1, SQLITE_STATIC);
+            st = sbi_store_step_done(store, d, err);
+            sqlite3_finalize(d);
+        }
+        if (st == SB_OK)
+            st = sbi_store_prepare(store, "DELETE FROM predictions WHERE run_id=?1", &d, err);
+        if (st == SB_OK) {
+            sqlite3_bind_text(d, 1, r->run_id, -1, SQLITE_STATIC);
+            st = sbi_store_step_done(store, d, err);
+            sqlite3_finalize(d);
+        }
+    }
+    if (st == SB_OK)
+        st = sbi_store_prepare(store, "INSERT INTO metrics VALUES(?1,?2,?3,?4,?5)", &qm, err);
+    if (st == SB_OK)
+        st = sbi_store_prepare(store, "INSERT INTO predictions VALUES(?1,?2,?3,?4,?5,?6)", &qp, err);
+    size_t ti;
+    json_t *res;
+    json_array_foreach(results, ti, res)
+    {
+        const char *test = json_string_value(json_object_get(res, "test"));
+        json_int_t n = json_integer_value(json_object_get(res, "n"));
+        const char *mk;
+        json_t *mv;
+        json_object_foreach(json_object_get(res, "metrics"), mk, mv)
+        {
+            if (st != SB_OK)
+                break;
+            sqlite3_bind_text(qm, 1, r->run_id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(qm, 2, test, -1, SQLITE_STATIC);
+            sqlite3_bind_text(qm, 3, mk, -1, SQLITE_STATIC);
+            sqlite3_bind_double(qm, 4, json_real_value(mv));
+            sqlite3_bind_int64(qm, 5, n);
+            st = sbi_store_step_done(store, qm, err);
+        }
+        size_t pi;
+        json_t *pv;
+        json_array_foreach(json_object_get(res, "predictions"), pi, pv)
+        {
+            if (st != SB_OK)
+                break;
+            char *probs = json_dumps(json_object_get(pv, "probs"), JSON_COMPACT | JSON_REAL_PRECISION(6));
+            sqlite3_bind_text(qp, 1, r->run_id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(qp, 2, test, -1, SQLITE_STATIC);
+            sqlite3_bind_text(qp, 3, json_string_value(json_object_get(pv, "id")), -1,
+                              SQLITE_STATIC);
+            sqlite3_bind_int(qp, 4, (int)json_integer_value(json_object_get(pv, "gold")));
+            sqlite3_bind_int(qp, 5, (int)json_integer_value(json_object_get(pv, "pred")));
+            sqlite3_bind_text(qp, 6, probs, -1, SQLITE_TRANSIENT);
+            free(probs);
+            st = sbi_store_step_done(store, qp, err);
+        }
+    }
+    sqlite3_finalize(qm);
+    sqlite3_finalize(qp);
+    if (st == SB_OK)
+        st = sbi_store_prepare(store, "UPDATE runs SET status='complete', finished=?2, seconds=?3,"
+                                      " inputs_key=?4, provenance=?5, error=NULL WHERE run_id=?1",
+                               &q, err);
+    if (st == SB_OK) {
+        sqlite3_bind_text(q, 1, r->run_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, now, -1, SQLITE_STATIC);
+        sqlite3_bind_double(q, 3, secs);
+        sqlite3_bind_text(q, 4, ri->inputs_key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 5, provs, -1, SQLITE_STATIC);
+        st = sbi_store_step_done(store, q, err);
+        sqlite3_finalize(q);
+    }
+    if (st == SB_OK)
+        st = sbi_store_commit(store, err);
+    else
+        sbi_store_rollback(store);
+    free(provs);
+    json_decref(results);
+    return st;
+}
+
+/* ---- orchestration ----------------------------------------------------------------- */
+
+int sbi_in_shard(const sbi_run *r, int shard_i, int shard_n)
+{
+    return shard_n <= 0 || (int)(r->index % (size_t)shard_n) == shard_i - 1;
+}
+
+static int run_is_done(sbi_store *s, const sbi_run *r, const char *inputs_key)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT status, inputs_key FROM runs WHERE run_id=?1", -1, &q,
+                           NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(q, 1, r->run_id, -1, SQLITE_STATIC);
+    int done = 0;
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        const char *status = (const char *)sqlite3_column_text(q, 0);
+        const char *ik = (const char *)sqlite3_column_text(q, 1);
+        done = sbi_streq(status, "complete") && sbi_streq(ik, inputs_key);
+    }
+    sqlite3_finalize(q);
+    return done;
+}
+
+typedef struct job_queue {
+    ctx *c;
+    sbi_run **runs;
+    run_inputs *inputs;
+    size_t n, next;
+    size_t done, failed;
+    sbi_progress *prog;
+    pthread_mutex_t lock;
+    sb_error first_err;
+    sb_status first_st;
+} job_queue;
+
+static void *worker(void *arg)
+{
+    job_queue *q = arg;
+    sbi_store *store = NULL;
+    sb_error e = {0};
+    if (sbi_store_open(q->c->store->root, &store, &e) != SB_OK) {
+        pthread_mutex_lock(&q->lock);
+        if (!q->first_st) {
+            q->first_st = e.code;
+            q->first_err = e;
+        }
+        pthread_mutex_unlock(&q->lock);
+        return NULL;
+    }
+    for (;;) {
+        pthread_mutex_lock(&q->lock);
+        size_t i = q->next < q->n && !sbi_cancel_requested ? q->next++ : q->n;
+        pthread_mutex_unlock(&q->lock);
+        if (i >= q->n)
+            break;
+        sb_error re = {0};
+        sb_status st = run_one(q->c, store, q->runs[i], &q->inputs[i], &re);
+        pthread_mutex_lock(&q->lock);
+        if (st == SB_OK) {
+            q->done++;
+        } else {
+            q->failed++;
+            char msg[2200];
+            sbi_ui_log(q->c->ui, SB_LOG_ERROR, NULL, "run %.12s failed: %s", q->runs[i]->run_id,
+                       sb_error_format(&re, msg, sizeof msg));
+            if (!q->first_st && (st == SB_ERR_CONFIG || st == SB_ERR_CANCELLED)) {
+                q->first_st = st;
+                q->first_err = re;
+            }
+        }
+        sbi_progress_update(q->prog, q->done + q->failed);
+        pthread_mutex_unlock(&q->lock);
+    }
+    sbi_store_close(&store);
+    return NULL;
+}
+
+static void ctx_free(ctx *c)
+{
+    for (size_t i = 0; i < c->n_corpora; i++) {
+        sb_corpus_destroy(&c->corpora[i].c);
+        free(c->corpora[i].excluded);
+        free(c->corpora[i].item_keys);
+        free(c->corpora[i].item_state);
+    }
+    free(c->corpora);
+    for (size_t i = 0; i < c->n_labels; i++)
+        free(c->labels[i].labels);
+    free(c->labels);
+    for (size_t i = 0; i < c->n_feats; i++) {
+        free(c->feats[i].x);
+        free(c->feats[i].have);
+    }
+    free(c->feats);
+    free(c->encs);
+}
+
+sb_status sbi_execute(sbi_plan *plan, sbi_store *store, const sbi_exec_opts *o,
+                      sbi_exec_summary *sum, sb_error *err)
+{
+    memset(sum, 0, sizeof *sum);
+    ctx c;
+    memset(&c, 0, sizeof c);
+    c.plan = plan;
+    c.o = o;
+    c.ui = o->ui;
+    c.store = store;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    c.threads = o->threads > 0 ? o->threads : plan->threads > 0 ? plan->threads : (int)(ncpu > 0 ? ncpu : 1);
+    int jobs = o->jobs > 0 ? o->jobs : 1;
+    c.blas_threads = jobs > 1 ? (c.threads / jobs > 0 ? c.threads / jobs : 1) : c.threads;
+    openblas_set_num_threads(c.blas_threads);
+    pthread_mutex_init(&c.lock, NULL);
+
+    /* Select runs; bring their inputs up to date (labels and features, in this thread, so
+     * that stages shared by many runs are computed once). */
+    sbi_run **sel = calloc(plan->n_runs + 1, sizeof *sel);
+    run_inputs *inputs = calloc(plan->n_runs + 1, sizeof *inputs);
+    sb_status st = sel && inputs ? SB_OK : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    size_t n_sel = 0, n_todo = 0;
+    for (size_t i = 0; st == SB_OK && i < plan->n_runs; i++) {
+        sbi_run *r = &plan->runs[i];
+        if (!sbi_in_shard(r, o->shard_i, o->shard_n))
+            continue;
+        sum->runs_selected++;
+        if (sbi_cancel_requested) {
+            st = sb_error_set(err, SB_ERR_CANCELLED, NULL, "interrupted; rerun to resume");
+            break;
+        }
+        st = prepare_run(&c, r, &inputs[n_sel], err);
+        if (st != SB_OK) {
+            run_inputs_free(&inputs[n_sel], r->n_tests);
+            break;
+        }
+        if (o->stage != SBI_STAGE_ALL) {
+            run_inputs_free(&inputs[n_sel], r->n_tests);
+            continue;
+        }
+        if (!o->force && run_is_done(store, r, inputs[n_sel].inputs_key)) {
+            sum->runs_skipped++;
+            sbi_ui_log(c.ui, SB_LOG_DEBUG, NULL, "run %.12s complete in store; skipped", r->run_id);
+            run_inputs_free(&inputs[n_sel], r->n_tests);
+            continue;
+        }
+        sel[n_sel++] = r;
+        n_todo++;
+    }
+    if (st == SB_OK && n_todo > 0) {
+        sbi_progress prog;
+        char label[64];
+        snprintf(label, sizeof label, "runs (%d job%s)", jobs, jobs > 1 ? "s" : "");
+        sbi_progress_start(&prog, c.ui, label, n_todo);
+        job_queue q = {.c = &c, .runs = sel, .inputs = inputs, .n = n_sel, .prog = &prog};
+        pthread_mutex_init(&q.lock, NULL);
+        int nw = jobs < (int)n_sel ? jobs : (int)n_sel;
+        if (nw <= 1) {
+            q.c->store = store;
+            /* Single job: same code path, on this thread with its own connection. */
+            worker(&q);
+        } else {
+            pthread_t *th = calloc((size_t)nw, sizeof *th);
+            for (int i = 0; th && i < nw; i++)
+                pthread_create(&th[i], NULL, worker, &q);
+            for (int i = 0; th && i < nw; i++)
+                pthread_join(th[i], NULL);
+            free(th);
+        }
+        char summary[128];
+        snprintf(summary, sizeof summary, "%zu complete, %zu failed, %zu already complete", q.done,
+                 q.failed, sum->runs_skipped);
+        sbi_progress_finish(&prog, summary);
+        sum->runs_done = q.done;
+        sum->runs_failed = q.failed;
+        if (q.first_st && (q.first_st == SB_ERR_CANCELLED || q.done == 0)) {
+            st = q.first_st;
+            if (err)
+                *err = q.first_err;
+        }
+        pthread_mutex_destroy(&q.lock);
+    } else if (st == SB_OK && o->stage == SBI_STAGE_ALL) {
+        log_info(&c, "runs: all %zu selected runs are complete in the store", sum->runs_skipped);
+    }
+    for (size_t i = 0; i < n_sel; i++)
+        run_inputs_free(&inputs[i], sel[i]->n_tests);
+    free(inputs);
+    free(sel);
+    sum->item_failures = c.item_failures;
+    ctx_free(&c);
+    pthread_mutex_destroy(&c.lock);
+    return st;
+}

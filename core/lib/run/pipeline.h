@@ -1,0 +1,50 @@
+/* core/lib/run/pipeline.h — (internal) executing a plan: corpora → labels → features →
+ * heads → metrics, each stage keyed by content and skipped when complete.
+ *
+ * Keys:
+ *   corpus   = H(dataset plugin, version, options, the loaded utterance table, label space)
+ *   labels   = H(labeller plugin, version, options, corpus key)
+ *   encoder  = H(encoder plugin, version, options, the plugin's fingerprint)
+ *   item     = H(audio file content hash, start, end, channel, sample rate)
+ *   run      = H(canonical resolved config incl. seed)     (= the run id)
+ *   inputs   = H(run id, corpus, label and encoder keys, item keys used)
+ * A run is skipped when it is complete with the same inputs key (unless --force). */
+#ifndef SBI_PIPELINE_H
+#define SBI_PIPELINE_H
+
+#include <signal.h>
+
+#include "plan.h"
+#include "progress.h"
+#include "store.h"
+
+enum { SBI_STAGE_ALL = 0, SBI_STAGE_LABELS = 1, SBI_STAGE_FEATURES = 2 };
+
+typedef struct sbi_exec_opts {
+    int force;          /* recompute runs even when complete */
+    int jobs;           /* runs trained at once (>= 1) */
+    int threads;        /* total thread budget (0 = config or nproc) */
+    int shard_i, shard_n; /* run only runs with index % shard_n == shard_i - 1; 0/0 = all */
+    int stage;          /* SBI_STAGE_* */
+    const sbi_ui *ui;
+} sbi_exec_opts;
+
+typedef struct sbi_exec_summary {
+    size_t runs_selected, runs_done, runs_skipped, runs_failed;
+    size_t item_failures;
+} sbi_exec_summary;
+
+/* Set from a signal handler: finish the item in flight and stop. */
+extern volatile sig_atomic_t sbi_cancel_requested;
+
+sb_status sbi_execute(sbi_plan *plan, sbi_store *store, const sbi_exec_opts *o,
+                      sbi_exec_summary *sum, sb_error *err);
+
+/* Does run r fall in the shard? */
+int sbi_in_shard(const sbi_run *r, int shard_i, int shard_n);
+
+/* Load one dataset instance (for `serbench corpus`). */
+sb_status sbi_load_corpus(const sbi_instance *in, const sbi_ui *ui, const char *cache_root,
+                          sb_corpus **out, sb_error *err);
+
+#endif

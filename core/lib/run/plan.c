@@ -1,0 +1,598 @@
+/* core/lib/run/plan.c — config → resolved runs (plan.h). */
+#include "plan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "opts.h"
+#include "util.h"
+
+static const char *const top_keys[] = {
+    "include", "plugin_path", "results", "threads", "name", "description", "datasets",
+    "labellers", "encoders", "heads", "experiment", "sweep", "seeds", "seed", "report", NULL};
+static const char *const experiment_keys[] = {"train", "dev", "test", "encoder", "head",
+                                              "metrics", NULL};
+static const char *const split_keys[] = {"dataset", "split", "labels", "name", NULL};
+static const char *const report_keys[] = {"rows", "cols", "metric", "metrics", "title",
+                                          "reported", NULL};
+static const char *const reserved_inst[] = {"plugin", NULL};
+
+static const char *block_of(sb_kind k)
+{
+    switch (k) {
+    case SB_KIND_DATASET: return "datasets";
+    case SB_KIND_LABELLER: return "labellers";
+    case SB_KIND_ENCODER: return "encoders";
+    case SB_KIND_HEAD: return "heads";
+    }
+    return "?";
+}
+
+static const char *loc(const sbi_node *n, char *buf, size_t size)
+{
+    return n ? sbi_loc_str(n->loc, buf, size) : "";
+}
+
+/* Reject keys of MAP `m` not in `allowed`, with a suggestion. */
+static sb_status check_keys(const sbi_node *m, const char *const *allowed, const char *what,
+                            sb_error *err)
+{
+    char w[600];
+    for (size_t i = 0; m && m->kind == SBI_MAP && i < m->n; i++) {
+        int ok = 0;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = strcmp(*a, m->keys[i]) == 0;
+        if (ok)
+            continue;
+        const char *best = sbi_did_you_mean(m->keys[i], allowed);
+        char hint[128] = "";
+        if (best)
+            snprintf(hint, sizeof hint, " (did you mean '%s'?)", best);
+        return sb_error_set(err, SB_ERR_CONFIG, sbi_loc_str(m->key_locs[i], w, sizeof w),
+                            "unknown key '%s' in %s%s", m->keys[i], what, hint);
+    }
+    return SB_OK;
+}
+
+static const char *scalar(const sbi_node *m, const char *key)
+{
+    const sbi_node *n = sbi_node_get(m, key);
+    return n && n->kind == SBI_SCALAR ? n->text : NULL;
+}
+
+static sb_status want_scalar(const sbi_node *m, const char *key, const char *what, sb_error *err)
+{
+    const sbi_node *n = sbi_node_get(m, key);
+    char w[600];
+    if (n && n->kind != SBI_SCALAR && n->kind != SBI_NULL)
+        return sb_error_set(err, SB_ERR_CONFIG, loc(n, w, sizeof w), "%s.%s must be a name", what,
+                            key);
+    return SB_OK;
+}
+
+/* ---- instances --------------------------------------------------------------------- */
+
+static void instance_free(sbi_instance *in)
+{
+    free(in->name);
+    sbi_opts_destroy(&in->opts);
+    json_decref(in->canon);
+    memset(in, 0, sizeof *in);
+}
+
+/* Resolve instance `name` of `kind` in `root`: a block under datasets:/... or, failing that,
+ * a plugin of that name with defaults. `ref` is the referring node (for messages). */
+static sb_status resolve_instance(sbi_plan *p, const sbi_node *root, sb_kind kind,
+                                  const char *name, const sbi_node *ref, sbi_instance *out,
+                                  sb_error *err)
+{
+    char w[600];
+    memset(out, 0, sizeof *out);
+    const sbi_node *blocks = sbi_node_get(root, block_of(kind));
+    const sbi_node *block = blocks ? sbi_node_get(blocks, name) : NULL;
+    const char *plugin_name = name;
+    if (block) {
+        if (block->kind != SBI_MAP && block->kind != SBI_NULL)
+            return sb_error_set(err, SB_ERR_CONFIG, loc(block, w, sizeof w),
+                                "%s.%s must be a mapping (plugin: NAME and its options)",
+                                block_of(kind), name);
+        const sbi_node *pn = block->kind == SBI_MAP ? sbi_node_get(block, "plugin") : NULL;
+        if (pn && pn->kind != SBI_SCALAR)
+            return sb_error_set(err, SB_ERR_CONFIG, loc(pn, w, sizeof w),
+                                "'plugin' must be a plugin name");
+        if (pn)
+            plugin_name = pn->text;
+        loc(block, out->where, sizeof out->where);
+    } else {
+        snprintf(out->where, sizeof out->where, "(defaults)");
+    }
+    sb_error e = {0};
+    const sbi_plugin *pl = NULL;
+    if (sbi_registry_get(p->reg, plugin_name, kind, &pl, &e) != SB_OK) {
+        if (!block && ref) {
+            /* Neither defined nor installed: say both, with a suggestion among defined names. */
+            const char *cands[128];
+            size_t nc = 0;
+            for (size_t i = 0; blocks && blocks->kind == SBI_MAP && i < blocks->n && nc < 127; i++)
+                cands[nc++] = blocks->keys[i];
+            cands[nc] = NULL;
+            const char *best = sbi_did_you_mean(name, cands);
+            char hint[160] = "";
+            if (best)
+                snprintf(hint, sizeof hint, " Did you mean '%s'?", best);
+            return sb_error_set(err, SB_ERR_CONFIG, loc(ref, w, sizeof w),
+                                "'%s' is neither defined under %s: nor an installed %s plugin "
+                                "(%s).%s",
+                                name, block_of(kind), sb_kind_name(kind), e.msg, hint);
+        }
+        if (block) {
+            const sbi_node *pn = sbi_node_get(block, "plugin");
+            if (pn)
+                loc(pn, w, sizeof w);
+            else
+                loc(block, w, sizeof w);
+            return sb_error_set(err, e.code, w, "%s", e.msg);
+        }
+        if (err)
+            *err = e;
+        return e.code;
+    }
+    sb_status st = sbi_opts_validate(pl->desc->options, pl->desc->name, block, reserved_inst,
+                                     &out->opts, err);
+    if (st != SB_OK)
+        return st;
+    out->name = strdup(name);
+    out->kind = kind;
+    out->plugin = pl;
+    out->canon = json_pack("{s:s, s:s, s:O}", "plugin", pl->desc->name, "version",
+                           pl->desc->version, "options", sbi_opts_values(out->opts));
+    if (!out->name || !out->canon) {
+        instance_free(out);
+        return sb_error_set(err, SB_ERR_NOMEM, name, "out of memory");
+    }
+    char *text = json_dumps(out->canon, JSON_COMPACT | JSON_SORT_KEYS);
+    sb_hash_hex(text, strlen(text), out->key);
+    free(text);
+    return SB_OK;
+}
+
+static sb_status use_instance(sbi_plan *p, const sbi_node *root, sbi_run *r, sb_kind kind,
+                              const char *name, const sbi_node *ref, sb_error *err)
+{
+    if (sbi_run_instance(r, kind, name))
+        return SB_OK;
+    sbi_instance *in = realloc(r->inst, (r->n_inst + 1) * sizeof *in);
+    if (!in)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    r->inst = in;
+    sb_status st = resolve_instance(p, root, kind, name, ref, &r->inst[r->n_inst], err);
+    if (st == SB_OK)
+        r->n_inst++;
+    return st;
+}
+
+const sbi_instance *sbi_run_instance(const sbi_run *r, sb_kind kind, const char *name)
+{
+    for (size_t i = 0; i < r->n_inst; i++)
+        if (r->inst[i].kind == kind && strcmp(r->inst[i].name, name) == 0)
+            return &r->inst[i];
+    return NULL;
+}
+
+/* ---- one run ----------------------------------------------------------------------- */
+
+static void split_free(sbi_split_ref *s)
+{
+    free(s->name);
+    free(s->dataset);
+    free(s->split);
+    free(s->labels);
+}
+
+static void run_free(sbi_run *r)
+{
+    json_decref(r->config);
+    json_decref(r->sweep_values);
+    split_free(&r->train);
+    split_free(&r->dev);
+    for (size_t i = 0; i < r->n_tests; i++)
+        split_free(&r->tests[i]);
+    free(r->tests);
+    free(r->encoder);
+    free(r->head);
+    for (size_t i = 0; i < r->n_metrics; i++)
+        free(r->metrics[i]);
+    free(r->metrics);
+    for (size_t i = 0; i < r->n_inst; i++)
+        instance_free(&r->inst[i]);
+    free(r->inst);
+}
+
+static sb_status read_split(sbi_plan *p, const sbi_node *root, sbi_run *r, const sbi_node *n,
+                            const char *what, const char *def_dataset, const char *def_split,
+                            const char *def_labels, sbi_split_ref *out, sb_error *err)
+{
+    char w[600];
+    if (n->kind != SBI_MAP)
+        return sb_error_set(err, SB_ERR_CONFIG, loc(n, w, sizeof w),
+                            "%s must be a mapping like {dataset: NAME, split: train, labels: human}",
+                            what);
+    sb_status st = check_keys(n, split_keys, what, err);
+    for (const char *const *k = split_keys; st == SB_OK && *k; k++)
+        st = want_scalar(n, *k, what, err);
+    if (st != SB_OK)
+        return st;
+    const char *ds = scalar(n, "dataset");
+    if (!ds)
+        ds = def_dataset;
+    if (!ds)
+        return sb_error_set(err, SB_ERR_CONFIG, loc(n, w, sizeof w), "%s needs 'dataset'", what);
+    const char *sp = scalar(n, "split");
+    const char *lb = scalar(n, "labels");
+    out->dataset = strdup(ds);
+    out->split = strdup(sp ? sp : def_split);
+    out->labels = strdup(lb ? lb : def_labels);
+    const char *nm = scalar(n, "name");
+    out->name = nm ? strdup(nm) : NULL;
+    if (!out->dataset || !out->split || !out->labels)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    const sbi_node *dref = sbi_node_get(n, "dataset");
+    st = use_instance(p, root, r, SB_KIND_DATASET, out->dataset, dref ? dref : n, err);
+    if (st == SB_OK) {
+        const sbi_node *lref = sbi_node_get(n, "labels");
+        st = use_instance(p, root, r, SB_KIND_LABELLER, out->labels, lref ? lref : n, err);
+    }
+    return st;
+}
+
+static json_t *split_json(const sbi_split_ref *s)
+{
+    json_t *j = json_pack("{s:s, s:s, s:s}", "dataset", s->dataset, "split", s->split, "labels",
+                          s->labels);
+    if (s->name)
+        json_object_set_new(j, "name", json_string(s->name));
+    return j;
+}
+
+static sb_status resolve_run(sbi_plan *p, const sbi_node *root, size_t index, sbi_run *r,
+                             sb_error *err)
+{
+    char w[600];
+    memset(r, 0, sizeof *r);
+    r->index = index;
+    const sbi_node *exp = sbi_node_get(root, "experiment");
+    if (!exp || exp->kind != SBI_MAP)
+        return sb_error_set(err, SB_ERR_CONFIG, exp ? loc(exp, w, sizeof w) : p->config_path,
+                            "the config needs an 'experiment:' mapping with train, test, encoder "
+                            "and head (see configs/demo.yaml)");
+    sb_status st = check_keys(exp, experiment_keys, "experiment", err);
+    if (st != SB_OK)
+        return st;
+    const sbi_node *seed = sbi_node_get(root, "seed");
+    json_t *sj = seed ? sbi_scalar_to_json(seed) : NULL;
+    if (seed && !json_is_integer(sj)) {
+        json_decref(sj);
+        return sb_error_set(err, SB_ERR_CONFIG, loc(seed, w, sizeof w), "seed must be an integer");
+    }
+    r->seed = sj ? (int64_t)json_integer_value(sj) : 1;
+    json_decref(sj);
+
+    const sbi_node *tr = sbi_node_get(exp, "train");
+    if (!tr)
+        return sb_error_set(err, SB_ERR_CONFIG, loc(exp, w, sizeof w),
+                            "experiment needs 'train: {dataset: NAME, split: train, labels: human}'");
+    st = read_split(p, root, r, tr, "experiment.train", NULL, "train", "human", &r->train, err);
+    if (st != SB_OK)
+        return st;
+    const sbi_node *dv = sbi_node_get(exp, "dev");
+    if (dv && dv->kind != SBI_NULL) {
+        r->has_dev = 1;
+        st = read_split(p, root, r, dv, "experiment.dev", r->train.dataset, "dev", r->train.labels,
+                        &r->dev, err);
+        if (st != SB_OK)
+            return st;
+    }
+    const sbi_node *te = sbi_node_get(exp, "test");
+    if (!te || te->kind == SBI_NULL)
+        return sb_error_set(err, SB_ERR_CONFIG, loc(exp, w, sizeof w),
+                            "experiment needs 'test:' (a mapping or a list of them)");
+    size_t nt = te->kind == SBI_SEQ ? te->n : 1;
+    if (nt == 0)
+        return sb_error_set(err, SB_ERR_CONFIG, loc(te, w, sizeof w), "experiment.test is empty");
+    r->tests = calloc(nt, sizeof *r->tests);
+    if (!r->tests)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < nt; i++) {
+        const sbi_node *t = te->kind == SBI_SEQ ? te->items[i] : te;
+        st = read_split(p, root, r, t, "experiment.test", r->train.dataset, "test", "human",
+                        &r->tests[i], err);
+        r->n_tests = i + 1;
+        if (st != SB_OK)
+            return st;
+        if (!r->tests[i].name)
+            r->tests[i].name = sbi_asprintf("%s/%s", r->tests[i].dataset, r->tests[i].split);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(r->tests[k].name, r->tests[i].name) == 0)
+                return sb_error_set(err, SB_ERR_CONFIG, loc(t, w, sizeof w),
+                                    "two test sets are named '%s'; give one a 'name:'",
+                                    r->tests[i].name);
+    }
+    for (int which = 0; which < 2; which++) {
+        const char *key = which ? "head" : "encoder";
+        const sbi_node *n = sbi_node_get(exp, key);
+        if (!n || n->kind != SBI_SCALAR)
+            return sb_error_set(err, SB_ERR_CONFIG, n ? loc(n, w, sizeof w) : loc(exp, w, sizeof w),
+                                "experiment needs '%s: NAME'", key);
+        st = use_instance(p, root, r, which ? SB_KIND_HEAD : SB_KIND_ENCODER, n->text, n, err);
+        if (st != SB_OK)
+            return st;
+        if (which)
+            r->head = strdup(n->text);
+        else
+            r->encoder = strdup(n->text);
+    }
+    const sbi_node *ms = sbi_node_get(exp, "metrics");
+    const char *const *known = sb_metrics_names();
+    static const char *const defaults[] = {"wa", "ua", "macro_f1", "weighted_f1", NULL};
+    size_t nm = ms ? (ms->kind == SBI_SEQ ? ms->n : 1) : 4;
+    r->metrics = calloc(nm ? nm : 1, sizeof *r->metrics);
+    if (!r->metrics)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < nm; i++) {
+        const sbi_node *m = ms ? (ms->kind == SBI_SEQ ? ms->items[i] : ms) : NULL;
+        const char *name = m ? (m->kind == SBI_SCALAR ? m->text : NULL) : defaults[i];
+        int ok = 0;
+        for (const char *const *k = known; name && *k && !ok; k++)
+            ok = strcmp(*k, name) == 0;
+        if (!ok) {
+            const char *best = name ? sbi_did_you_mean(name, known) : NULL;
+            char hint[128] = "";
+            if (best)
+                snprintf(hint, sizeof hint, " (did you mean '%s'?)", best);
+            return sb_error_set(err, SB_ERR_CONFIG, loc(m, w, sizeof w),
+                                "unknown metric '%s'%s", name ? name : "?", hint);
+        }
+        r->metrics[i] = strdup(name);
+        r->n_metrics = i + 1;
+    }
+
+    /* The canonical resolved config: only what this run uses. */
+    json_t *cfg = json_object();
+    json_t *e = json_object();
+    json_object_set_new(e, "train", split_json(&r->train));
+    if (r->has_dev)
+        json_object_set_new(e, "dev", split_json(&r->dev));
+    json_t *tests = json_array();
+    for (size_t i = 0; i < r->n_tests; i++)
+        json_array_append_new(tests, split_json(&r->tests[i]));
+    json_object_set_new(e, "test", tests);
+    json_object_set_new(e, "encoder", json_string(r->encoder));
+    json_object_set_new(e, "head", json_string(r->head));
+    json_t *mj = json_array();
+    for (size_t i = 0; i < r->n_metrics; i++)
+        json_array_append_new(mj, json_string(r->metrics[i]));
+    json_object_set_new(e, "metrics", mj);
+    json_object_set_new(cfg, "experiment", e);
+    for (sb_kind k = SB_KIND_DATASET; k <= SB_KIND_HEAD; k++) {
+        json_t *b = json_object();
+        for (size_t i = 0; i < r->n_inst; i++)
+            if (r->inst[i].kind == k)
+                json_object_set(b, r->inst[i].name, r->inst[i].canon);
+        json_object_set_new(cfg, block_of(k), b);
+    }
+    json_object_set_new(cfg, "serbench_run", json_integer(1));
+    char *text = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!text) {
+        json_decref(cfg);
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    sb_hash_hex(text, strlen(text), r->group_id);
+    free(text);
+    json_object_set_new(cfg, "seed", json_integer(r->seed));
+    text = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
+    sb_hash_hex(text, strlen(text), r->run_id);
+    free(text);
+    r->config = cfg;
+
+    r->sweep_values = json_object();
+    for (char **k = p->sweep_keys; k && *k; k++) {
+        const sbi_node *v = sbi_node_path(root, *k);
+        json_object_set_new(r->sweep_values, *k, v ? sbi_node_to_json(v) : json_null());
+    }
+    return SB_OK;
+}
+
+/* ---- the plan ---------------------------------------------------------------------- */
+
+void sbi_plan_destroy(sbi_plan **pp)
+{
+    if (!pp || !*pp)
+        return;
+    sbi_plan *p = *pp;
+    for (size_t i = 0; i < p->n_runs; i++)
+        run_free(&p->runs[i]);
+    free(p->runs);
+    for (char **k = p->sweep_keys; k && *k; k++)
+        free(*k);
+    free(p->sweep_keys);
+    sbi_node_free(&p->root);
+    sbi_registry_destroy(&p->reg);
+    json_decref(p->report);
+    free(p->results_dir);
+    free(p->config_path);
+    free(p);
+    *pp = NULL;
+}
+
+static sb_status check_top(sbi_plan *p, sb_error *err)
+{
+    char w[600];
+    const sbi_node *root = p->root;
+    sb_status st = check_keys(root, top_keys, "the config's top level", err);
+    if (st != SB_OK)
+        return st;
+    for (sb_kind k = SB_KIND_DATASET; k <= SB_KIND_HEAD; k++) {
+        const sbi_node *b = sbi_node_get(root, block_of(k));
+        if (b && b->kind != SBI_MAP && b->kind != SBI_NULL)
+            return sb_error_set(err, SB_ERR_CONFIG, loc(b, w, sizeof w),
+                                "%s: must map instance names to plugin blocks", block_of(k));
+    }
+    const sbi_node *rep = sbi_node_get(root, "report");
+    if (rep && rep->kind != SBI_NULL) {
+        if (rep->kind != SBI_MAP)
+            return sb_error_set(err, SB_ERR_CONFIG, loc(rep, w, sizeof w),
+                                "report: must be a mapping (rows, cols, metric)");
+        st = check_keys(rep, report_keys, "report", err);
+        if (st != SB_OK)
+            return st;
+        p->report = sbi_node_to_json(rep);
+    }
+    const sbi_node *th = sbi_node_get(root, "threads");
+    if (th) {
+        json_t *v = sbi_scalar_to_json(th);
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1024) {
+            json_decref(v);
+            return sb_error_set(err, SB_ERR_CONFIG, loc(th, w, sizeof w),
+                                "threads must be an integer from 1 to 1024");
+        }
+        p->threads = (int)json_integer_value(v);
+        json_decref(v);
+    }
+    const sbi_node *res = sbi_node_get(root, "results");
+    if (res) {
+        if (res->kind != SBI_SCALAR || !*res->text)
+            return sb_error_set(err, SB_ERR_CONFIG, loc(res, w, sizeof w),
+                                "results must be a folder path");
+        char *dir = sbi_path_dirname(res->loc.file ? res->loc.file : ".");
+        p->results_dir = sbi_path_join(dir, res->text);
+        free(dir);
+    }
+    return SB_OK;
+}
+
+static sb_status plugin_dirs(const sbi_node *root, char ***dirs, size_t *n, sb_error *err)
+{
+    char w[600];
+    *dirs = NULL;
+    *n = 0;
+    const sbi_node *pp = sbi_node_get(root, "plugin_path");
+    if (!pp || pp->kind == SBI_NULL)
+        return SB_OK;
+    size_t cnt = pp->kind == SBI_SEQ ? pp->n : 1;
+    char **d = calloc(cnt + 1, sizeof *d);
+    if (!d)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < cnt; i++) {
+        const sbi_node *it = pp->kind == SBI_SEQ ? pp->items[i] : pp;
+        if (it->kind != SBI_SCALAR) {
+            for (size_t k = 0; k < i; k++)
+                free(d[k]);
+            free(d);
+            return sb_error_set(err, SB_ERR_CONFIG, loc(it, w, sizeof w),
+                                "plugin_path must be a folder or a list of folders");
+        }
+        char *base = sbi_path_dirname(it->loc.file ? it->loc.file : ".");
+        d[i] = sbi_path_join(base, it->text);
+        free(base);
+    }
+    *dirs = d;
+    *n = cnt;
+    return SB_OK;
+}
+
+sb_status sbi_plan_load(const char *config_path, const char *const *overrides, size_t n_overrides,
+                        const char *builtin_dirs, sbi_plan **out, sb_error *err)
+{
+    *out = NULL;
+    sbi_plan *p = calloc(1, sizeof *p);
+    if (!p || !(p->config_path = strdup(config_path))) {
+        free(p);
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    sb_status st = SB_OK;
+    p->root = sbi_config_load(config_path, overrides, n_overrides, err);
+    if (!p->root)
+        st = err && err->code ? err->code : SB_ERR_CONFIG;
+    if (st == SB_OK)
+        st = check_top(p, err);
+    char **dirs = NULL;
+    size_t nd = 0;
+    if (st == SB_OK)
+        st = plugin_dirs(p->root, &dirs, &nd, err);
+    if (st == SB_OK)
+        st = sbi_registry_create(builtin_dirs, (const char *const *)dirs, nd, &p->reg, err);
+    for (size_t i = 0; i < nd; i++)
+        free(dirs[i]);
+    free(dirs);
+    if (st == SB_OK) {
+        const char **keys = sbi_config_sweep_keys(p->root);
+        size_t nk = 0;
+        while (keys && keys[nk])
+            nk++;
+        p->sweep_keys = calloc(nk + 1, sizeof *p->sweep_keys);
+        for (size_t i = 0; p->sweep_keys && i < nk; i++)
+            p->sweep_keys[i] = strdup(keys[i]);
+        free(keys);
+        if (!p->sweep_keys)
+            st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    sbi_node **roots = NULL;
+    size_t nr = 0;
+    if (st == SB_OK)
+        st = sbi_config_expand(p->root, &roots, &nr, err);
+    if (st == SB_OK && !(p->runs = calloc(nr ? nr : 1, sizeof *p->runs)))
+        st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < nr; i++) {
+        if (st == SB_OK) {
+            st = resolve_run(p, roots[i], i, &p->runs[i], err);
+            p->n_runs = i + 1;
+        }
+        sbi_node_free(&roots[i]);
+    }
+    free(roots);
+    if (st != SB_OK) {
+        sbi_plan_destroy(&p);
+        return st;
+    }
+    *out = p;
+    return SB_OK;
+}
+
+sb_status sbi_plan_validate_all(sbi_plan *p, sb_error *err)
+{
+    for (sb_kind k = SB_KIND_DATASET; k <= SB_KIND_HEAD; k++) {
+        const sbi_node *b = sbi_node_get(p->root, block_of(k));
+        for (size_t i = 0; b && b->kind == SBI_MAP && i < b->n; i++) {
+            sbi_instance in;
+            sb_status st = resolve_instance(p, p->root, k, b->keys[i], NULL, &in, err);
+            if (st != SB_OK)
+                return st;
+            instance_free(&in);
+        }
+    }
+    return SB_OK;
+}
+
+char *sbi_run_label(const sbi_plan *p, const sbi_run *r)
+{
+    sbi_buf b = {0};
+    if (p->sweep_keys && p->sweep_keys[0]) {
+        const char *k;
+        json_t *v;
+        int first = 1;
+        json_object_foreach(r->sweep_values, k, v)
+        {
+            char *t = json_is_string(v) ? strdup(json_string_value(v))
+                                        : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            const char *dot = strrchr(k, '.');
+            sbi_buf_printf(&b, "%s%s=%s", first ? "" : ", ", dot ? dot + 1 : k, t ? t : "?");
+            free(t);
+            first = 0;
+        }
+    } else {
+        sbi_buf_printf(&b, "%s + %s (%s labels)", r->encoder, r->head, r->train.labels);
+    }
+    return b.s ? b.s : strdup("");
+}

@@ -1,0 +1,62 @@
+/* core/lib/run/store.h — (internal) the results store: RESULTS/serbench.db (SQLite, WAL)
+ * and RESULTS/features/.
+ *
+ * Tables (schema version SBI_SCHEMA_VERSION, kept in PRAGMA user_version; migrations run
+ * forward only, each in a transaction; a database from a newer serbench is refused):
+ *   runs(run_id, group_id, seed, config, status, error, created, started, finished,
+ *        seconds, inputs_key, provenance) one row per run; status running|complete|failed;
+ *                                        inputs_key hashes the content the run read
+ *                                        (corpus, label and feature keys)
+ *   metrics(run_id, test, metric, value) one row per run × test set × metric
+ *   predictions(run_id, test, utt_id, gold, pred, probs)
+ *   stages(key, kind, description, status, created, finished, info)
+ *                                        label and feature stages; status running|complete
+ *   labels(stage_key, utt_id, label, label_name, confidence, raw)
+ *   item_failures(stage_key, utt_id, reason)
+ *   features(enc_key, item_key, file, tensor) index of pooled features in features/ files
+ *   file_hashes(path, size, mtime_ns, inode, hash)  content-hash cache keyed by stat()
+ * One connection per thread; every write is a transaction. */
+#ifndef SBI_STORE_H
+#define SBI_STORE_H
+
+#include <sqlite3.h>
+#include <serbench/serbench.h>
+
+#define SBI_SCHEMA_VERSION 1
+
+typedef struct sbi_store {
+    char *root;     /* results folder */
+    char *db_path;
+    sqlite3 *db;
+} sbi_store;
+
+/* Open (creating folder and schema as needed) the store under `root`. Errors: the folder
+ * can't be created or written (SB_ERR_IO), the database is damaged or from a newer schema
+ * (SB_ERR_SCHEMA), each naming the path and what to do. */
+sb_status sbi_store_open(const char *root, sbi_store **out, sb_error *err);
+void sbi_store_close(sbi_store **s);
+
+/* Transactions (BEGIN IMMEDIATE so writers queue on the busy timeout). */
+sb_status sbi_store_begin(sbi_store *s, sb_error *err);
+sb_status sbi_store_commit(sbi_store *s, sb_error *err);
+void sbi_store_rollback(sbi_store *s);
+
+/* Run one statement with no result rows; `sql` may contain several statements. */
+sb_status sbi_store_exec(sbi_store *s, const char *sql, sb_error *err);
+/* Prepare, or fail with the SQLite message. */
+sb_status sbi_store_prepare(sbi_store *s, const char *sql, sqlite3_stmt **st, sb_error *err);
+/* Step a statement expected to finish (SQLITE_DONE); resets it. */
+sb_status sbi_store_step_done(sbi_store *s, sqlite3_stmt *st, sb_error *err);
+
+/* Content hash of a file, cached by (path, size, mtime_ns, inode). */
+sb_status sbi_store_file_hash(sbi_store *s, const char *path, char out[SB_HASH_HEX], sb_error *err);
+
+/* Stage bookkeeping. */
+int sbi_store_stage_complete(sbi_store *s, const char *key);
+sb_status sbi_store_stage_mark(sbi_store *s, const char *key, const char *kind, const char *desc,
+                               const char *status, const char *info, sb_error *err);
+
+/* Run status ("complete", "failed", ...) or NULL if absent; caller frees. */
+char *sbi_store_run_status(sbi_store *s, const char *run_id);
+
+#endif

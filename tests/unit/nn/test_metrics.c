@@ -1,0 +1,165 @@
+/* tests/unit/nn/test_metrics.c — sb_metrics_classify against scikit-learn on the cases in
+ * tests/fixtures/metrics/cases.json (made by scripts/gen-metric-fixtures.py), to 1e-12;
+ * the error cases, the name lookup and sb_mean_sd. */
+#include <criterion/criterion.h>
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <serbench/serbench.h>
+
+#define TOL 1e-12
+
+static json_t *load_cases(void) {
+    const char *root = getenv("SB_SOURCE_ROOT");
+    char path[2048];
+    snprintf(path, sizeof path, "%s/tests/fixtures/metrics/cases.json", root ? root : ".");
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, 0, &jerr);
+    cr_assert_not_null(doc, "%s: %s (regenerate with scripts/gen-metric-fixtures.py)", path,
+                       jerr.text);
+    return doc;
+}
+
+static double num(const json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    cr_assert(json_is_number(v), "fixture field %s missing", key);
+    return json_number_value(v);
+}
+
+static void close_to(const char *cname, const char *what, int k, double got, double want) {
+    cr_assert(fabs(got - want) <= TOL, "case %s: %s%s%.0d ours %.17g, sklearn %.17g (diff %.3g)",
+              cname, what, k >= 0 ? " class " : "", k >= 0 ? k : 0, got, want,
+              fabs(got - want));
+}
+
+Test(metrics, match_sklearn_fixtures) {
+    json_t *doc = load_cases();
+    json_t *cases = json_object_get(doc, "cases");
+    cr_assert_geq(json_array_size(cases), 25u);
+    size_t i;
+    json_t *c;
+    json_array_foreach(cases, i, c) {
+        char cname[64];
+        snprintf(cname, sizeof cname, "#%zu %s", i, json_string_value(json_object_get(c, "name")));
+        int K = (int)json_integer_value(json_object_get(c, "K"));
+        json_t *jy = json_object_get(c, "y"), *jp = json_object_get(c, "p");
+        size_t n = json_array_size(jy);
+        int32_t *y = malloc((n ? n : 1) * sizeof *y), *p = malloc((n ? n : 1) * sizeof *p);
+        for (size_t j = 0; j < n; j++) {
+            y[j] = (int32_t)json_integer_value(json_array_get(jy, j));
+            p[j] = (int32_t)json_integer_value(json_array_get(jp, j));
+        }
+        sb_cls_metrics m;
+        sb_error err = {0};
+        cr_assert_eq(sb_metrics_classify(y, p, n, K, &m, &err), SB_OK, "case %s: %s", cname,
+                     err.msg);
+        cr_assert_eq(m.n_classes, K);
+        cr_assert_eq((double)m.n, num(c, "n_scored"), "case %s: n", cname);
+        close_to(cname, "wa", -1, m.wa, num(c, "accuracy"));
+        close_to(cname, "ua", -1, m.ua, num(c, "balanced_accuracy"));
+        close_to(cname, "macro_f1", -1, m.macro_f1, num(c, "f1_macro"));
+        close_to(cname, "weighted_f1", -1, m.weighted_f1, num(c, "f1_weighted"));
+        close_to(cname, "micro_f1", -1, m.micro_f1, num(c, "f1_micro"));
+        for (int k = 0; k < K; k++) {
+            close_to(cname, "precision", k, m.precision[k],
+                     json_number_value(json_array_get(json_object_get(c, "precision"), k)));
+            close_to(cname, "recall", k, m.recall[k],
+                     json_number_value(json_array_get(json_object_get(c, "recall"), k)));
+            close_to(cname, "f1", k, m.f1[k],
+                     json_number_value(json_array_get(json_object_get(c, "f1"), k)));
+            cr_assert_eq(m.support[k],
+                         json_integer_value(json_array_get(json_object_get(c, "support"), k)),
+                         "case %s: support of class %d", cname, k);
+            json_t *row = json_array_get(json_object_get(c, "confusion"), k);
+            for (int j = 0; j < K; j++)
+                cr_assert_eq(m.confusion[k * K + j], json_integer_value(json_array_get(row, j)),
+                             "case %s: confusion[%d][%d]", cname, k, j);
+        }
+        sb_cls_metrics_free(&m);
+        cr_assert_null(m.precision);
+        free(y);
+        free(p);
+    }
+    json_decref(doc);
+}
+
+Test(metrics, errors) {
+    sb_cls_metrics m;
+    sb_error err = {0};
+    int32_t y[3] = {0, 1, 2}, p[3] = {0, 3, 1};
+    cr_assert_eq(sb_metrics_classify(y, p, 3, 3, &m, &err), SB_ERR_INVALID);
+    cr_assert(strstr(err.msg, "prediction 3") && strstr(err.msg, "item 1"), "%s", err.msg);
+    cr_assert_null(m.precision);
+    sb_cls_metrics_free(&m); /* safe after failure */
+    sb_error_clear(&err);
+    int32_t p2[3] = {0, -1, 1};
+    cr_assert_eq(sb_metrics_classify(y, p2, 3, 3, &m, &err), SB_ERR_INVALID);
+    sb_error_clear(&err);
+    cr_assert_eq(sb_metrics_classify(y, p, 0, 3, &m, &err), SB_ERR_INVALID, "n = 0");
+    sb_error_clear(&err);
+    int32_t none[3] = {-1, -1, -1};
+    cr_assert_eq(sb_metrics_classify(none, p, 3, 3, &m, &err), SB_ERR_INVALID);
+    cr_assert(strstr(err.msg, "nothing to score"), "%s", err.msg);
+    sb_error_clear(&err);
+    int32_t ybad[3] = {0, 5, 1}, pok[3] = {0, 1, 1};
+    cr_assert_eq(sb_metrics_classify(ybad, pok, 3, 3, &m, &err), SB_ERR_INVALID);
+    /* a prediction on an item without gold is not scored, so not checked */
+    int32_t ygap[3] = {0, -1, 1}, pgap[3] = {0, 9, 1};
+    sb_error_clear(&err);
+    cr_assert_eq(sb_metrics_classify(ygap, pgap, 3, 3, &m, &err), SB_OK);
+    cr_assert_eq(m.n, 2u);
+    cr_assert_eq(m.wa, 1.0);
+    sb_cls_metrics_free(&m);
+}
+
+Test(metrics, names_and_aliases) {
+    int32_t y[4] = {0, 0, 1, 1}, p[4] = {0, 1, 1, 1};
+    sb_cls_metrics m;
+    cr_assert_eq(sb_metrics_classify(y, p, 4, 2, &m, NULL), SB_OK);
+    double v;
+    const char *const *names = sb_metrics_names();
+    const char *want[] = {"wa", "ua", "macro_f1", "weighted_f1", "micro_f1"};
+    for (int i = 0; i < 5; i++) {
+        cr_assert_str_eq(names[i], want[i]);
+        cr_assert_eq(sb_metrics_get(&m, names[i], &v), 0);
+    }
+    cr_assert_null(names[5]);
+    cr_assert_eq(sb_metrics_get(&m, "wa", &v), 0);
+    cr_assert_eq(v, 0.75);
+    cr_assert_eq(sb_metrics_get(&m, "acc", &v), 0);
+    cr_assert_eq(v, 0.75);
+    /* recall: class 0 = 1/2, class 1 = 1 → ua 0.75; F1: 2/3 and 0.8 */
+    cr_assert_eq(sb_metrics_get(&m, "ua", &v), 0);
+    cr_assert_eq(v, 0.75);
+    cr_assert_eq(sb_metrics_get(&m, "mf1", &v), 0);
+    cr_assert(fabs(v - (2.0 / 3.0 + 0.8) / 2) < 1e-15, "mf1 %.17g", v);
+    cr_assert_eq(sb_metrics_get(&m, "wf1", &v), 0);
+    cr_assert(fabs(v - (2.0 / 3.0 + 0.8) / 2) < 1e-15, "wf1 %.17g", v);
+    cr_assert_eq(sb_metrics_get(&m, "micro_f1", &v), 0);
+    cr_assert_eq(v, 0.75);
+    cr_assert_eq(sb_metrics_get(&m, "f1", &v), -1);
+    cr_assert_eq(sb_metrics_get(&m, "UA", &v), -1);
+    sb_cls_metrics_free(&m);
+}
+
+Test(metrics, mean_sd) {
+    double x[5] = {0.61, 0.64, 0.58, 0.66, 0.6};
+    double mean, sd;
+    sb_mean_sd(x, 5, &mean, &sd);
+    /* numpy: np.mean(x) = 0.618, np.std(x, ddof=1) = 0.031937438845342656 */
+    cr_assert(fabs(mean - 0.618) < 1e-15, "mean %.17g", mean);
+    cr_assert(fabs(sd - 0.031937438845342656) < 1e-15, "sd %.17g", sd);
+    sb_mean_sd(x, 1, &mean, &sd);
+    cr_assert_eq(mean, 0.61);
+    cr_assert_eq(sd, 0.0);
+    sb_mean_sd(x, 0, &mean, &sd);
+    cr_assert(isnan(mean));
+    cr_assert_eq(sd, 0.0);
+    double c[3] = {1e9 + 1, 1e9 + 2, 1e9 + 3}; /* large offset: two-pass keeps sd exact */
+    sb_mean_sd(c, 3, &mean, &sd);
+    cr_assert_eq(sd, 1.0);
+}
