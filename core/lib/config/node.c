@@ -185,7 +185,7 @@ void sbi_node_free(sbi_node **np)
     free(n->keys);
     free(n->key_locs);
     free(n->items);
-    free(n->text);
+    /*PLANT*/
     free(n);
     *np = NULL;
 }

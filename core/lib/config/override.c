@@ -25,6 +25,10 @@ static sbi_node *parse_value(const char *ov, const char *text, sbi_loc loc, sb_e
     sb_error tmp = {0};
     sbi_node *v = sbi_yaml_parse(text, strlen(text), loc.file, &tmp);
     if (!v) {
+        /* the parser's hint about indentation means nothing for a one-line value */
+        char *hint = strstr(tmp.msg, "; check the indentation");
+        if (hint)
+            *hint = '\0';
         sb_error_set(err, tmp.code == SB_ERR_NOMEM ? SB_ERR_NOMEM : SB_ERR_CONFIG, where,
                      "override '%s': the value is not valid YAML (%s); quote it", ov, tmp.msg);
         return NULL;

@@ -133,6 +133,8 @@ static sb_status resolve_instance(sbi_plan *p, const sbi_node *root, sb_kind kin
                 loc(pn, w, sizeof w);
             else
                 loc(block, w, sizeof w);
+            if (e.code == SB_ERR_PLUGIN && e.where[0] == '/')
+                return sb_error_set(err, e.code, w, "[%s] %s", e.where, e.msg);
             return sb_error_set(err, e.code, w, "%s", e.msg);
         }
         if (err)

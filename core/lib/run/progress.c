@@ -89,7 +89,10 @@ void sbi_progress_update(sbi_progress *p, uint64_t done)
             fflush(stderr);
             p->last_print = now;
         }
-    } else if ((pct / 10 != p->last_pct / 10 && pct < 100) || now - p->last_print >= 15.0) {
+    } else if (el >= 2.0 && ((pct / 10 != p->last_pct / 10 && pct < 100 &&
+                              now - p->last_print >= 1.0) ||
+                             now - p->last_print >= 15.0)) {
+        /* Plain lines only for stages that take a while: at most one per 10 %. */
         fprintf(stderr, "%s: %llu/%llu (%d%%, ETA %s)\n", p->label, (unsigned long long)done,
                 (unsigned long long)p->total, pct, etas);
         p->last_print = now;

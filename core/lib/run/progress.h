@@ -1,5 +1,6 @@
 /* core/lib/run/progress.h — (internal) user-facing messages and progress on stderr: a bar
- * with ETA when stderr is a terminal, plain lines (at most every 10 % or 15 s) otherwise;
+ * with ETA when stderr is a terminal, plain lines otherwise (for stages past 2 s: at most one per
+ * 10 % and per second, and at least one per 15 s);
  * --quiet keeps only warnings and errors. Thread-safe. */
 #ifndef SBI_PROGRESS_H
 #define SBI_PROGRESS_H

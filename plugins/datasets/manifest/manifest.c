@@ -175,7 +175,7 @@ static sb_status parse_double(loader *L, long line, int f, const char *s, double
     char *end = NULL;
     errno = 0;
     double v = strtod(buf, &end);
-    if (end == buf || errno == ERANGE || !isfinite(v))
+    if (end == buf || *end != '\0' || errno == ERANGE || !isfinite(v))
         return row_error(L, line, SB_ERR_FORMAT, "%s: '%s' is not a finite number",
                          colref(L, f, ref, sizeof ref), buf);
     *out = v;

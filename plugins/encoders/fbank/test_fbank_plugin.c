@@ -242,6 +242,8 @@ Test(fbank_plugin, empty_audio_is_an_error)
 static char logged[4096];
 
 static void capture_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
+    SB_PRINTF(3, 4);
+static void capture_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
 {
     (void)h;
     size_t len = strlen(logged);

@@ -514,7 +514,7 @@ static sb_status linear_train(void *inst, const sb_head_data *train, const sb_he
             ran = epoch;
             continue;
         }
-        double score, shown;
+        double score = -INFINITY, shown = NAN;
         if ((st = evaluate(h, dev, dv, n_dv, &score, &shown, err)) != SB_OK) goto out;
         int better = score > best_score;
         if (better) {

@@ -13,6 +13,28 @@
 #include "config.h"
 #include "sb_build_config.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define CFG_HAVE_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CFG_HAVE_LSAN 1
+#endif
+#endif
+#ifdef CFG_HAVE_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
+/* Suite fini: under ASan, fail the test if it leaked. (LeakSanitizer's own report at
+ * exit comes after Criterion has recorded the result, so it would not fail the test.) */
+static inline void cfg_leak_check(void)
+{
+#ifdef CFG_HAVE_LSAN
+    int leaked = __lsan_do_recoverable_leak_check();
+    fprintf(stderr, "LEAKCHECK %d\n", leaked);
+    cr_assert_eq(leaked, 0, "memory leaked (report above)");
+#endif
+}
+
 /* chdir to tests/unit/config of the source tree (SB_SOURCE_ROOT from the test env, else
  * the configure-time path). Criterion runs each test in its own process. */
 static inline void cfg_chdir_tests(void)

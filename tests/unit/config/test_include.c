@@ -3,6 +3,8 @@
  * files. Runs from tests/unit/config so locations read "fixtures/...". */
 #include "helpers.h"
 
+TestSuite(include, .fini = cfg_leak_check);
+
 #include <sys/stat.h>
 
 static sbi_node *load_ok(const char *path)

@@ -2,6 +2,8 @@
  * undefined variables and unterminated references. */
 #include "helpers.h"
 
+TestSuite(interp, .fini = cfg_leak_check);
+
 Test(interp, variable_replaced)
 {
     setenv("CFG_T_ROOT", "/data/meld", 1);

@@ -1,6 +1,8 @@
 /* tests/unit/config/test_json.c — core-schema typing of scalars and whole trees to JSON. */
 #include "helpers.h"
 
+TestSuite(json, .fini = cfg_leak_check);
+
 #include <math.h>
 
 /* Type the scalar written as `yaml` (a flow value) and return its JSON. */

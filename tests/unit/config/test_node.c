@@ -2,6 +2,9 @@
  * clone, locations, interning, and did-you-mean. */
 #include "helpers.h"
 
+TestSuite(node, .fini = cfg_leak_check);
+TestSuite(suggest, .fini = cfg_leak_check);
+
 static const sbi_loc L0 = {NULL, 0, 0};
 
 Test(node, path_lookup)

@@ -2,6 +2,8 @@
  * indexing lists, flow values, locations "<command line>:0:N", and refusals. */
 #include "helpers.h"
 
+TestSuite(override, .fini = cfg_leak_check);
+
 static sbi_node *load_with(const char *const *ov, size_t n, sb_error *e)
 {
     cfg_chdir_tests();

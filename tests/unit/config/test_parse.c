@@ -2,6 +2,8 @@
  * parser must refuse input (with file:line:col and libyaml's problem text). */
 #include "helpers.h"
 
+TestSuite(parse, .fini = cfg_leak_check);
+
 Test(parse, locations_of_nodes_and_keys)
 {
     sbi_node *r = cfg_parse_ok("a: 1\nb:\n  c: x\n  d: [p, q]\n");

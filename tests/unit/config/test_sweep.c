@@ -2,6 +2,8 @@
  * may name, and the validation of sweep and seeds. */
 #include "helpers.h"
 
+TestSuite(sweep, .fini = cfg_leak_check);
+
 typedef struct expanded {
     sbi_node **runs;
     size_t n;

@@ -612,6 +612,10 @@ Test(st, hostile_duplicate_names) {
     write_json(p, "{\"a\\\"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, "
                   "\"a\\\"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8);
     expect_format_error(p, "a\"b");
+    sb_st_file *f = NULL;
+    sb_error err = {0};
+    sb_st_open(p, &f, &err);
+    cr_assert(strstr(err.msg, "twice"), "the message must say why: %s", err.msg);
 }
 
 Test(st, hostile_metadata) {
