@@ -157,7 +157,11 @@ sb_status sb_audio_load(const char *path, double start, double end, int channel,
         return sb_error_set(err, SB_ERR_INVALID, path,
                             "span start %g s is invalid: it must be a finite number >= 0",
                             start);
-    if (isnan(end) || (end >= 0.0 && end <= start))
+    if (isnan(end))
+        return sb_error_set(err, SB_ERR_INVALID, path,
+                            "span end is NaN: give a time in seconds, or a negative number for "
+                            "'to the end of the file'");
+    if (end >= 0.0 && end <= start)
         return sb_error_set(err, SB_ERR_AUDIO, path,
                             "empty span [%.3f, %.3f) s: end must be greater than start (or "
                             "negative for 'to the end of the file')",

@@ -185,7 +185,7 @@ void sbi_node_free(sbi_node **np)
     free(n->keys);
     free(n->key_locs);
     free(n->items);
-    /*PLANT*/
+    free(n->text);
     free(n);
     *np = NULL;
 }

@@ -652,7 +652,7 @@ static sb_status writer_slot(sb_st_writer *w, const char *name, sb_dtype dtype, 
 
 sb_status sb_st_writer_add(sb_st_writer *w, const char *name, sb_dtype dtype, int ndim,
                            const int64_t *shape, const void *data, sb_error *err) {
-    st_entry *e;
+    st_entry *e = NULL;
     sb_status st = writer_slot(w, name, dtype, ndim, shape, &e, err);
     if (st != SB_OK) return st;
     if (e->nbytes && !data) {
@@ -667,7 +667,7 @@ sb_status sb_st_writer_add(sb_st_writer *w, const char *name, sb_dtype dtype, in
 
 sb_status sb_st_writer_add_f32_as_f16(sb_st_writer *w, const char *name, int ndim,
                                       const int64_t *shape, const float *data, sb_error *err) {
-    st_entry *e;
+    st_entry *e = NULL;
     sb_status st = writer_slot(w, name, SB_DT_F16, ndim, shape, &e, err);
     if (st != SB_OK) return st;
     size_t n = e->nbytes / 2;

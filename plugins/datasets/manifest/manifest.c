@@ -132,11 +132,17 @@ static int utf8_valid(const unsigned char *s)
             s++;
             continue;
         } else if ((c & 0xE0) == 0xC0) {
-            n = 1, min = 0x80, c &= 0x1F;
+            n = 1;
+            min = 0x80;
+            c &= 0x1F;
         } else if ((c & 0xF0) == 0xE0) {
-            n = 2, min = 0x800, c &= 0x0F;
+            n = 2;
+            min = 0x800;
+            c &= 0x0F;
         } else if ((c & 0xF8) == 0xF0) {
-            n = 3, min = 0x10000, c &= 0x07;
+            n = 3;
+            min = 0x10000;
+            c &= 0x07;
         } else {
             return 0;
         }
@@ -257,7 +263,7 @@ static sb_status take_row(loader *L, long line, const char *const v[F_COUNT])
     r.line = line;
     r.start = 0.0;
     r.end = -1.0;
-    r.value = NAN;
+    r.value = (double)NAN;
     r.channel = -1;
     r.turn = -1;
     sb_status st = SB_OK;

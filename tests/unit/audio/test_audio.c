@@ -413,6 +413,7 @@ Test(audio, bad_arguments)
     expect_error(p, 0, -1, -1, 0, SB_ERR_INVALID, "rate");
     expect_error(p, -1, -1, -1, 16000, SB_ERR_INVALID, "start");
     expect_error(p, NAN, -1, -1, 16000, SB_ERR_INVALID, "start");
+    expect_error(p, 0, NAN, -1, 16000, SB_ERR_INVALID, "span end is NaN");
     float *y;
     size_t m;
     cr_expect_eq(sb_audio_load(NULL, 0, -1, -1, 16000, &y, &m, NULL), SB_ERR_INVALID);

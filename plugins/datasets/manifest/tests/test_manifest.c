@@ -82,6 +82,7 @@ static void touch_audio(const char *rel)
 static char g_log[1 << 16];
 static size_t g_log_len;
 
+static void cap_log(const sb_host *h, sb_log_level level, const char *fmt, ...) SB_PRINTF(3, 4);
 static void cap_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
 {
     (void)h;
@@ -765,7 +766,7 @@ Test(manifest, empty_manifests)
     sb_corpus_destroy(&c);
     write_text("z.csv", "");
     expect_err(load(opts_for("z.csv", NULL), &c, &err), &err,
-               (const char *[]){"z.csv", "header", NULL});
+               (const char *[]){"z.csv", "is empty", "header row", NULL});
     sb_corpus_destroy(&c);
     expect_err(load(opts_for("nothere.csv", NULL), &c, &err), &err,
                (const char *[]){"nothere.csv", "cannot open", NULL});
