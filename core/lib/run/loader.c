@@ -302,8 +302,10 @@ sb_status sbi_registry_get(sbi_registry *r, const char *name, sb_kind want,
         if (st != SB_OK)
             return st;
         if (want && p->desc->kind != want)
-            return sb_error_set(err, SB_ERR_CONFIG, p->path, "plugin %s is a %s plugin, not a %s",
-                                name, sb_kind_name(p->desc->kind), sb_kind_name(want));
+            return sb_error_set(err, SB_ERR_CONFIG, p->path, "plugin %s is a%s %s plugin, not a%s %s",
+                                name, p->desc->kind == SB_KIND_ENCODER ? "n" : "",
+                                sb_kind_name(p->desc->kind), want == SB_KIND_ENCODER ? "n" : "",
+                                sb_kind_name(want));
         *out = p;
         return SB_OK;
     }
@@ -327,9 +329,9 @@ sb_status sbi_registry_get(sbi_registry *r, const char *name, sb_kind want,
     if (best)
         snprintf(hint, sizeof hint, " Did you mean '%s'?", best);
     sb_status st = sb_error_set(err, SB_ERR_PLUGIN, name,
-                                "no %s plugin '%s' (%s.so) in %s.%s Add its folder to "
+                                "no %s%splugin '%s' (%s.so) in %s.%s Add its folder to "
                                 "SERBENCH_PLUGIN_PATH or the config's plugin_path.",
-                                want ? sb_kind_name(want) : "", name, name,
+                                want ? sb_kind_name(want) : "", want ? " " : "", name, name,
                                 dirs.s ? dirs.s : "(no plugin folders)", hint);
     sbi_buf_free(&dirs);
     return st;
