@@ -5,6 +5,9 @@
 . "$(dirname "$0")/lib.sh"
 export SERBENCH_DEMO_DIR=$(demo_corpus)
 P=$T/prefix
+# The installed tree must stand alone: not the test build's libraries (which may be
+# sanitizer builds) from meson test's LD_LIBRARY_PATH.
+unset LD_LIBRARY_PATH
 meson setup $T/build "$SB_SOURCE_ROOT" --prefix=$P -Dtests=false -Dbuildtype=release \
   >$T/setup.log 2>&1 || { cat $T/setup.log; fail "meson setup"; }
 ninja -C $T/build install >$T/install.log 2>&1 || { tail -30 $T/install.log; fail "install"; }

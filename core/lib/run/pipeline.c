@@ -833,9 +833,53 @@ static sb_status prepare_split(ctx *c, const sbi_run *r, const sbi_split_ref *re
         st = split_items(*ce, ref->split, what, idx, n, err);
     if (st == SB_OK && c->o->stage != SBI_STAGE_FEATURES)
         st = get_labels(c, r, ref, *ce, le, err);
-    if (st == SB_OK && c->o->stage != SBI_STAGE_LABELS)
-        st = get_features(c, r, sbi_run_instance(r, SB_KIND_ENCODER, r->encoder), *ce, *idx, *n,
-                          fe, err);
+    (void)fe; /* features are gathered per corpus in prepare_run */
+    return st;
+}
+
+/* Encode, in one stage per corpus, the union of the run's splits on that corpus. */
+static sb_status features_for_run(ctx *c, const sbi_run *r, run_inputs *ri, sb_error *err)
+{
+    size_t nt = r->n_tests, ns = 2 + nt;
+    corpus_entry **ces = calloc(ns, sizeof *ces);
+    feat_entry ***fes = calloc(ns, sizeof *fes);
+    size_t **idxs = calloc(ns, sizeof *idxs), *ns_ = calloc(ns, sizeof *ns_);
+    sb_status st = ces && fes && idxs && ns_ ? SB_OK : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    if (st == SB_OK) {
+        ces[0] = ri->ce_train, fes[0] = &ri->fe_train, idxs[0] = ri->idx_train, ns_[0] = ri->n_train;
+        ces[1] = ri->ce_dev, fes[1] = &ri->fe_dev, idxs[1] = ri->idx_dev, ns_[1] = ri->n_dev;
+        for (size_t t = 0; t < nt; t++)
+            ces[2 + t] = ri->ce_test[t], fes[2 + t] = &ri->fe_test[t], idxs[2 + t] = ri->idx_test[t],
+                    ns_[2 + t] = ri->n_test[t];
+    }
+    const sbi_instance *enc = sbi_run_instance(r, SB_KIND_ENCODER, r->encoder);
+    for (size_t s = 0; st == SB_OK && s < ns; s++) {
+        if (!ces[s] || *fes[s])
+            continue;
+        size_t total = 0;
+        for (size_t k = s; k < ns; k++)
+            if (ces[k] == ces[s])
+                total += ns_[k];
+        size_t *all = malloc((total + 1) * sizeof *all), m = 0;
+        if (!all) {
+            st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+            break;
+        }
+        for (size_t k = s; k < ns; k++)
+            if (ces[k] == ces[s])
+                for (size_t j = 0; j < ns_[k]; j++)
+                    all[m++] = idxs[k][j];
+        feat_entry *fe = NULL;
+        st = get_features(c, r, enc, ces[s], all, m, &fe, err);
+        free(all);
+        for (size_t k = s; st == SB_OK && k < ns; k++)
+            if (ces[k] == ces[s])
+                *fes[k] = fe;
+    }
+    free(ces);
+    free(fes);
+    free(idxs);
+    free(ns_);
     return st;
 }
 
@@ -858,6 +902,8 @@ static sb_status prepare_run(ctx *c, const sbi_run *r, run_inputs *ri, sb_error 
     for (size_t i = 0; st == SB_OK && i < nt; i++)
         st = prepare_split(c, r, &r->tests[i], "experiment.test", &ri->ce_test[i], &ri->le_test[i],
                            &ri->fe_test[i], &ri->idx_test[i], &ri->n_test[i], err);
+    if (st == SB_OK && c->o->stage != SBI_STAGE_LABELS)
+        st = features_for_run(c, r, ri, err);
     if (st != SB_OK || c->o->stage != SBI_STAGE_ALL)
         return st;
     /* Test sets must share the training label space (label maps arrive with evaluation). */

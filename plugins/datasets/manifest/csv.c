@@ -33,7 +33,7 @@ void sbi_mcsv_free(sbi_mcsv *c)
 }
 
 /* Record an error at path:line about column `col` (0-based): "column 3 ('text'): msg". */
-static sb_status fail(const sbi_mcsv *c, long line, sb_error *err, sb_status code, size_t col,
+static sb_status fail(sbi_mcsv *c, long line, sb_error *err, sb_status code, size_t col,
                       const char *msg)
 {
     char where[600];
@@ -43,6 +43,7 @@ static sb_status fail(const sbi_mcsv *c, long line, sb_error *err, sb_status cod
         snprintf(colname, sizeof colname, "column %zu ('%.100s')", col + 1, c->names[col]);
     else
         snprintf(colname, sizeof colname, "column %zu", col + 1);
+    c->status = code;
     return sb_error_set(err, code, where, "%s: %s", colname, msg);
 }
 

@@ -18,6 +18,7 @@ typedef struct sbi_mcsv {
     char delim;            /* ',' or '\t' */
     long line;             /* 1-based physical line of *p */
     const char *path;      /* for messages; borrowed */
+    sb_status status;      /* the code of the last failure (also put in err) */
     /* the current record: n fields, each NUL-terminated, valid until the next call */
     char *buf;
     size_t len, cap;

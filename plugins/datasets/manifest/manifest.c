@@ -391,7 +391,7 @@ static sb_status read_csv(loader *L, const char *data, size_t size, char delim)
 
     int r = sbi_mcsv_next(&c, &line, L->err);
     if (r < 0) {
-        st = L->err ? L->err->code : SB_ERR_FORMAT;
+        st = c.status;
         goto done;
     }
     if (r == 0) {
@@ -484,7 +484,7 @@ static sb_status read_csv(loader *L, const char *data, size_t size, char delim)
             goto done;
         r = sbi_mcsv_next(&c, &line, L->err);
         if (r < 0) {
-            st = L->err ? L->err->code : SB_ERR_FORMAT;
+            st = c.status;
             goto done;
         }
         if (r == 0)

@@ -4,6 +4,7 @@
  * mutation run that must never crash. */
 #include <criterion/criterion.h>
 
+#include <dlfcn.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
@@ -243,6 +244,26 @@ Test(manifest, descriptor)
     sb_error_clear(&err);
     cr_assert_neq(sbi_opts_parse(p->options, "path: /x.csv\nformat: xml", "t.yaml", &o, &err),
                   SB_OK);
+}
+
+/* The built module exports its entry point and nothing else of ours. */
+Test(manifest, built_module_exports_the_entry_only)
+{
+    const char *root = getenv("SB_BUILD_ROOT");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/plugins/datasets/manifest/manifest.so", root ? root : "");
+    if (!root || access(path, R_OK) != 0)
+        cr_skip_test("no %s", path);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    cr_assert_not_null(h, "dlopen: %s", dlerror());
+    const sb_plugin *(*entry)(void);
+    *(void **)&entry = dlsym(h, SB_PLUGIN_ENTRY_NAME);
+    cr_assert_not_null(entry, "no [%s] in [%s]", SB_PLUGIN_ENTRY_NAME, path);
+    const sb_plugin *p = entry();
+    cr_assert_str_eq(p->name, "manifest");
+    cr_assert_str_eq(p->version, "1.0.0");
+    cr_assert_null(dlsym(h, "sbi_mcsv_next"), "internal symbols must stay hidden");
+    dlclose(h);
 }
 
 /* ---- CSV against JSON Lines -------------------------------------------------------- */
