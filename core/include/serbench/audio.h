@@ -2,7 +2,9 @@
  *
  * libsndfile reads the container (WAV, FLAC, OGG/Vorbis, MP3 where libsndfile has it),
  * channels are downmixed by averaging (or one is selected), and libsoxr resamples to the
- * target rate with its high-quality preset. Thread-safe. */
+ * target rate with its high-quality preset. Thread-safe; when several opens fail at the
+ * same moment, the libsndfile reason quoted in a message may be another thread's (the path
+ * and serbench's own checks are always exact). */
 #ifndef SERBENCH_AUDIO_H
 #define SERBENCH_AUDIO_H
 

@@ -3,9 +3,10 @@
  *
  * Definition (docs/encoders.md gives the formulas): frames of frame_ms every hop_ms
  * (no centre padding; the last partial frame is dropped; audio shorter than one frame gives
- * one zero-padded frame), DC offset removed per frame, pre-emphasis, Hann window, |FFT|^2
- * over n_fft points, triangular HTK-mel filters between f_min and f_max, natural log with a
- * floor of 1e-10 on the energies. */
+ * one zero-padded frame), DC offset removed per frame, pre-emphasis, periodic Hann window
+ * (w[i] = 1/2 - 1/2 cos(2 pi i / L)), |FFT|^2 over n_fft points, HTK-mel filters that are
+ * triangular in Hz between f_min and f_max, natural log with a floor of 1e-10 on the
+ * energies. */
 #ifndef SERBENCH_FBANK_H
 #define SERBENCH_FBANK_H
 

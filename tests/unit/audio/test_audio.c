@@ -200,9 +200,23 @@ static void check_resampled_sine(int in_rate, double freq)
     free(x);
 }
 
-Test(audio, resample_8k) { check_resampled_sine(8000, 440.0); check_resampled_sine(8000, 3000.0); }
-Test(audio, resample_22k) { check_resampled_sine(22050, 440.0); check_resampled_sine(22050, 3000.0); }
-Test(audio, resample_44k) { check_resampled_sine(44100, 440.0); check_resampled_sine(44100, 3000.0); }
+Test(audio, resample_8k)
+{
+    check_resampled_sine(8000, 440.0);
+    check_resampled_sine(8000, 3000.0);
+}
+
+Test(audio, resample_22k)
+{
+    check_resampled_sine(22050, 440.0);
+    check_resampled_sine(22050, 3000.0);
+}
+
+Test(audio, resample_44k)
+{
+    check_resampled_sine(44100, 440.0);
+    check_resampled_sine(44100, 3000.0);
+}
 
 Test(audio, resample_removes_content_above_new_nyquist)
 {
