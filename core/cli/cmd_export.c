@@ -9,19 +9,7 @@
 
 static void field(sbi_buf *b, const char *s, int last)
 {
-    if (!s)
-        s = "";
-    if (strpbrk(s, ",\"\n\r")) {
-        sbi_buf_puts(b, "\"");
-        for (const char *p = s; *p; p++) {
-            if (*p == '"')
-                sbi_buf_puts(b, "\"");
-            sbi_buf_add(b, p, 1);
-        }
-        sbi_buf_puts(b, "\"");
-    } else {
-        sbi_buf_puts(b, s);
-    }
+    sbi_buf_csv_field(b, s);
     sbi_buf_puts(b, last ? "\r\n" : ",");
 }
 
@@ -78,9 +66,20 @@ int cmd_export(int argc, char **argv)
         char *label = sbi_run_label(plan, r);
         char seed[32];
         snprintf(seed, sizeof seed, "%lld", (long long)r->seed);
-        /* Class names come from the resolved label space, stored nowhere else: for
-         * predictions, resolve them from the run's training corpus at report time would
-         * need loading it, so the export carries indices and the store's label names. */
+        /* Class names: the run's label space, kept in its provenance. */
+        json_t *classes = NULL;
+        char *prov = NULL;
+        sqlite3_stmt *pq = NULL;
+        if (sbi_store_prepare(store, "SELECT provenance FROM runs WHERE run_id=?1", &pq, NULL) ==
+            SB_OK) {
+            sqlite3_bind_text(pq, 1, r->run_id, -1, SQLITE_STATIC);
+            if (sqlite3_step(pq) == SQLITE_ROW && sqlite3_column_text(pq, 0))
+                prov = strdup((const char *)sqlite3_column_text(pq, 0));
+            sqlite3_finalize(pq);
+        }
+        json_t *pj = prov ? json_loads(prov, 0, NULL) : NULL;
+        classes = json_object_get(pj, "classes");
+        free(prov);
         sqlite3_bind_text(q, 1, r->run_id, -1, SQLITE_STATIC);
         while (sqlite3_step(q) == SQLITE_ROW) {
             field(&b, r->run_id, 0);
@@ -92,8 +91,8 @@ int cmd_export(int argc, char **argv)
                 field(&b, (const char *)sqlite3_column_text(q, 1), 0);
                 field(&b, (const char *)sqlite3_column_text(q, 2), 0);
                 field(&b, (const char *)sqlite3_column_text(q, 3), 0);
-                field(&b, "", 0);
-                field(&b, "", 0);
+                field(&b, json_string_value(json_array_get(classes, (size_t)sqlite3_column_int(q, 2))), 0);
+                field(&b, json_string_value(json_array_get(classes, (size_t)sqlite3_column_int(q, 3))), 0);
                 field(&b, (const char *)sqlite3_column_text(q, 4), 1);
             } else {
                 char v[64];
@@ -105,6 +104,7 @@ int cmd_export(int argc, char **argv)
             rows++;
         }
         sqlite3_reset(q);
+        json_decref(pj);
         free(label);
     }
     sqlite3_finalize(q);

@@ -78,7 +78,7 @@ int cmd_run(int argc, char **argv)
                     sum.item_failures);
         goto out;
     }
-    if (o.stage == SBI_STAGE_ALL && !a.quiet) {
+    if (o.stage == SBI_STAGE_ALL) {
         json_t *table = NULL;
         if (sbi_report_build(plan, store, a.shard_i, a.shard_n, &table, &err) == SB_OK) {
             char *text = sbi_report_render(table, "md");

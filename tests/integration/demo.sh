@@ -71,6 +71,8 @@ run_sb $T/exp_p export predictions "$CFG" --results "$R" --out $T/pred.csv
 expect_exit 0 $T/exp_p
 [ "$(($(wc -l < $T/pred.csv) - 1))" = 120 ] || fail "want 3 seeds x 40 test predictions"
 ok
+awk -F, 'NR > 1 && $9 != "" && $10 != "" {n++} END {exit !(n == 120)}' $T/pred.csv || fail "class names missing in the export"
+ok
 run_sb $T/exp_m export metrics "$CFG" --results "$R" --out $T/met.csv
 expect_exit 0 $T/exp_m
 head -1 $T/met.csv | grep -q "^run_id,group_id,seed,run,test,metric,value,n" || fail "metrics header"

@@ -72,6 +72,18 @@ int sbi_buf_printf(sbi_buf *b, const char *fmt, ...)
     return r;
 }
 
+int sbi_buf_csv_field(sbi_buf *b, const char *s)
+{
+    if (!s)
+        s = "";
+    if (!strpbrk(s, ",\"\n\r"))
+        return sbi_buf_puts(b, s);
+    int rc = sbi_buf_puts(b, "\"");
+    for (const char *p = s; *p && !rc; p++)
+        rc = (*p == '"' ? sbi_buf_puts(b, "\"") : 0) || sbi_buf_add(b, p, 1);
+    return rc || sbi_buf_puts(b, "\"");
+}
+
 void sbi_buf_free(sbi_buf *b)
 {
     free(b->s);

@@ -22,6 +22,8 @@ int sbi_buf_add(sbi_buf *b, const char *s, size_t n);
 int sbi_buf_puts(sbi_buf *b, const char *s);
 int sbi_buf_printf(sbi_buf *b, const char *fmt, ...) SB_PRINTF(2, 3);
 void sbi_buf_free(sbi_buf *b);
+/* Append s (NULL = empty) as one RFC 4180 CSV field, quoted when it holds , " CR or LF. */
+int sbi_buf_csv_field(sbi_buf *b, const char *s);
 
 /* Paths. dirname/join return new strings. join of an absolute `rel` returns a copy of it. */
 char *sbi_path_dirname(const char *path);

@@ -945,7 +945,7 @@ static sb_status prepare_run(ctx *c, const sbi_run *r, run_inputs *ri, sb_error 
     return SB_OK;
 }
 
-static json_t *provenance(ctx *c, const sbi_run *r, double seconds)
+static json_t *provenance(ctx *c, const sbi_run *r, const sb_corpus *train, double seconds)
 {
     json_t *pl = json_object();
     for (size_t i = 0; i < r->n_inst; i++) {
@@ -959,10 +959,16 @@ static json_t *provenance(ctx *c, const sbi_run *r, double seconds)
     char host[256] = "?";
     if (uname(&un) == 0)
         snprintf(host, sizeof host, "%s %s %s", un.nodename, un.sysname, un.machine);
-    return json_pack("{s:s, s:s, s:o, s:s, s:i, s:i, s:i, s:s, s:I, s:f}", "serbench", SB_VERSION,
+    json_t *classes = json_array();
+    for (int k = 0; k < sb_corpus_n_classes(train); k++)
+        json_array_append_new(classes, json_string(sb_corpus_class(train, k)));
+    const char *space = sb_corpus_label_space(train);
+    return json_pack("{s:s, s:s, s:o, s:s, s:i, s:i, s:i, s:s, s:I, s:f, s:s, s:o}",
+                     "serbench", SB_VERSION,
                      "git_describe", SB_GIT_DESCRIBE, "plugins", pl, "blas", openblas_get_config(),
                      "threads", c->threads, "blas_threads", c->blas_threads, "jobs", c->o->jobs,
-                     "host", host, "seed", (json_int_t)r->seed, "seconds", seconds);
+                     "host", host, "seed", (json_int_t)r->seed, "seconds", seconds,
+                     "label_space", space ? space : "", "classes", classes);
 }
 
 static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_inputs *ri,
@@ -1100,7 +1106,7 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
             *err = e;
         return st;
     }
-    json_t *prov = provenance(c, r, secs);
+    json_t *prov = provenance(c, r, ri->ce_train->c, secs);
     char *provs = json_dumps(prov, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(prov);
     st = sbi_store_begin(store, err);

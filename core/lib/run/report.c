@@ -186,21 +186,6 @@ static void cell_text(const json_t *cell, char *buf, size_t n)
     snprintf(buf, n, "%.2f ± %.2f (%lld)", m, sd, k);
 }
 
-static void csv_field(sbi_buf *b, const char *s)
-{
-    if (strpbrk(s, ",\"\n\r")) {
-        sbi_buf_puts(b, "\"");
-        for (const char *p = s; *p; p++) {
-            if (*p == '"')
-                sbi_buf_puts(b, "\"");
-            sbi_buf_add(b, p, 1);
-        }
-        sbi_buf_puts(b, "\"");
-    } else {
-        sbi_buf_puts(b, s);
-    }
-}
-
 static void tex_escape(sbi_buf *b, const char *s)
 {
     for (const char *p = s; *p; p++) {
@@ -250,7 +235,7 @@ char *sbi_report_render(const json_t *t, const char *format)
             sbi_buf_printf(&b, " %s |", h);
         if (csv) {
             sbi_buf_puts(&b, ",");
-            csv_field(&b, h);
+            sbi_buf_csv_field(&b, h);
         }
         if (tex) {
             sbi_buf_puts(&b, " & ");
@@ -272,7 +257,7 @@ char *sbi_report_render(const json_t *t, const char *format)
         if (md)
             sbi_buf_printf(&b, "| %s |", label);
         if (csv)
-            csv_field(&b, label);
+            sbi_buf_csv_field(&b, label);
         if (tex)
             tex_escape(&b, label);
         for (size_t c = 0; c < nc; c++) {
@@ -282,7 +267,7 @@ char *sbi_report_render(const json_t *t, const char *format)
                 sbi_buf_printf(&b, bold ? " **%s** |" : " %s |", cell);
             if (csv) {
                 sbi_buf_puts(&b, ",");
-                csv_field(&b, cell);
+                sbi_buf_csv_field(&b, cell);
             }
             if (tex) {
                 /* ± as $\pm$ in LaTeX. */
