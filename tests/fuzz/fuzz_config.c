@@ -1,12 +1,53 @@
-/* tests/fuzz/fuzz_config.c — libFuzzer target for the config module: arbitrary bytes go
- * through sbi_config_parse_string, and a tree that parses goes on through JSON typing and
- * sweep expansion. Crashes, leaks, UB, or an error without a code are findings. */
+/* tests/fuzz/fuzz_config.c — libFuzzer target for the config loader: arbitrary bytes go
+ * through sbi_config_parse_string, and a tree that parses goes on through JSON typing, sweep
+ * expansion, and validation of every instance block (datasets:, heads:, ...) against an
+ * option table with every option type — the path a config takes to a resolved config.
+ * Crashes, leaks, UB, or an error without a code are findings. */
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "config.h"
+#include "opts.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* One row of each option type, with ranges, choices and a required key. */
+static const sb_option fuzz_table[] = {
+    {.name = "plugin", .type = SB_OPT_STRING, .help = "h"},
+    {.name = "epochs", .type = SB_OPT_INT, .def = "3", .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX,
+     .min = 1, .max = 100, .help = "h"},
+    {.name = "lr", .type = SB_OPT_FLOAT, .def = "0.1", .flags = SB_OPT_HAS_MIN, .min = 0, .help = "h"},
+    {.name = "on", .type = SB_OPT_BOOL, .def = "true", .help = "h"},
+    {.name = "path", .type = SB_OPT_PATH, .help = "h"},
+    {.name = "pool", .type = SB_OPT_ENUM, .def = "mean", .choices = "mean|mean+std", .help = "h"},
+    {.name = "layers", .type = SB_OPT_LIST, .def = "all", .flags = SB_OPT_HAS_MAX, .max = 50,
+     .help = "h"},
+    {.name = "context", .type = SB_OPT_MAP, .help = "h"},
+    {.name = "model", .type = SB_OPT_STRING, .flags = SB_OPT_REQUIRED, .help = "h"},
+    {.name = NULL},
+};
+
+static void validate_blocks(const sbi_node *root)
+{
+    static const char *const blocks[] = {"datasets", "labellers", "encoders", "heads"};
+    for (size_t b = 0; b < 4; b++) {
+        const sbi_node *m = sbi_node_get(root, blocks[b]);
+        for (size_t i = 0; m && m->kind == SBI_MAP && i < m->n; i++) {
+            sb_opts *o = NULL;
+            sb_error e = {0};
+            sb_status st = sbi_opts_validate(fuzz_table, "fuzz", m->items[i], NULL, &o, &e);
+            if ((st == SB_OK) != (o != NULL) || (st != SB_OK && (e.code != st || !e.msg[0])))
+                __builtin_trap();
+            if (o) {
+                (void)sb_opts_int(o, "epochs");
+                (void)sb_opts_json(o, "context");
+                for (size_t k = 0; k < sb_opts_list_len(o, "layers"); k++)
+                    (void)sb_opts_list_item(o, "layers", k);
+            }
+            sbi_opts_destroy(&o);
+        }
+    }
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -43,6 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (xerr.code != st || runs || n_runs) {
         __builtin_trap();
     }
+
+    validate_blocks(root);
 
     const char **keys = sbi_config_sweep_keys(root);
     for (size_t i = 0; keys && keys[i]; i++)

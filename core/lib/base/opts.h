@@ -20,6 +20,9 @@ sb_status sbi_opts_validate(const sb_option *table, const char *plugin, const sb
  * ENUM has choices, every default valid for its row. */
 sb_status sbi_opts_check_table(const sb_option *table, const char *plugin, sb_error *err);
 
+/* Release values made by sbi_opts_validate or sbi_opts_parse; NULLs *o. */
+void sbi_opts_destroy(sb_opts **o);
+
 /* The resolved values (defaults filled, unset optional ones absent) as a JSON object:
  * BOOL → true/false, INT → integer, FLOAT → real, STRING/PATH/ENUM → string, LIST → array
  * of strings, MAP → object. Borrowed; lives as long as `o`. */

@@ -6,6 +6,7 @@
 
 #include "internal.h"
 
+static void th_log(const sb_host *h, sb_log_level level, const char *fmt, ...) SB_PRINTF(3, 4);
 static void th_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
 {
     (void)h;

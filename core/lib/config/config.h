@@ -46,7 +46,7 @@ typedef struct sbi_node sbi_node;
 struct sbi_node {
     sbi_node_kind kind;
     sbi_loc loc;
-    char *text;       /* SCALAR: the value (after interpolation) */
+    char *text;       /* SCALAR: the value (after interpolation); NULL for NULL/SEQ/MAP */
     int quoted;       /* SCALAR: written quoted ('...' or "...") or as a block scalar */
     size_t n;         /* SEQ/MAP: number of items */
     char **keys;      /* MAP: keys[n] */
@@ -55,12 +55,14 @@ struct sbi_node {
 };
 
 /* Load a config file through steps 1–4. Returns the root (a MAP; an empty file gives an
- * empty MAP) or NULL with err set (SB_ERR_CONFIG or SB_ERR_IO), naming file:line:col. */
+ * empty MAP) or NULL with err set (SB_ERR_CONFIG, SB_ERR_IO, or SB_ERR_USAGE for a malformed
+ * override), naming file:line:col. */
 sbi_node *sbi_config_load(const char *path, const char *const *overrides, size_t n_overrides,
                           sb_error *err);
 
 /* Parse YAML text (not a file) through steps 1 and 3 only; `name` labels locations.
- * Includes are an error here. For tests and for parsing override values. */
+ * Includes are an error here. Any root kind is returned; empty text gives an SBI_NULL node.
+ * For tests, defaults and override values. */
 sbi_node *sbi_config_parse_string(const char *text, size_t len, const char *name, sb_error *err);
 
 /* Step 5. On success *runs holds *n_runs new roots (caller frees each and the array with
@@ -91,13 +93,14 @@ void sbi_map_set(sbi_node *map, const char *key, sbi_loc key_loc, sbi_node *item
 sbi_node *sbi_node_clone(const sbi_node *n);
 void sbi_node_free(sbi_node **n);
 
-/* "file:line:col" into buf (or "file" when line is 0); returns buf. */
+/* "file:line:col" into buf (or "file" when line and col are both 0); returns buf. */
 const char *sbi_loc_str(sbi_loc loc, char *buf, size_t size);
 /* Interned copy of a file name for sbi_loc.file. */
 const char *sbi_intern(const char *s);
 
 /* Scalar typing by the YAML 1.2 core schema: for a plain scalar, "true"/"false" → bool,
- * decimal/0x/0o ints → int, floats (incl. .inf, .nan, 1e-3) → real, "null"/"~"/"" → null;
+ * decimal/0x/0o ints → int, floats (1e-3, .5) → real, .inf/.nan → string (JSON has no
+ * infinities), "null"/"~"/"" → null;
  * quoted scalars are always strings. Returns a new jansson value. */
 json_t *sbi_scalar_to_json(const sbi_node *n);
 /* Whole tree to JSON with core-schema typing (keys keep insertion order). */

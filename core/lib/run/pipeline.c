@@ -26,6 +26,7 @@ typedef struct host_priv {
     sbi_progress *prog;
 } host_priv;
 
+static void host_log(const sb_host *h, sb_log_level level, const char *fmt, ...) SB_PRINTF(3, 4);
 static void host_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
 {
     const host_priv *hp = h->priv;

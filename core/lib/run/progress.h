@@ -5,6 +5,8 @@
 #ifndef SBI_PROGRESS_H
 #define SBI_PROGRESS_H
 
+#include <stdarg.h>
+
 #include <serbench/serbench.h>
 
 typedef struct sbi_ui {
@@ -17,7 +19,7 @@ void sbi_ui_init(sbi_ui *ui, int quiet, int verbose);
 void sbi_ui_log(const sbi_ui *ui, sb_log_level level, const char *who, const char *fmt, ...)
     SB_PRINTF(4, 5);
 void sbi_ui_logv(const sbi_ui *ui, sb_log_level level, const char *who, const char *fmt,
-                 va_list ap);
+                 va_list ap) SB_PRINTF(4, 0);
 
 typedef struct sbi_progress {
     const sbi_ui *ui;

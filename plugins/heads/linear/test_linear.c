@@ -22,6 +22,7 @@ static struct {
     char info[1024];     /* last INFO line */
 } cap;
 
+static void cap_log(const sb_host *h, sb_log_level level, const char *fmt, ...) SB_PRINTF(3, 4);
 static void cap_log(const sb_host *h, sb_log_level level, const char *fmt, ...) {
     (void)h;
     char line[1024];
