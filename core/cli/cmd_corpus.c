@@ -25,7 +25,7 @@ int cmd_corpus(int argc, char **argv)
             if (in->kind != SB_KIND_DATASET || json_object_get(all, in->name))
                 continue;
             sb_corpus *c = NULL;
-            sb_error err = {0};
+            sb_error err = { 0 };
             if (sbi_load_corpus(in, &ui, cli_results_dir(&a, plan), &c, &err) != SB_OK) {
                 rc = cli_fail(&err);
                 break;
@@ -44,8 +44,10 @@ int cmd_corpus(int argc, char **argv)
                     json_object_set_new(splits, ut->split, s);
                 }
                 const char *key = ut->label >= 0 ? sb_corpus_class(c, ut->label) : "unlabelled";
-                json_object_set_new(s, key, json_integer(json_integer_value(json_object_get(s, key)) + 1));
-                json_object_set_new(s, "total", json_integer(json_integer_value(json_object_get(s, "total")) + 1));
+                json_object_set_new(s, key,
+                                    json_integer(json_integer_value(json_object_get(s, key)) + 1));
+                json_object_set_new(
+                    s, "total", json_integer(json_integer_value(json_object_get(s, "total")) + 1));
             }
             json_t *warn = json_array();
             for (size_t w = 0; w < sb_corpus_n_warnings(c); w++) {
@@ -86,7 +88,8 @@ int cmd_corpus(int argc, char **argv)
                 printf("  %-10s", sn);
                 const char *cn;
                 json_t *v;
-                json_object_foreach(s, cn, v) printf(" %s=%lld", cn, (long long)json_integer_value(v));
+                json_object_foreach(s, cn, v)
+                    printf(" %s=%lld", cn, (long long)json_integer_value(v));
                 printf("\n");
             }
             size_t np = json_array_size(json_object_get(d, "problems"));

@@ -17,12 +17,15 @@ int cmd_export(int argc, char **argv)
 {
     /* `serbench export KIND CONFIG`: move KIND out of the way so CONFIG parses as usual. */
     if (argc < 4) {
-        fprintf(stderr, "serbench: error: usage: serbench export predictions|metrics CONFIG --out FILE.csv\n");
+        fprintf(
+            stderr,
+            "serbench: error: usage: serbench export predictions|metrics CONFIG --out FILE.csv\n");
         return EXIT_USAGE;
     }
     const char *kind = argv[2];
     if (strcmp(kind, "predictions") && strcmp(kind, "metrics")) {
-        fprintf(stderr, "serbench: error: export what? 'predictions' or 'metrics' (got '%s')\n", kind);
+        fprintf(stderr, "serbench: error: export what? 'predictions' or 'metrics' (got '%s')\n",
+                kind);
         return EXIT_USAGE;
     }
     char **args = calloc((size_t)argc, sizeof *args);
@@ -45,17 +48,19 @@ int cmd_export(int argc, char **argv)
     if (rc)
         goto out;
     int preds = !strcmp(kind, "predictions");
-    sbi_buf b = {0};
+    sbi_buf b = { 0 };
     if (preds)
-        sbi_buf_puts(&b, "run_id,group_id,seed,run,test,utt_id,gold,pred,gold_label,pred_label,probs\r\n");
+        sbi_buf_puts(
+            &b, "run_id,group_id,seed,run,test,utt_id,gold,pred,gold_label,pred_label,probs\r\n");
     else
         sbi_buf_puts(&b, "run_id,group_id,seed,run,test,metric,value,n\r\n");
     sqlite3_stmt *q = NULL;
-    sb_error err = {0};
-    const char *sql = preds ? "SELECT test, utt_id, gold, pred, probs FROM predictions WHERE run_id=?1"
-                              " ORDER BY test, rowid"
-                            : "SELECT test, metric, value, n FROM metrics WHERE run_id=?1"
-                              " ORDER BY test, metric";
+    sb_error err = { 0 };
+    const char *sql =
+        preds ? "SELECT test, utt_id, gold, pred, probs FROM predictions WHERE run_id=?1"
+                " ORDER BY test, rowid"
+              : "SELECT test, metric, value, n FROM metrics WHERE run_id=?1"
+                " ORDER BY test, metric";
     if (sbi_store_prepare(store, sql, &q, &err) != SB_OK) {
         rc = cli_fail(&err);
         goto out;
@@ -91,8 +96,12 @@ int cmd_export(int argc, char **argv)
                 field(&b, (const char *)sqlite3_column_text(q, 1), 0);
                 field(&b, (const char *)sqlite3_column_text(q, 2), 0);
                 field(&b, (const char *)sqlite3_column_text(q, 3), 0);
-                field(&b, json_string_value(json_array_get(classes, (size_t)sqlite3_column_int(q, 2))), 0);
-                field(&b, json_string_value(json_array_get(classes, (size_t)sqlite3_column_int(q, 3))), 0);
+                field(&b,
+                      json_string_value(json_array_get(classes, (size_t)sqlite3_column_int(q, 2))),
+                      0);
+                field(&b,
+                      json_string_value(json_array_get(classes, (size_t)sqlite3_column_int(q, 3))),
+                      0);
                 field(&b, (const char *)sqlite3_column_text(q, 4), 1);
             } else {
                 char v[64];

@@ -11,9 +11,9 @@
 
 static json_t *option_json(const sb_option *o)
 {
-    json_t *j = json_pack("{s:s, s:s, s:b, s:s}", "name", o->name, "type",
-                          sbi_opt_type_name(o->type), "required", (o->flags & SB_OPT_REQUIRED) != 0,
-                          "help", o->help ? o->help : "");
+    json_t *j =
+        json_pack("{s:s, s:s, s:b, s:s}", "name", o->name, "type", sbi_opt_type_name(o->type),
+                  "required", (o->flags & SB_OPT_REQUIRED) != 0, "help", o->help ? o->help : "");
     if (o->def)
         json_object_set_new(j, "default", json_string(o->def));
     if (o->flags & SB_OPT_HAS_MIN)
@@ -52,7 +52,7 @@ int cmd_plugins(int argc, char **argv)
     cli_args a;
     int rc = cli_parse(argc, argv, 0, &a);
     sbi_registry *reg = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     if (!rc && sbi_registry_create(cli_builtin_plugin_dirs(), NULL, 0, &reg, &err) != SB_OK)
         rc = cli_fail(&err);
     if (rc)
@@ -67,10 +67,10 @@ int cmd_plugins(int argc, char **argv)
             json_t *opts = json_array();
             for (const sb_option *o = p->desc->options; o && o->name; o++)
                 json_array_append_new(opts, option_json(o));
-            json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "name", p->desc->name,
-                                  "kind", sb_kind_name(p->desc->kind), "version", p->desc->version,
-                                  "summary", p->desc->summary, "path", p->path, "origin",
-                                  p->origin, "options", opts);
+            json_t *j =
+                json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "name", p->desc->name, "kind",
+                          sb_kind_name(p->desc->kind), "version", p->desc->version, "summary",
+                          p->desc->summary, "path", p->path, "origin", p->origin, "options", opts);
             char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
             printf("%s\n", s);
             free(s);
@@ -92,12 +92,11 @@ int cmd_plugins(int argc, char **argv)
     if (a.json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "name",
-                                                 list[i]->desc->name, "kind",
-                                                 sb_kind_name(list[i]->desc->kind), "version",
-                                                 list[i]->desc->version, "summary",
-                                                 list[i]->desc->summary, "path", list[i]->path,
-                                                 "origin", list[i]->origin));
+            json_array_append_new(
+                arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "name", list[i]->desc->name,
+                               "kind", sb_kind_name(list[i]->desc->kind), "version",
+                               list[i]->desc->version, "summary", list[i]->desc->summary, "path",
+                               list[i]->path, "origin", list[i]->origin));
         json_t *j = json_pack("{s:o, s:O}", "plugins", arr, "broken", (json_t *)broken);
         char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         printf("%s\n", s);

@@ -15,7 +15,8 @@ int cmd_report(int argc, char **argv)
     sbi_plan *plan = NULL;
     sbi_store *store = NULL;
     const char *fmt = a.format ? a.format : "md";
-    if (!rc && strcmp(fmt, "md") && strcmp(fmt, "csv") && strcmp(fmt, "tex") && strcmp(fmt, "json")) {
+    if (!rc && strcmp(fmt, "md") && strcmp(fmt, "csv") && strcmp(fmt, "tex") &&
+        strcmp(fmt, "json")) {
         fprintf(stderr, "serbench: error: --format must be md, csv, tex or json (got '%s')\n", fmt);
         rc = EXIT_USAGE;
     }
@@ -34,7 +35,7 @@ int cmd_report(int argc, char **argv)
         rc = cli_open_store(&a, plan, &store);
     if (!rc) {
         json_t *table = NULL;
-        sb_error err = {0};
+        sb_error err = { 0 };
         if (sbi_report_build(plan, store, a.shard_i, a.shard_n, &table, &err) != SB_OK) {
             rc = cli_fail(&err);
         } else {

@@ -63,13 +63,17 @@ int cmd_run(int argc, char **argv)
 
     sbi_ui ui;
     sbi_ui_init(&ui, a.quiet, a.verbose);
-    sbi_exec_opts o = {.force = a.force, .jobs = a.jobs, .threads = a.threads,
-                       .shard_i = a.shard_i, .shard_n = a.shard_n, .ui = &ui};
-    o.stage = !strcmp(a.cmd, "label") ? SBI_STAGE_LABELS
+    sbi_exec_opts o = { .force = a.force,
+                        .jobs = a.jobs,
+                        .threads = a.threads,
+                        .shard_i = a.shard_i,
+                        .shard_n = a.shard_n,
+                        .ui = &ui };
+    o.stage = !strcmp(a.cmd, "label")    ? SBI_STAGE_LABELS
               : !strcmp(a.cmd, "encode") ? SBI_STAGE_FEATURES
                                          : SBI_STAGE_ALL;
     sbi_exec_summary sum;
-    sb_error err = {0};
+    sb_error err = { 0 };
     sb_status st = sbi_execute(plan, store, &o, &sum, &err);
     if (st != SB_OK) {
         rc = cli_fail(&err);

@@ -13,16 +13,15 @@ int cmd_validate(int argc, char **argv)
     if (!rc)
         rc = cli_load_plan(&a, &plan);
     if (!rc) {
-        sb_error err = {0};
+        sb_error err = { 0 };
         if (sbi_plan_validate_all(plan, &err) != SB_OK) {
             rc = cli_fail(&err);
         } else if (a.json) {
             json_t *runs = json_array();
             for (size_t i = 0; i < plan->n_runs; i++)
-                json_array_append_new(runs, json_pack("{s:s, s:s, s:O}", "run_id",
-                                                      plan->runs[i].run_id, "group_id",
-                                                      plan->runs[i].group_id, "config",
-                                                      plan->runs[i].config));
+                json_array_append_new(
+                    runs, json_pack("{s:s, s:s, s:O}", "run_id", plan->runs[i].run_id, "group_id",
+                                    plan->runs[i].group_id, "config", plan->runs[i].config));
             char *s = json_dumps(runs, JSON_INDENT(2) | JSON_SORT_KEYS);
             printf("%s\n", s ? s : "[]");
             free(s);

@@ -37,17 +37,25 @@ int cli_parse(int argc, char **argv, int takes_config, cli_args *a)
         const char *s = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 #define FLAG(name) (strcmp(s, name) == 0)
-        if (FLAG("--dry-run")) a->dry_run = 1;
-        else if (FLAG("--force")) a->force = 1;
-        else if (FLAG("--quiet") || FLAG("-q")) a->quiet = 1;
-        else if (FLAG("--verbose") || FLAG("-v")) a->verbose = 1;
-        else if (FLAG("--json")) a->json = 1;
-        else if (FLAG("--plan")) a->plan_only = 1;
+        if (FLAG("--dry-run"))
+            a->dry_run = 1;
+        else if (FLAG("--force"))
+            a->force = 1;
+        else if (FLAG("--quiet") || FLAG("-q"))
+            a->quiet = 1;
+        else if (FLAG("--verbose") || FLAG("-v"))
+            a->verbose = 1;
+        else if (FLAG("--json"))
+            a->json = 1;
+        else if (FLAG("--plan"))
+            a->plan_only = 1;
         else if (FLAG("--jobs") || FLAG("-j")) {
-            if (parse_int(s, val, 1, 1024, &a->jobs)) return EXIT_USAGE;
+            if (parse_int(s, val, 1, 1024, &a->jobs))
+                return EXIT_USAGE;
             i++;
         } else if (FLAG("--threads")) {
-            if (parse_int(s, val, 1, 1024, &a->threads)) return EXIT_USAGE;
+            if (parse_int(s, val, 1, 1024, &a->threads))
+                return EXIT_USAGE;
             i++;
         } else if (FLAG("--shard")) {
             int n1 = 0, n2 = 0, used = 0;
@@ -65,9 +73,12 @@ int cli_parse(int argc, char **argv, int takes_config, cli_args *a)
                 fprintf(stderr, "serbench: error: %s needs a value\n", s);
                 return EXIT_USAGE;
             }
-            if (FLAG("--results")) a->results = val;
-            else if (FLAG("--format")) a->format = val;
-            else a->out = val;
+            if (FLAG("--results"))
+                a->results = val;
+            else if (FLAG("--format"))
+                a->format = val;
+            else
+                a->out = val;
             i++;
         } else if (s[0] == '-' && s[1]) {
             fprintf(stderr, "serbench: error: unknown option '%s' for '%s'; see 'serbench help'\n",
@@ -114,10 +125,16 @@ int cli_exit_code(sb_status st)
     switch (st) {
     case SB_OK: return EXIT_OK;
     case SB_ERR_CANCELLED: return EXIT_INTERRUPTED;
-    case SB_ERR_USAGE: case SB_ERR_CONFIG: case SB_ERR_PLUGIN: case SB_ERR_IO:
-    case SB_ERR_FORMAT: case SB_ERR_AUDIO: case SB_ERR_NOT_FOUND: case SB_ERR_INVALID:
-    case SB_ERR_STORE: case SB_ERR_SCHEMA:
-        return EXIT_USAGE;
+    case SB_ERR_USAGE:
+    case SB_ERR_CONFIG:
+    case SB_ERR_PLUGIN:
+    case SB_ERR_IO:
+    case SB_ERR_FORMAT:
+    case SB_ERR_AUDIO:
+    case SB_ERR_NOT_FOUND:
+    case SB_ERR_INVALID:
+    case SB_ERR_STORE:
+    case SB_ERR_SCHEMA: return EXIT_USAGE;
     default: return EXIT_ITEMS;
     }
 }
@@ -131,7 +148,7 @@ int cli_fail(const sb_error *err)
 
 int cli_load_plan(const cli_args *a, sbi_plan **plan)
 {
-    sb_error err = {0};
+    sb_error err = { 0 };
     if (sbi_plan_load(a->config, a->overrides, a->n_overrides, cli_builtin_plugin_dirs(), plan,
                       &err) != SB_OK)
         return cli_fail(&err);
@@ -149,7 +166,7 @@ const char *cli_results_dir(const cli_args *a, const sbi_plan *plan)
 
 int cli_open_store(const cli_args *a, const sbi_plan *plan, sbi_store **store)
 {
-    sb_error err = {0};
+    sb_error err = { 0 };
     if (sbi_store_open(cli_results_dir(a, plan), store, &err) != SB_OK)
         return cli_fail(&err);
     return 0;

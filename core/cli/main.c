@@ -6,25 +6,26 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "serbench %s — speech emotion recognition experiments from YAML configs\n"
-            "\n"
-            "usage:\n"
-            "  serbench run CONFIG [key=value ...] [--dry-run] [--jobs N] [--shard I/N] [--force]\n"
-            "               [--results DIR] [--threads N] [--quiet] [--verbose]\n"
-            "  serbench validate CONFIG [key=value ...]   parse, resolve, check every plugin block\n"
-            "  serbench plugins [NAME] [--json]           installed plugins, or one plugin's options\n"
-            "  serbench corpus CONFIG [--json]            per-corpus counts by split and class\n"
-            "  serbench label CONFIG                      the labelling stage only\n"
-            "  serbench encode CONFIG                     the feature stage only\n"
-            "  serbench report CONFIG [--format md|csv|tex|json] [--out FILE]\n"
-            "  serbench export predictions|metrics CONFIG --out FILE.csv\n"
-            "  serbench version\n"
-            "\n"
-            "exit status: 0 success; 1 finished with failed items or runs (reported);\n"
-            "2 usage, config, plugin or store error; 130 interrupted.\n"
-            "docs: docs/cli.md, docs/config.md, docs/plugins.md, docs/store.md\n",
-            sb_version());
+    fprintf(
+        f,
+        "serbench %s — speech emotion recognition experiments from YAML configs\n"
+        "\n"
+        "usage:\n"
+        "  serbench run CONFIG [key=value ...] [--dry-run] [--jobs N] [--shard I/N] [--force]\n"
+        "               [--results DIR] [--threads N] [--quiet] [--verbose]\n"
+        "  serbench validate CONFIG [key=value ...]   parse, resolve, check every plugin block\n"
+        "  serbench plugins [NAME] [--json]           installed plugins, or one plugin's options\n"
+        "  serbench corpus CONFIG [--json]            per-corpus counts by split and class\n"
+        "  serbench label CONFIG                      the labelling stage only\n"
+        "  serbench encode CONFIG                     the feature stage only\n"
+        "  serbench report CONFIG [--format md|csv|tex|json] [--out FILE]\n"
+        "  serbench export predictions|metrics CONFIG --out FILE.csv\n"
+        "  serbench version\n"
+        "\n"
+        "exit status: 0 success; 1 finished with failed items or runs (reported);\n"
+        "2 usage, config, plugin or store error; 130 interrupted.\n"
+        "docs: docs/cli.md, docs/config.md, docs/plugins.md, docs/store.md\n",
+        sb_version());
 }
 
 int main(int argc, char **argv)

@@ -10,12 +10,19 @@
 /* The option table: the host validates config blocks against it, fills defaults, and
  * prints `serbench plugins centroid` from it. */
 static const sb_option centroid_options[] = {
-    {.name = "distance", .type = SB_OPT_ENUM, .def = "euclidean", .choices = "euclidean|cosine",
-     .help = "distance between an utterance and a class centroid"},
-    {.name = "temperature", .type = SB_OPT_FLOAT, .def = "1.0",
-     .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, .min = 1e-3, .max = 1e3,
-     .help = "softmax temperature turning distances into probabilities"},
-    {.name = NULL},
+    { .name = "distance",
+      .type = SB_OPT_ENUM,
+      .def = "euclidean",
+      .choices = "euclidean|cosine",
+      .help = "distance between an utterance and a class centroid" },
+    { .name = "temperature",
+      .type = SB_OPT_FLOAT,
+      .def = "1.0",
+      .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX,
+      .min = 1e-3,
+      .max = 1e3,
+      .help = "softmax temperature turning distances into probabilities" },
+    { .name = NULL },
 };
 
 typedef struct centroid {
@@ -23,8 +30,8 @@ typedef struct centroid {
     int cosine;
     double temperature;
     int n_layers, dim, n_classes;
-    float *mean, *sd;    /* [dim] train statistics for standardisation */
-    float *centroids;    /* [n_classes, dim] */
+    float *mean, *sd; /* [dim] train statistics for standardisation */
+    float *centroids; /* [n_classes, dim] */
 } centroid;
 
 static sb_status c_create(const sb_host *host, const sb_opts *opts, int n_layers, int dim,
@@ -73,7 +80,10 @@ static sb_status c_train(void *inst, const sb_head_data *tr, const sb_head_data 
     size_t *count = calloc((size_t)K, sizeof *count);
     float *f = malloc((size_t)D * sizeof *f);
     if (!s || !s2 || !count || !f) {
-        free(s); free(s2); free(count); free(f);
+        free(s);
+        free(s2);
+        free(count);
+        free(f);
         return sb_error_set(err, SB_ERR_NOMEM, "centroid", "out of memory");
     }
     size_t n = 0;
@@ -108,7 +118,10 @@ static sb_status c_train(void *inst, const sb_head_data *tr, const sb_head_data 
         for (int k = 0; k < D; k++)
             c->centroids[(size_t)j * (size_t)D + (size_t)k] /= count[j] ? (float)count[j] : 1.0f;
     c->host->log(c->host, SB_LOG_INFO, "centroids of %d classes from %zu utterances", K, n);
-    free(s); free(s2); free(count); free(f);
+    free(s);
+    free(s2);
+    free(count);
+    free(f);
     return SB_OK;
 }
 
@@ -119,7 +132,8 @@ static sb_status c_predict(void *inst, const sb_head_data *d, float *probs, sb_e
     float *f = malloc((size_t)D * sizeof *f);
     double *score = malloc((size_t)K * sizeof *score);
     if (!f || !score) {
-        free(f); free(score);
+        free(f);
+        free(score);
         return sb_error_set(err, SB_ERR_NOMEM, "centroid", "out of memory");
     }
     for (size_t i = 0; i < d->n; i++) {

@@ -13,28 +13,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* One row of each option type, with ranges, choices and a required key. */
 static const sb_option fuzz_table[] = {
-    {.name = "plugin", .type = SB_OPT_STRING, .help = "h"},
-    {.name = "epochs", .type = SB_OPT_INT, .def = "3", .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX,
-     .min = 1, .max = 100, .help = "h"},
-    {.name = "lr", .type = SB_OPT_FLOAT, .def = "0.1", .flags = SB_OPT_HAS_MIN, .min = 0, .help = "h"},
-    {.name = "on", .type = SB_OPT_BOOL, .def = "true", .help = "h"},
-    {.name = "path", .type = SB_OPT_PATH, .help = "h"},
-    {.name = "pool", .type = SB_OPT_ENUM, .def = "mean", .choices = "mean|mean+std", .help = "h"},
-    {.name = "layers", .type = SB_OPT_LIST, .def = "all", .flags = SB_OPT_HAS_MAX, .max = 50,
-     .help = "h"},
-    {.name = "context", .type = SB_OPT_MAP, .help = "h"},
-    {.name = "model", .type = SB_OPT_STRING, .flags = SB_OPT_REQUIRED, .help = "h"},
-    {.name = NULL},
+    { .name = "plugin", .type = SB_OPT_STRING, .help = "h" },
+    { .name = "epochs",
+      .type = SB_OPT_INT,
+      .def = "3",
+      .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX,
+      .min = 1,
+      .max = 100,
+      .help = "h" },
+    { .name = "lr",
+      .type = SB_OPT_FLOAT,
+      .def = "0.1",
+      .flags = SB_OPT_HAS_MIN,
+      .min = 0,
+      .help = "h" },
+    { .name = "on", .type = SB_OPT_BOOL, .def = "true", .help = "h" },
+    { .name = "path", .type = SB_OPT_PATH, .help = "h" },
+    { .name = "pool", .type = SB_OPT_ENUM, .def = "mean", .choices = "mean|mean+std", .help = "h" },
+    { .name = "layers",
+      .type = SB_OPT_LIST,
+      .def = "all",
+      .flags = SB_OPT_HAS_MAX,
+      .max = 50,
+      .help = "h" },
+    { .name = "context", .type = SB_OPT_MAP, .help = "h" },
+    { .name = "model", .type = SB_OPT_STRING, .flags = SB_OPT_REQUIRED, .help = "h" },
+    { .name = NULL },
 };
 
 static void validate_blocks(const sbi_node *root)
 {
-    static const char *const blocks[] = {"datasets", "labellers", "encoders", "heads"};
+    static const char *const blocks[] = { "datasets", "labellers", "encoders", "heads" };
     for (size_t b = 0; b < 4; b++) {
         const sbi_node *m = sbi_node_get(root, blocks[b]);
         for (size_t i = 0; m && m->kind == SBI_MAP && i < m->n; i++) {
             sb_opts *o = NULL;
-            sb_error e = {0};
+            sb_error e = { 0 };
             sb_status st = sbi_opts_validate(fuzz_table, "fuzz", m->items[i], NULL, &o, &e);
             if ((st == SB_OK) != (o != NULL) || (st != SB_OK && (e.code != st || !e.msg[0])))
                 __builtin_trap();
@@ -52,7 +66,7 @@ static void validate_blocks(const sbi_node *root)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char buf[2200];
-    sb_error err = {0};
+    sb_error err = { 0 };
     sbi_node *root = sbi_config_parse_string((const char *)data, size, "fuzz.yaml", &err);
     if (!root) {
         if (err.code == SB_OK || !err.msg[0]) /* a failure must say what failed */
@@ -70,7 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     sbi_node **runs = NULL;
     size_t n_runs = 0;
-    sb_error xerr = {0};
+    sb_error xerr = { 0 };
     sb_status st = sbi_config_expand(root, &runs, &n_runs, &xerr);
     if (st == SB_OK) {
         if (n_runs == 0 || !runs)

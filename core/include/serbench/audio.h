@@ -19,8 +19,8 @@ SB_BEGIN_DECLS
  * requested span is empty, which is reported as SB_ERR_AUDIO instead.
  * Errors (SB_ERR_AUDIO, SB_ERR_IO) name the path and libsndfile's reason: missing file,
  * unreadable format, span past the end, channel out of range. */
-SB_API sb_status sb_audio_load(const char *path, double start, double end, int channel,
-                               int rate, float **samples, size_t *n, sb_error *err);
+SB_API sb_status sb_audio_load(const char *path, double start, double end, int channel, int rate,
+                               float **samples, size_t *n, sb_error *err);
 
 /* Resample n samples from rate `in_rate` to `out_rate` (libsoxr, HQ). *out is released
  * with sb_free. in_rate == out_rate copies. */

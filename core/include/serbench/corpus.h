@@ -19,17 +19,17 @@ typedef struct sb_corpus sb_corpus;
  * at the values sb_utt_init gives them; new fields are only ever appended. */
 typedef struct sb_utt {
     uint32_t struct_size;
-    const char *id;        /* stable, unique in the corpus ("Ses01F_impro01_F000"); required */
-    const char *dialogue;  /* dialogue id, or NULL */
-    int32_t turn;          /* position in the dialogue, or -1 */
-    const char *speaker;   /* or NULL */
-    const char *audio;     /* absolute path of the audio file; required */
-    double start, end;     /* seconds into the file; end < 0 means to the end */
-    int32_t channel;       /* 0-based channel, or -1 to downmix to mono */
-    const char *text;      /* transcript (UTF-8), or NULL */
-    const char *split;     /* "train", "dev", "test", "fold3", ...; required */
-    int32_t label;         /* gold class index in the corpus's label space, -1 = none */
-    double value;          /* gold continuous value (regression), NAN = none */
+    const char *id;       /* stable, unique in the corpus ("Ses01F_impro01_F000"); required */
+    const char *dialogue; /* dialogue id, or NULL */
+    int32_t turn;         /* position in the dialogue, or -1 */
+    const char *speaker;  /* or NULL */
+    const char *audio;    /* absolute path of the audio file; required */
+    double start, end;    /* seconds into the file; end < 0 means to the end */
+    int32_t channel;      /* 0-based channel, or -1 to downmix to mono */
+    const char *text;     /* transcript (UTF-8), or NULL */
+    const char *split;    /* "train", "dev", "test", "fold3", ...; required */
+    int32_t label;        /* gold class index in the corpus's label space, -1 = none */
+    double value;         /* gold continuous value (regression), NAN = none */
 } sb_utt;
 
 /* Fill u with "unset" values: NULLs, turn/label/channel -1, start 0, end -1, value NAN. */

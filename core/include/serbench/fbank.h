@@ -16,14 +16,14 @@
 SB_BEGIN_DECLS
 
 typedef struct sb_fbank_config {
-    int sample_rate;  /* Hz, e.g. 16000 */
-    int n_mels;       /* e.g. 80 */
-    double frame_ms;  /* e.g. 25 */
-    double hop_ms;    /* e.g. 10 */
-    double f_min;     /* Hz, e.g. 20 */
-    double f_max;     /* Hz; <= 0 means sample_rate / 2 */
-    double preemph;   /* e.g. 0.97; 0 disables */
-    int n_fft;        /* 0 means the next power of two >= the frame length */
+    int sample_rate; /* Hz, e.g. 16000 */
+    int n_mels;      /* e.g. 80 */
+    double frame_ms; /* e.g. 25 */
+    double hop_ms;   /* e.g. 10 */
+    double f_min;    /* Hz, e.g. 20 */
+    double f_max;    /* Hz; <= 0 means sample_rate / 2 */
+    double preemph;  /* e.g. 0.97; 0 disables */
+    int n_fft;       /* 0 means the next power of two >= the frame length */
 } sb_fbank_config;
 
 /* Fill c with the defaults above (16 kHz, 80 mels, 25/10 ms, 20 Hz..Nyquist, 0.97). */

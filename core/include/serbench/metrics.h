@@ -20,13 +20,13 @@ SB_BEGIN_DECLS
 
 typedef struct sb_cls_metrics {
     int n_classes;
-    size_t n;            /* items scored */
+    size_t n; /* items scored */
     double wa, ua, macro_f1, weighted_f1, micro_f1;
-    double *precision;   /* [K] */
-    double *recall;      /* [K] */
-    double *f1;          /* [K] */
-    int64_t *support;    /* [K] gold count per class */
-    int64_t *confusion;  /* [K*K], row = gold, column = predicted */
+    double *precision;  /* [K] */
+    double *recall;     /* [K] */
+    double *f1;         /* [K] */
+    int64_t *support;   /* [K] gold count per class */
+    int64_t *confusion; /* [K*K], row = gold, column = predicted */
 } sb_cls_metrics;
 
 /* Compute all of the above. Predictions outside [0,K) are an error (SB_ERR_INVALID).

@@ -39,9 +39,8 @@ SB_API void sb_nn_xent_backward(float *dlogits, const float *probs, const int32_
 
 /* AdamW (decoupled weight decay, Loshchilov & Hutter), one step t >= 1 over n parameters:
  * m, v are the moment buffers (zero-initialised), updated in place. */
-SB_API void sb_adamw_step(float *params, const float *grads, float *m, float *v, size_t n,
-                          int t, float lr, float beta1, float beta2, float eps,
-                          float weight_decay);
+SB_API void sb_adamw_step(float *params, const float *grads, float *m, float *v, size_t n, int t,
+                          float lr, float beta1, float beta2, float eps, float weight_decay);
 
 SB_END_DECLS
 

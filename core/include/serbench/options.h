@@ -29,20 +29,21 @@ typedef enum sb_opt_type {
 #define SB_OPT_REQUIRED 0x1u /* the key must be set (then `def` is ignored) */
 #define SB_OPT_HAS_MIN 0x2u  /* value >= min (INT, FLOAT; LIST: length >= min) */
 #define SB_OPT_HAS_MAX 0x4u  /* value <= max */
-#define SB_OPT_SECRET_ENV 0x8u /* STRING holding the *name* of an environment variable
-                                  with a secret; the variable's value never enters logs,
-                                  keys, results or errors */
+#define SB_OPT_SECRET_ENV                                                                          \
+    0x8u /* STRING holding the *name* of an environment variable                                   \
+            with a secret; the variable's value never enters logs,                                 \
+            keys, results or errors */
 
 /* One row of an option table. Tables are arrays terminated by a row with name == NULL.
  * All strings have static storage. */
 typedef struct sb_option {
-    const char *name;     /* key in the config block: [a-z][a-z0-9_]* */
+    const char *name; /* key in the config block: [a-z][a-z0-9_]* */
     sb_opt_type type;
-    const char *def;      /* default, written as it would be in YAML; NULL = unset */
-    unsigned flags;       /* SB_OPT_* flags */
-    double min, max;      /* honoured with SB_OPT_HAS_MIN / SB_OPT_HAS_MAX */
-    const char *choices;  /* ENUM (required) and LIST (optional): "a|b|c" */
-    const char *help;     /* one sentence, shown by `serbench plugins NAME` */
+    const char *def;     /* default, written as it would be in YAML; NULL = unset */
+    unsigned flags;      /* SB_OPT_* flags */
+    double min, max;     /* honoured with SB_OPT_HAS_MIN / SB_OPT_HAS_MAX */
+    const char *choices; /* ENUM (required) and LIST (optional): "a|b|c" */
+    const char *help;    /* one sentence, shown by `serbench plugins NAME` */
 } sb_option;
 
 /* Validated option values, owned by the host, valid for the lifetime of the plugin

@@ -60,8 +60,7 @@ typedef struct sb_host {
     void *priv; /* host-private */
     /* A message to the user's log (stderr and the run's log), prefixed with the plugin's
      * instance name. No trailing newline needed. */
-    void (*log)(const struct sb_host *h, sb_log_level level, const char *fmt, ...)
-        SB_PRINTF(3, 4);
+    void (*log)(const struct sb_host *h, sb_log_level level, const char *fmt, ...) SB_PRINTF(3, 4);
     /* Progress of the current long call: `done` of `total` items. */
     void (*progress)(const struct sb_host *h, uint64_t done, uint64_t total);
     /* Nonzero once the user asked to stop (SIGINT/SIGTERM): finish the item in flight and
@@ -80,8 +79,7 @@ typedef struct sb_dataset_vtable {
      * declare the label space, add every utterance. Problems with single items (a missing
      * clip) go to sb_corpus_warn_item; problems that make the corpus unusable (no label
      * file) are returned as errors naming the file. */
-    sb_status (*load)(const sb_host *host, const sb_opts *opts, sb_corpus *corpus,
-                      sb_error *err);
+    sb_status (*load)(const sb_host *host, const sb_opts *opts, sb_corpus *corpus, sb_error *err);
 } sb_dataset_vtable;
 
 /* ---- labellers --------------------------------------------------------------------- */
@@ -93,8 +91,8 @@ typedef struct sb_label_sink sb_label_sink;
 /* Deliver the label of utterance `utt` (index in the corpus): a class index of the
  * corpus's label space, a confidence in [0,1] (or a negative number when unknown), and
  * the raw answer text (may be NULL). Thread-safe. */
-SB_API sb_status sb_label_put(sb_label_sink *sink, size_t utt, int32_t label,
-                              double confidence, const char *raw);
+SB_API sb_status sb_label_put(sb_label_sink *sink, size_t utt, int32_t label, double confidence,
+                              const char *raw);
 /* Report that utterance `utt` could not be labelled, with the reason (e.g. "answer
  * 'comfort' is not one of the 7 labels"). The run finishes and exits 1. Thread-safe. */
 SB_API sb_status sb_label_fail(sb_label_sink *sink, size_t utt, const char *reason);
@@ -139,15 +137,15 @@ typedef struct sb_encoder_vtable {
  * order grouped by dialogue then turn. Built by the host; read-only; valid during the call. */
 typedef struct sb_head_data {
     uint32_t struct_size;
-    size_t n;                     /* utterances */
-    int n_layers, dim;            /* x is [n, n_layers, dim] */
+    size_t n;          /* utterances */
+    int n_layers, dim; /* x is [n, n_layers, dim] */
     const float *x;
-    int n_classes;                /* 0 for a regression task */
-    const int32_t *y;             /* [n] class index, -1 = no target (context only) */
-    const double *value;          /* [n] regression target (NAN = none), or NULL */
-    const char *const *utt_id;    /* [n] */
-    const char *const *dialogue;  /* [n], entries may be NULL */
-    const int32_t *turn;          /* [n], -1 = unknown */
+    int n_classes;               /* 0 for a regression task */
+    const int32_t *y;            /* [n] class index, -1 = no target (context only) */
+    const double *value;         /* [n] regression target (NAN = none), or NULL */
+    const char *const *utt_id;   /* [n] */
+    const char *const *dialogue; /* [n], entries may be NULL */
+    const int32_t *turn;         /* [n], -1 = unknown */
 } sb_head_data;
 
 typedef struct sb_head_vtable {
@@ -166,23 +164,26 @@ typedef struct sb_head_vtable {
 /* ---- the descriptor ---------------------------------------------------------------- */
 
 typedef struct sb_plugin {
-    uint32_t abi_minor;      /* SB_ABI_MINOR the plugin was built with */
-    uint32_t struct_size;    /* sizeof(sb_plugin) the plugin was built with */
+    uint32_t abi_minor;   /* SB_ABI_MINOR the plugin was built with */
+    uint32_t struct_size; /* sizeof(sb_plugin) the plugin was built with */
     sb_kind kind;
-    const char *name;        /* [a-z][a-z0-9_]*, unique among installed plugins */
-    const char *version;     /* the plugin's own version; part of every stage key */
-    const char *summary;     /* one line */
+    const char *name;         /* [a-z][a-z0-9_]*, unique among installed plugins */
+    const char *version;      /* the plugin's own version; part of every stage key */
+    const char *summary;      /* one line */
     const sb_option *options; /* terminated by a row with name == NULL; may be NULL */
-    const void *vtable;      /* sb_dataset_vtable / sb_labeller_vtable / ... per kind */
+    const void *vtable;       /* sb_dataset_vtable / sb_labeller_vtable / ... per kind */
 } sb_plugin;
 
 /* Define the entry point of a plugin whose descriptor is the static object `desc`:
  *     static const sb_plugin desc = { ... };
  *     SB_PLUGIN_DEFINE(desc)
  */
-#define SB_PLUGIN_DEFINE(desc) \
-    SB_EXPORT const sb_plugin *serbench_plugin_v1(void); \
-    SB_EXPORT const sb_plugin *serbench_plugin_v1(void) { return &(desc); }
+#define SB_PLUGIN_DEFINE(desc)                                                                     \
+    SB_EXPORT const sb_plugin *serbench_plugin_v1(void);                                           \
+    SB_EXPORT const sb_plugin *serbench_plugin_v1(void)                                            \
+    {                                                                                              \
+        return &(desc);                                                                            \
+    }
 
 SB_END_DECLS
 

@@ -17,8 +17,16 @@
 SB_BEGIN_DECLS
 
 typedef enum sb_dtype {
-    SB_DT_F32 = 1, SB_DT_F16, SB_DT_BF16, SB_DT_F64,
-    SB_DT_I64, SB_DT_I32, SB_DT_I16, SB_DT_I8, SB_DT_U8, SB_DT_BOOL
+    SB_DT_F32 = 1,
+    SB_DT_F16,
+    SB_DT_BF16,
+    SB_DT_F64,
+    SB_DT_I64,
+    SB_DT_I32,
+    SB_DT_I16,
+    SB_DT_I8,
+    SB_DT_U8,
+    SB_DT_BOOL
 } sb_dtype;
 
 #define SB_ST_MAX_DIMS 8

@@ -34,8 +34,8 @@ sb_status sb_audio_resample(const float *in, size_t n, int in_rate, int out_rate
     *out_n = 0;
     if (in_rate < MIN_RATE || in_rate > MAX_RATE || out_rate < MIN_RATE || out_rate > MAX_RATE)
         return sb_error_set(err, SB_ERR_INVALID, "sb_audio_resample",
-                            "sample rates must be in %d..%d Hz (got %d -> %d)", MIN_RATE,
-                            MAX_RATE, in_rate, out_rate);
+                            "sample rates must be in %d..%d Hz (got %d -> %d)", MIN_RATE, MAX_RATE,
+                            in_rate, out_rate);
     if (n == 0) {
         /* Nothing to resample; hand back a valid (freeable) empty buffer. */
         *out = malloc(sizeof(float));
@@ -58,8 +58,8 @@ sb_status sb_audio_resample(const float *in, size_t n, int in_rate, int out_rate
     double want = (double)n * (double)out_rate / (double)in_rate;
     if (want > (double)(SIZE_MAX / sizeof(float)) - 2.0)
         return sb_error_set(err, SB_ERR_INVALID, "sb_audio_resample",
-                            "%zu samples at %d -> %d Hz is too large to hold in memory", n,
-                            in_rate, out_rate);
+                            "%zu samples at %d -> %d Hz is too large to hold in memory", n, in_rate,
+                            out_rate);
     size_t cap = (size_t)ceil(want) + 1;
     float *buf = malloc(cap * sizeof *buf);
     if (!buf)
@@ -96,8 +96,7 @@ static sb_status open_error(const char *path, sb_error *err)
                             strerror(e));
     }
     if (S_ISDIR(st.st_mode))
-        return sb_error_set(err, SB_ERR_IO, path,
-                            "is a folder, not an audio file; check the path");
+        return sb_error_set(err, SB_ERR_IO, path, "is a folder, not an audio file; check the path");
     const char *why = sf_strerror(NULL);
     if (st.st_size == 0)
         return sb_error_set(err, SB_ERR_AUDIO, path,
@@ -116,8 +115,7 @@ static sb_status open_error(const char *path, sb_error *err)
  * "data : <declared> (should be <present>)". Declared sizes at the "length unknown"
  * placeholders that streaming writers leave (0, 0x7ffff000 by sox, 0xffffffff) are not
  * truncation. Returns nonzero and fills the byte counts when the file looks truncated. */
-static int wav_truncated(SNDFILE *sf, const SF_INFO *info, long long *declared,
-                         long long *present)
+static int wav_truncated(SNDFILE *sf, const SF_INFO *info, long long *declared, long long *present)
 {
     int major = info->format & SF_FORMAT_TYPEMASK;
     if (major != SF_FORMAT_WAV && major != SF_FORMAT_WAVEX && major != SF_FORMAT_RF64)
@@ -155,8 +153,7 @@ sb_status sb_audio_load(const char *path, double start, double end, int channel,
                             MAX_RATE);
     if (!(start >= 0.0) || !isfinite(start))
         return sb_error_set(err, SB_ERR_INVALID, path,
-                            "span start %g s is invalid: it must be a finite number >= 0",
-                            start);
+                            "span start %g s is invalid: it must be a finite number >= 0", start);
     if (isnan(end))
         return sb_error_set(err, SB_ERR_INVALID, path,
                             "span end is NaN: give a time in seconds, or a negative number for "
@@ -201,8 +198,7 @@ sb_status sb_audio_load(const char *path, double start, double end, int channel,
         st = sb_error_set(err, SB_ERR_AUDIO, path,
                           "channel %d requested but the file has %d channel%s (valid: 0..%d, "
                           "or -1 to average them)",
-                          channel, info.channels, info.channels == 1 ? "" : "s",
-                          info.channels - 1);
+                          channel, info.channels, info.channels == 1 ? "" : "s", info.channels - 1);
         goto done;
     }
 
@@ -234,8 +230,8 @@ sb_status sb_audio_load(const char *path, double start, double end, int channel,
         f1 = info.frames;
     if (f1 <= f0) {
         st = sb_error_set(err, SB_ERR_AUDIO, path,
-                          "span [%.6f, %.6f) s is shorter than one sample at %d Hz", start,
-                          end, info.samplerate);
+                          "span [%.6f, %.6f) s is shorter than one sample at %d Hz", start, end,
+                          info.samplerate);
         goto done;
     }
     const size_t count = (size_t)(f1 - f0);
@@ -244,9 +240,8 @@ sb_status sb_audio_load(const char *path, double start, double end, int channel,
         goto done;
     }
     if (f0 > 0 && sf_seek(sf, f0, SEEK_SET) != f0) {
-        st = sb_error_set(err, SB_ERR_AUDIO, path,
-                          "cannot seek to %.3f s (frame %lld): %s", start, (long long)f0,
-                          sf_strerror(sf));
+        st = sb_error_set(err, SB_ERR_AUDIO, path, "cannot seek to %.3f s (frame %lld): %s", start,
+                          (long long)f0, sf_strerror(sf));
         goto done;
     }
 
@@ -254,8 +249,10 @@ sb_status sb_audio_load(const char *path, double start, double end, int channel,
     const size_t nch = (size_t)info.channels;
     chunk = malloc((size_t)CHUNK_FRAMES * nch * sizeof *chunk);
     if (!mono || !chunk) {
-        st = sb_error_set(err, SB_ERR_NOMEM, path, "out of memory reading %zu frames x %zu "
-                          "channels", count, nch);
+        st = sb_error_set(err, SB_ERR_NOMEM, path,
+                          "out of memory reading %zu frames x %zu "
+                          "channels",
+                          count, nch);
         goto done;
     }
     size_t got = 0;

@@ -25,14 +25,14 @@ typedef struct mel_filter {
 
 struct sb_fbank {
     sb_fbank_config c;
-    int frame_len; /* L: samples per frame */
-    int hop;       /* samples between frame starts */
-    int n_fft;     /* N >= L */
-    int n_bins;    /* N/2 + 1 */
-    float *window; /* [L] periodic Hann */
-    float *frame;  /* [N] FFT input (fftwf_malloc, aligned) */
+    int frame_len;       /* L: samples per frame */
+    int hop;             /* samples between frame starts */
+    int n_fft;           /* N >= L */
+    int n_bins;          /* N/2 + 1 */
+    float *window;       /* [L] periodic Hann */
+    float *frame;        /* [N] FFT input (fftwf_malloc, aligned) */
     fftwf_complex *spec; /* [n_bins] FFT output (fftwf_malloc) */
-    float *power;  /* [n_bins] |X_k|^2 */
+    float *power;        /* [n_bins] |X_k|^2 */
     mel_filter *filters; /* [n_mels] */
     float *weights;      /* all filters' nonzero weights, concatenated */
     fftwf_plan plan;
@@ -52,8 +52,14 @@ void sb_fbank_config_default(sb_fbank_config *c)
     c->n_fft = 0;
 }
 
-static double hz_to_mel(double f) { return 2595.0 * log10(1.0 + f / 700.0); }
-static double mel_to_hz(double m) { return 700.0 * (pow(10.0, m / 2595.0) - 1.0); }
+static double hz_to_mel(double f)
+{
+    return 2595.0 * log10(1.0 + f / 700.0);
+}
+static double mel_to_hz(double m)
+{
+    return 700.0 * (pow(10.0, m / 2595.0) - 1.0);
+}
 
 /* Check a config; on success fill the derived sizes. */
 static sb_status check_config(const sb_fbank_config *c, int *frame_len, int *hop, int *n_fft,
@@ -79,8 +85,8 @@ static sb_status check_config(const sb_fbank_config *c, int *frame_len, int *hop
                             c->frame_ms, c->sample_rate);
     if (H < 1)
         return sb_error_set(err, SB_ERR_INVALID, w,
-                            "hop_ms %g ms is under 1 sample at %d Hz; use a longer hop",
-                            c->hop_ms, c->sample_rate);
+                            "hop_ms %g ms is under 1 sample at %d Hz; use a longer hop", c->hop_ms,
+                            c->sample_rate);
     int N = c->n_fft;
     if (N == 0) {
         N = 1;

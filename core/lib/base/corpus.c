@@ -110,7 +110,10 @@ sb_status sb_corpus_set_classes(sb_corpus *c, const char *space_name, const char
     return SB_OK;
 }
 
-static size_t id_hash(const char *id) { return (size_t)XXH3_64bits(id, strlen(id)); }
+static size_t id_hash(const char *id)
+{
+    return (size_t)XXH3_64bits(id, strlen(id));
+}
 
 static int index_grow(sb_corpus *c)
 {
@@ -231,15 +234,30 @@ void sb_corpus_warn_item(sb_corpus *c, const char *utt_id, const char *fmt, ...)
     c->n_warnings++;
 }
 
-const char *sb_corpus_name(const sb_corpus *c) { return c->name; }
-size_t sb_corpus_size(const sb_corpus *c) { return c->n; }
-const sb_utt *sb_corpus_utt(const sb_corpus *c, size_t i) { return i < c->n ? &c->utts[i] : NULL; }
-int sb_corpus_n_classes(const sb_corpus *c) { return c->n_classes; }
+const char *sb_corpus_name(const sb_corpus *c)
+{
+    return c->name;
+}
+size_t sb_corpus_size(const sb_corpus *c)
+{
+    return c->n;
+}
+const sb_utt *sb_corpus_utt(const sb_corpus *c, size_t i)
+{
+    return i < c->n ? &c->utts[i] : NULL;
+}
+int sb_corpus_n_classes(const sb_corpus *c)
+{
+    return c->n_classes;
+}
 const char *sb_corpus_class(const sb_corpus *c, int i)
 {
     return (i >= 0 && i < c->n_classes) ? c->classes[i] : NULL;
 }
-const char *sb_corpus_label_space(const sb_corpus *c) { return c->space; }
+const char *sb_corpus_label_space(const sb_corpus *c)
+{
+    return c->space;
+}
 
 int sb_corpus_class_index(const sb_corpus *c, const char *name)
 {
@@ -249,7 +267,10 @@ int sb_corpus_class_index(const sb_corpus *c, const char *name)
     return -1;
 }
 
-size_t sb_corpus_n_warnings(const sb_corpus *c) { return c->n_warnings; }
+size_t sb_corpus_n_warnings(const sb_corpus *c)
+{
+    return c->n_warnings;
+}
 
 const char *sb_corpus_warning(const sb_corpus *c, size_t i, const char **utt_id)
 {

@@ -8,9 +8,15 @@
 
 #include "sb_build_config.h"
 
-const char *sb_version(void) { return SB_VERSION; }
+const char *sb_version(void)
+{
+    return SB_VERSION;
+}
 
-void sb_free(void *p) { free(p); }
+void sb_free(void *p)
+{
+    free(p);
+}
 
 const char *sb_strerror(sb_status code)
 {

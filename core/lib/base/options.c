@@ -106,8 +106,8 @@ static sb_status typed_value(const sb_option *o, const char *plugin, const sbi_n
     case SB_OPT_FLOAT: {
         if (n->kind != SBI_SCALAR)
             return sb_error_set(err, SB_ERR_CONFIG, where,
-                                "option '%s' of plugin %s expects a %s, got a %s", o->name,
-                                plugin, sbi_opt_type_name(o->type),
+                                "option '%s' of plugin %s expects a %s, got a %s", o->name, plugin,
+                                sbi_opt_type_name(o->type),
                                 n->kind == SBI_MAP ? "mapping" : "list");
         json_t *v = n->quoted ? NULL : sbi_scalar_to_json(n);
         int ok = v && ((o->type == SB_OPT_BOOL && json_is_boolean(v)) ||
@@ -280,11 +280,11 @@ static sb_status default_value(const sb_option *o, const char *plugin, json_t **
         return SB_OK;
     char name[256];
     snprintf(name, sizeof name, "<default of %s.%s>", plugin, o->name);
-    sb_error e = {0};
+    sb_error e = { 0 };
     sbi_node *n = sbi_config_parse_string(o->def, strlen(o->def), name, &e);
     if (!n)
-        return sb_error_set(err, SB_ERR_PLUGIN, plugin, "default of option '%s' is not valid YAML: %s",
-                            o->name, e.msg);
+        return sb_error_set(err, SB_ERR_PLUGIN, plugin,
+                            "default of option '%s' is not valid YAML: %s", o->name, e.msg);
     sb_status st = SB_OK;
     if (n->kind != SBI_NULL) {
         /* A default path has no file to be relative to: it is taken as written. */
@@ -395,7 +395,10 @@ sb_status sbi_opts_validate(const sb_option *table, const char *plugin, const sb
     return SB_OK;
 }
 
-json_t *sbi_opts_values(const sb_opts *o) { return o->values; }
+json_t *sbi_opts_values(const sb_opts *o)
+{
+    return o->values;
+}
 
 sb_status sbi_opts_parse(const sb_option *table, const char *yaml_text, const char *name,
                          sb_opts **out, sb_error *err)

@@ -12,7 +12,10 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 void sb_rng_seed(sb_rng *r, uint64_t seed, uint64_t stream)
 {
@@ -35,7 +38,10 @@ uint64_t sb_rng_u64(sb_rng *r)
     return result;
 }
 
-double sb_rng_uniform(sb_rng *r) { return (double)(sb_rng_u64(r) >> 11) * 0x1.0p-53; }
+double sb_rng_uniform(sb_rng *r)
+{
+    return (double)(sb_rng_u64(r) >> 11) * 0x1.0p-53;
+}
 
 uint64_t sb_rng_below(sb_rng *r, uint64_t n)
 {

@@ -12,7 +12,7 @@ static void th_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
     (void)h;
     if (level > SB_LOG_WARN && !getenv("SERBENCH_DEBUG"))
         return;
-    static const char *names[] = {"error", "warning", "info", "debug"};
+    static const char *names[] = { "error", "warning", "info", "debug" };
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "[test %s] ", names[level <= SB_LOG_DEBUG ? level : SB_LOG_DEBUG]);

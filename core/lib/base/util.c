@@ -11,9 +11,15 @@
 #include <time.h>
 #include <unistd.h>
 
-char *sbi_strdup(const char *s) { return s ? strdup(s) : NULL; }
+char *sbi_strdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
 
-char *sbi_strndup(const char *s, size_t n) { return s ? strndup(s, n) : NULL; }
+char *sbi_strndup(const char *s, size_t n)
+{
+    return s ? strndup(s, n) : NULL;
+}
 
 char *sbi_asprintf(const char *fmt, ...)
 {
@@ -56,7 +62,10 @@ int sbi_buf_add(sbi_buf *b, const char *s, size_t n)
     return 0;
 }
 
-int sbi_buf_puts(sbi_buf *b, const char *s) { return sbi_buf_add(b, s, strlen(s)); }
+int sbi_buf_puts(sbi_buf *b, const char *s)
+{
+    return sbi_buf_add(b, s, strlen(s));
+}
 
 int sbi_buf_printf(sbi_buf *b, const char *fmt, ...)
 {
@@ -101,7 +110,10 @@ char *sbi_path_dirname(const char *path)
     return strndup(path, (size_t)(slash - path));
 }
 
-int sbi_path_is_abs(const char *p) { return p && p[0] == '/'; }
+int sbi_path_is_abs(const char *p)
+{
+    return p && p[0] == '/';
+}
 
 char *sbi_path_join(const char *dir, const char *rel)
 {
@@ -134,8 +146,8 @@ sb_status sbi_mkdir_p(const char *path, sb_error *err)
             *s = '\0';
             if (mkdir(p, 0777) != 0 && errno != EEXIST) {
                 int e = errno;
-                sb_status st = sb_error_set(err, SB_ERR_IO, p, "cannot create folder: %s",
-                                            strerror(e));
+                sb_status st =
+                    sb_error_set(err, SB_ERR_IO, p, "cannot create folder: %s", strerror(e));
                 free(p);
                 return st;
             }
@@ -158,7 +170,7 @@ sb_status sbi_read_file(const char *path, char **out, size_t *len, sb_error *err
     FILE *f = fopen(path, "rb");
     if (!f)
         return sb_error_set(err, SB_ERR_IO, path, "cannot open: %s", strerror(errno));
-    sbi_buf b = {0};
+    sbi_buf b = { 0 };
     char chunk[65536];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {

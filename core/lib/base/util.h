@@ -7,10 +7,10 @@
 #include <stdint.h>
 #include <serbench/error.h>
 
-char *sbi_strdup(const char *s);                 /* NULL in → NULL out */
+char *sbi_strdup(const char *s); /* NULL in → NULL out */
 char *sbi_strndup(const char *s, size_t n);
 char *sbi_asprintf(const char *fmt, ...) SB_PRINTF(1, 2);
-int sbi_streq(const char *a, const char *b);     /* NULL-safe equality */
+int sbi_streq(const char *a, const char *b); /* NULL-safe equality */
 int sbi_has_suffix(const char *s, const char *suffix);
 
 /* Growable string. */

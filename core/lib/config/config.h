@@ -31,7 +31,7 @@
 #include <jansson.h>
 
 typedef enum sbi_node_kind {
-    SBI_NULL = 0,  /* empty value or ~ / null (plain) */
+    SBI_NULL = 0, /* empty value or ~ / null (plain) */
     SBI_SCALAR,
     SBI_SEQ,
     SBI_MAP
@@ -46,12 +46,12 @@ typedef struct sbi_node sbi_node;
 struct sbi_node {
     sbi_node_kind kind;
     sbi_loc loc;
-    char *text;       /* SCALAR: the value (after interpolation); NULL for NULL/SEQ/MAP */
-    int quoted;       /* SCALAR: written quoted ('...' or "...") or as a block scalar */
-    size_t n;         /* SEQ/MAP: number of items */
-    char **keys;      /* MAP: keys[n] */
-    sbi_loc *key_locs;/* MAP: where each key was written */
-    sbi_node **items; /* SEQ/MAP: items[n] */
+    char *text;        /* SCALAR: the value (after interpolation); NULL for NULL/SEQ/MAP */
+    int quoted;        /* SCALAR: written quoted ('...' or "...") or as a block scalar */
+    size_t n;          /* SEQ/MAP: number of items */
+    char **keys;       /* MAP: keys[n] */
+    sbi_loc *key_locs; /* MAP: where each key was written */
+    sbi_node **items;  /* SEQ/MAP: items[n] */
 };
 
 /* Load a config file through steps 1–4. Returns the root (a MAP; an empty file gives an

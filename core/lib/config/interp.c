@@ -28,8 +28,14 @@ static sb_status fail(const interp *I, const char *what, const char *hint)
                         n > 80 ? "..." : "", hint);
 }
 
-static int name_start(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
-static int name_char(char c) { return name_start(c) || (c >= '0' && c <= '9'); }
+static int name_start(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+static int name_char(char c)
+{
+    return name_start(c) || (c >= '0' && c <= '9');
+}
 
 static sb_status expand(const interp *I, const char *s, size_t n, sbi_buf *out, int depth)
 {
@@ -120,8 +126,8 @@ static sb_status expand(const interp *I, const char *s, size_t n, sbi_buf *out, 
 sb_status sbi_interp_string(const char *in, sbi_loc loc, char **out, sb_error *err)
 {
     *out = NULL;
-    interp I = {loc, in ? in : "", err};
-    sbi_buf b = {0};
+    interp I = { loc, in ? in : "", err };
+    sbi_buf b = { 0 };
     sb_status st = expand(&I, I.whole, strlen(I.whole), &b, 0);
     if (st == SB_OK && !b.s && sbi_buf_add(&b, "", 0) != 0)
         st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");

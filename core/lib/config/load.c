@@ -25,7 +25,7 @@ typedef struct loader {
 /* "a.yaml:1:10 includes b.yaml:2:3 includes <last>" for the current stack. */
 static void chain_str(const loader *L, const char *last, char *buf, size_t size)
 {
-    sbi_buf b = {0};
+    sbi_buf b = { 0 };
     char at[512];
     for (int i = 0; i < L->depth; i++) {
         sbi_buf_puts(&b, sbi_loc_str(L->stack[i].inc_loc, at, sizeof at));
@@ -143,7 +143,7 @@ static sbi_node *load_file(loader *L, const char *given, sbi_loc from)
 
     char *text = NULL;
     size_t len = 0;
-    sb_error tmp = {0};
+    sb_error tmp = { 0 };
     sbi_node *root = NULL;
     if (sbi_read_file(path, &text, &len, &tmp) != SB_OK) {
         snprintf(msg, sizeof msg, "cannot read %s '%s': %.400s",
@@ -202,7 +202,7 @@ sbi_node *sbi_config_load(const char *path, const char *const *overrides, size_t
     loader L;
     memset(&L, 0, sizeof L);
     L.err = err;
-    sbi_loc none = {NULL, 0, 0};
+    sbi_loc none = { NULL, 0, 0 };
     sbi_node *root = load_file(&L, path, none);
     if (!root)
         return NULL;

@@ -30,9 +30,15 @@ sbi_node *sbi_node_new_scalar(const char *text, int quoted, sbi_loc loc)
     return n;
 }
 
-sbi_node *sbi_node_new_map(sbi_loc loc) { return node_new(SBI_MAP, loc); }
+sbi_node *sbi_node_new_map(sbi_loc loc)
+{
+    return node_new(SBI_MAP, loc);
+}
 
-sbi_node *sbi_node_new_seq(sbi_loc loc) { return node_new(SBI_SEQ, loc); }
+sbi_node *sbi_node_new_seq(sbi_loc loc)
+{
+    return node_new(SBI_SEQ, loc);
+}
 
 /* Make room for item n (0-based). Arrays hold 4 when n < 4, else the next power of two
  * >= n; so they must grow exactly when n is 0 or a power of two >= 4. */
@@ -143,8 +149,7 @@ sbi_node *sbi_node_clone(const sbi_node *src)
         return NULL;
     sbi_node *n;
     switch (src->kind) {
-    case SBI_SCALAR:
-        return sbi_node_new_scalar(src->text, src->quoted, src->loc);
+    case SBI_SCALAR: return sbi_node_new_scalar(src->text, src->quoted, src->loc);
     case SBI_SEQ:
         n = sbi_node_new_seq(src->loc);
         for (size_t i = 0; n && i < src->n; i++) {
@@ -166,9 +171,7 @@ sbi_node *sbi_node_clone(const sbi_node *src)
         }
         return n;
     case SBI_NULL:
-    default:
-        n = node_new(SBI_NULL, src->loc);
-        return n;
+    default: n = node_new(SBI_NULL, src->loc); return n;
     }
 }
 

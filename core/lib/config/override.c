@@ -22,7 +22,7 @@ static sbi_node *parse_value(const char *ov, const char *text, sbi_loc loc, sb_e
 {
     char where[512];
     sbi_loc_str(loc, where, sizeof where);
-    sb_error tmp = {0};
+    sb_error tmp = { 0 };
     sbi_node *v = sbi_yaml_parse(text, strlen(text), loc.file, &tmp);
     if (!v) {
         /* the parser's hint about indentation means nothing for a one-line value */
@@ -71,14 +71,13 @@ static sb_status set_sweep_entry(sbi_node *root, const char *ov, const char *key
     return SB_OK;
 }
 
-sb_status sbi_overrides_apply(sbi_node *root, const char *const *overrides, size_t n,
-                              sb_error *err)
+sb_status sbi_overrides_apply(sbi_node *root, const char *const *overrides, size_t n, sb_error *err)
 {
     const char *cmdline = sbi_intern("<command line>");
     char where[512];
     for (size_t i = 0; i < n; i++) {
         const char *ov = overrides[i];
-        sbi_loc loc = {cmdline, 0, (int)(i + 1)};
+        sbi_loc loc = { cmdline, 0, (int)(i + 1) };
         sbi_loc_str(loc, where, sizeof where);
         if (!ov)
             return sb_error_set(err, SB_ERR_USAGE, where, "override %zu is missing", i + 1);
@@ -104,7 +103,7 @@ sb_status sbi_overrides_apply(sbi_node *root, const char *const *overrides, size
         if (strncmp(path, "sweep.", 6) == 0 && path[6]) {
             st = set_sweep_entry(root, ov, path + 6, v, loc, err);
         } else {
-            sb_error tmp = {0};
+            sb_error tmp = { 0 };
             st = sbi_node_set_path(root, path, v, &tmp);
             if (st != SB_OK)
                 sb_error_set(err, st, where, "override '%s': %s", ov, tmp.msg);

@@ -77,8 +77,7 @@ sb_status sbi_node_set_path(sbi_node *root, const char *dotted, sbi_node *value,
     if (!value)
         return sb_error_set(err, SB_ERR_INVALID, NULL, "sbi_node_set_path: no value");
     if (!root || !dotted || (root->kind != SBI_MAP && root->kind != SBI_SEQ))
-        return fail(&value, err, dotted ? dotted : "(null)",
-                    "the root is not a mapping or a list");
+        return fail(&value, err, dotted ? dotted : "(null)", "the root is not a mapping or a list");
     sbi_node *cur = root;
     const char *s = dotted;
     int depth = 0;
@@ -95,8 +94,8 @@ sb_status sbi_node_set_path(sbi_node *root, const char *dotted, sbi_node *value,
         sbi_node *next = child(cur, s, len, &idx);
         if (cur->kind == SBI_SEQ && idx < 0) {
             snprintf(detail, sizeof detail,
-                     "'%.*s' is not an index of the list at '%.*s' (it has %zu items)", (int)len,
-                     s, (int)(prefix ? prefix - 1 : 0), dotted, cur->n);
+                     "'%.*s' is not an index of the list at '%.*s' (it has %zu items)", (int)len, s,
+                     (int)(prefix ? prefix - 1 : 0), dotted, cur->n);
             return fail(&value, err, dotted, detail);
         }
         if (!dot) { /* last component: put the value here */

@@ -62,14 +62,15 @@ static void collect_paths(const sbi_node *n, const char *prefix, path_list *out,
 
 static sb_status missing_key(const sbi_node *base, const char *key, sbi_loc loc, sb_error *err)
 {
-    path_list pl = {0};
+    path_list pl = { 0 };
     collect_paths(base, "", &pl, 0);
     const char *best = pl.v ? sbi_did_you_mean(key, (const char *const *)pl.v) : NULL;
     char where[512];
     sb_status st = sb_error_set(err, SB_ERR_CONFIG, sbi_loc_str(loc, where, sizeof where),
                                 "sweep key '%s' is not in the config%s%s%s", key,
-                                best ? "; did you mean '" : "; a sweep can only vary keys "
-                                                            "the config sets",
+                                best ? "; did you mean '"
+                                     : "; a sweep can only vary keys "
+                                       "the config sets",
                                 best ? best : "", best ? "'?" : "");
     for (size_t i = 0; i < pl.n; i++)
         free(pl.v[i]);
@@ -108,8 +109,7 @@ static sb_status read_seeds(const sbi_node *sn, long long **seeds, const sbi_nod
                                 it->kind == SBI_SCALAR ? it->text : sbi_node_kind_name(it->kind));
         for (size_t j = 0; j < i; j++)
             if ((*seeds)[j] == v)
-                return sb_error_set(err, SB_ERR_CONFIG,
-                                    sbi_loc_str(it->loc, where, sizeof where),
+                return sb_error_set(err, SB_ERR_CONFIG, sbi_loc_str(it->loc, where, sizeof where),
                                     "seeds: %lld is listed twice", v);
         (*seeds)[i] = v;
         (*nodes)[i] = it;
@@ -216,7 +216,7 @@ sb_status sbi_config_expand(const sbi_node *root, sbi_node ***runs, size_t *n_ru
             }
             char text[32];
             snprintf(text, sizeof text, "%lld", seeds[s]);
-            sbi_loc sl = seed_nodes[s] ? seed_nodes[s]->loc : (sbi_loc){root->loc.file, 0, 0};
+            sbi_loc sl = seed_nodes[s] ? seed_nodes[s]->loc : (sbi_loc){ root->loc.file, 0, 0 };
             sbi_node *sv = sbi_node_new_scalar(text, 0, sl);
             size_t before = run->n;
             long had = sbi_map_find(run, "seed");

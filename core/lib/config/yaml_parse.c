@@ -17,8 +17,8 @@
 
 typedef struct anchor {
     char *name;
-    sbi_node *node;  /* a private copy, cloned again at each alias */
-    size_t count;    /* nodes in it, for the expansion budget */
+    sbi_node *node; /* a private copy, cloned again at each alias */
+    size_t count;   /* nodes in it, for the expansion budget */
 } anchor;
 
 typedef struct parser {
@@ -29,12 +29,12 @@ typedef struct parser {
     sb_error *err;
     anchor *anchors;
     size_t n_anchors, cap_anchors;
-    size_t budget;    /* nodes created by alias copies and anchor copies so far */
+    size_t budget; /* nodes created by alias copies and anchor copies so far */
 } parser;
 
 static sbi_loc mark_loc(const parser *P, yaml_mark_t m)
 {
-    sbi_loc l = {P->name, (int)m.line + 1, (int)m.column + 1};
+    sbi_loc l = { P->name, (int)m.line + 1, (int)m.column + 1 };
     return l;
 }
 
@@ -53,7 +53,7 @@ static sb_status fail_at(parser *P, sb_status code, sbi_loc loc, const char *fmt
 /* Line and column (1-based, columns in characters) of byte `off` in the text. */
 static sbi_loc offset_loc(const parser *P, size_t off)
 {
-    sbi_loc l = {P->name, 1, 1};
+    sbi_loc l = { P->name, 1, 1 };
     for (size_t i = 0; i < off && i < P->len; i++) {
         unsigned char c = (unsigned char)P->text[i];
         if (c == '\n') {
@@ -172,7 +172,8 @@ static int add_anchor(parser *P, const char *name, const sbi_node *n, sbi_loc lo
     if (P->budget > SBI_CONFIG_MAX_NODES) {
         fail_at(P, SB_ERR_CONFIG, loc,
                 "anchors and aliases expand to more than %d nodes; write the repeated parts "
-                "out or use include", SBI_CONFIG_MAX_NODES);
+                "out or use include",
+                SBI_CONFIG_MAX_NODES);
         return -1;
     }
     if (P->n_anchors == P->cap_anchors) {
@@ -231,7 +232,8 @@ static sbi_node *parse_scalar(parser *P, yaml_event_t *ev)
         } else {
             fail_at(P, SB_ERR_CONFIG, loc,
                     "the tag '%s' is not supported (only !!str); remove it and quote the value "
-                    "if it must stay a string", tag);
+                    "if it must stay a string",
+                    tag);
             return NULL;
         }
     }
@@ -343,8 +345,7 @@ static sbi_node *parse_map(parser *P, yaml_event_t *start, int depth)
             sbi_loc_str(kloc, where, sizeof where);
             sbi_loc_str(map->key_locs[dup], first, sizeof first);
             sb_error_set(P->err, SB_ERR_CONFIG, where,
-                         "duplicate key '%s' (first written at %s); keep one of them", key,
-                         first);
+                         "duplicate key '%s' (first written at %s); keep one of them", key, first);
             yaml_event_delete(&kev);
             goto fail;
         }
@@ -386,8 +387,10 @@ static sbi_node *parse_node(parser *P, yaml_event_t *ev, int depth)
     const yaml_char_t *anchor_name = NULL;
     if (depth > SBI_CONFIG_MAX_DEPTH) {
         yaml_event_delete(ev);
-        fail_at(P, SB_ERR_CONFIG, loc, "lists and mappings nest deeper than %d levels; flatten "
-                "the config", SBI_CONFIG_MAX_DEPTH);
+        fail_at(P, SB_ERR_CONFIG, loc,
+                "lists and mappings nest deeper than %d levels; flatten "
+                "the config",
+                SBI_CONFIG_MAX_DEPTH);
         return NULL;
     }
     switch (ev->type) {
@@ -397,14 +400,16 @@ static sbi_node *parse_node(parser *P, yaml_event_t *ev, int depth)
         if (!a) {
             fail_at(P, SB_ERR_CONFIG, loc,
                     "alias *%s names no anchor defined before it; define &%s on a complete "
-                    "value first", name, name);
+                    "value first",
+                    name, name);
             break;
         }
         P->budget += a->count;
         if (P->budget > SBI_CONFIG_MAX_NODES) {
             fail_at(P, SB_ERR_CONFIG, loc,
                     "anchors and aliases expand to more than %d nodes; write the repeated parts "
-                    "out or use include", SBI_CONFIG_MAX_NODES);
+                    "out or use include",
+                    SBI_CONFIG_MAX_NODES);
             break;
         }
         n = sbi_node_clone(a->node);
@@ -428,9 +433,7 @@ static sbi_node *parse_node(parser *P, yaml_event_t *ev, int depth)
         anchor_name = ev->data.mapping_start.anchor;
         n = parse_map(P, ev, depth);
         break;
-    default:
-        fail_at(P, SB_ERR_CONFIG, loc, "unexpected YAML event");
-        break;
+    default: fail_at(P, SB_ERR_CONFIG, loc, "unexpected YAML event"); break;
     }
     if (n && anchor_name && add_anchor(P, (const char *)anchor_name, n, loc) != 0)
         sbi_node_free(&n);
@@ -472,7 +475,7 @@ sbi_node *sbi_yaml_parse(const char *text, size_t len, const char *name, sb_erro
         goto done;
     if (ev.type == YAML_STREAM_END_EVENT) { /* nothing but comments and blank lines */
         yaml_event_delete(&ev);
-        sbi_loc loc = {P.name, 1, 1};
+        sbi_loc loc = { P.name, 1, 1 };
         root = sbi_node_new_seq(loc);
         if (root)
             root->kind = SBI_NULL;

@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sb_cls_metrics_free(sb_cls_metrics *m) {
-    if (!m) return;
+void sb_cls_metrics_free(sb_cls_metrics *m)
+{
+    if (!m)
+        return;
     free(m->precision);
     free(m->recall);
     free(m->f1);
@@ -17,9 +19,11 @@ void sb_cls_metrics_free(sb_cls_metrics *m) {
     memset(m, 0, sizeof *m);
 }
 
-sb_status sb_metrics_classify(const int32_t *y_true, const int32_t *y_pred, size_t n,
-                              int n_classes, sb_cls_metrics *out, sb_error *err) {
-    if (!out) return sb_error_set(err, SB_ERR_INVALID, NULL, "metrics: NULL output");
+sb_status sb_metrics_classify(const int32_t *y_true, const int32_t *y_pred, size_t n, int n_classes,
+                              sb_cls_metrics *out, sb_error *err)
+{
+    if (!out)
+        return sb_error_set(err, SB_ERR_INVALID, NULL, "metrics: NULL output");
     memset(out, 0, sizeof *out);
     if (n_classes < 1)
         return sb_error_set(err, SB_ERR_INVALID, NULL, "metrics: %d classes; need at least 1",
@@ -29,7 +33,8 @@ sb_status sb_metrics_classify(const int32_t *y_true, const int32_t *y_pred, size
     const int K = n_classes;
     size_t scored = 0;
     for (size_t i = 0; i < n; i++) {
-        if (y_true[i] < 0) continue;
+        if (y_true[i] < 0)
+            continue;
         if (y_true[i] >= K)
             return sb_error_set(err, SB_ERR_INVALID, NULL,
                                 "metrics: gold label %d of item %zu is outside [0, %d)",
@@ -57,7 +62,8 @@ sb_status sb_metrics_classify(const int32_t *y_true, const int32_t *y_pred, size
     }
     int64_t *cm = out->confusion; /* (K,K): row = gold, column = predicted */
     for (size_t i = 0; i < n; i++)
-        if (y_true[i] >= 0) cm[(size_t)y_true[i] * K + y_pred[i]]++;
+        if (y_true[i] >= 0)
+            cm[(size_t)y_true[i] * K + y_pred[i]]++;
 
     int64_t correct = 0;
     double ua_sum = 0.0, macro_sum = 0.0, weighted_sum = 0.0;
@@ -89,31 +95,37 @@ sb_status sb_metrics_classify(const int32_t *y_true, const int32_t *y_pred, size
     }
     out->wa = (double)correct / (double)scored;
     out->micro_f1 = out->wa;
-    out->ua = ua_sum / n_supported;      /* n_supported >= 1 because scored >= 1 */
+    out->ua = ua_sum / n_supported; /* n_supported >= 1 because scored >= 1 */
     out->macro_f1 = macro_sum / n_present;
     out->weighted_f1 = weighted_sum / (double)scored;
     return SB_OK;
 }
 
-static const char *const metric_names[] = {"wa", "ua", "macro_f1", "weighted_f1", "micro_f1",
-                                           NULL};
+static const char *const metric_names[] = {
+    "wa", "ua", "macro_f1", "weighted_f1", "micro_f1", NULL
+};
 
-const char *const *sb_metrics_names(void) { return metric_names; }
+const char *const *sb_metrics_names(void)
+{
+    return metric_names;
+}
 
-int sb_metrics_get(const sb_cls_metrics *m, const char *name, double *value) {
-    if (!m || !name || !value) return -1;
+int sb_metrics_get(const sb_cls_metrics *m, const char *name, double *value)
+{
+    if (!m || !name || !value)
+        return -1;
     static const struct {
         const char *name;
         size_t offset;
     } table[] = {
-        {"wa", offsetof(sb_cls_metrics, wa)},
-        {"acc", offsetof(sb_cls_metrics, wa)},
-        {"ua", offsetof(sb_cls_metrics, ua)},
-        {"macro_f1", offsetof(sb_cls_metrics, macro_f1)},
-        {"mf1", offsetof(sb_cls_metrics, macro_f1)},
-        {"weighted_f1", offsetof(sb_cls_metrics, weighted_f1)},
-        {"wf1", offsetof(sb_cls_metrics, weighted_f1)},
-        {"micro_f1", offsetof(sb_cls_metrics, micro_f1)},
+        { "wa", offsetof(sb_cls_metrics, wa) },
+        { "acc", offsetof(sb_cls_metrics, wa) },
+        { "ua", offsetof(sb_cls_metrics, ua) },
+        { "macro_f1", offsetof(sb_cls_metrics, macro_f1) },
+        { "mf1", offsetof(sb_cls_metrics, macro_f1) },
+        { "weighted_f1", offsetof(sb_cls_metrics, weighted_f1) },
+        { "wf1", offsetof(sb_cls_metrics, weighted_f1) },
+        { "micro_f1", offsetof(sb_cls_metrics, micro_f1) },
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (strcmp(table[i].name, name) == 0) {
@@ -124,11 +136,16 @@ int sb_metrics_get(const sb_cls_metrics *m, const char *name, double *value) {
 }
 
 /* Two passes (mean, then squared deviations) for accuracy on values of similar size. */
-void sb_mean_sd(const double *x, size_t n, double *mean, double *sd) {
+void sb_mean_sd(const double *x, size_t n, double *mean, double *sd)
+{
     double mu = 0.0, ss = 0.0;
-    for (size_t i = 0; i < n; i++) mu += x[i];
+    for (size_t i = 0; i < n; i++)
+        mu += x[i];
     mu = n ? mu / (double)n : NAN;
-    for (size_t i = 0; n >= 2 && i < n; i++) ss += (x[i] - mu) * (x[i] - mu);
-    if (mean) *mean = mu;
-    if (sd) *sd = n >= 2 ? sqrt(ss / (double)(n - 1)) : 0.0;
+    for (size_t i = 0; n >= 2 && i < n; i++)
+        ss += (x[i] - mu) * (x[i] - mu);
+    if (mean)
+        *mean = mu;
+    if (sd)
+        *sd = n >= 2 ? sqrt(ss / (double)(n - 1)) : 0.0;
 }

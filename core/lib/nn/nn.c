@@ -12,28 +12,35 @@
 
 /* inp is (B,C), weight is (OC,C), bias is (OC) or NULL; out is (B,OC). */
 void sb_nn_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
-                          int B, int C, int OC) {
-    if (B <= 0 || OC <= 0) return;
+                          int B, int C, int OC)
+{
+    if (B <= 0 || OC <= 0)
+        return;
     for (int b = 0; b < B; b++) {
         float *out_b = out + (size_t)b * OC;
-        if (bias) memcpy(out_b, bias, (size_t)OC * sizeof *out_b);
-        else memset(out_b, 0, (size_t)OC * sizeof *out_b);
+        if (bias)
+            memcpy(out_b, bias, (size_t)OC * sizeof *out_b);
+        else
+            memset(out_b, 0, (size_t)OC * sizeof *out_b);
     }
-    if (C <= 0) return; /* BLAS rejects lda = 0; the product of empty rows is 0 */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, C, 1.0f, inp, C, weight, C,
-                1.0f, out, OC);
+    if (C <= 0)
+        return; /* BLAS rejects lda = 0; the product of empty rows is 0 */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, C, 1.0f, inp, C, weight, C, 1.0f,
+                out, OC);
 }
 
 /* The same with loops, accumulating each dot product in float in index order. */
-void sb_nn_linear_forward_ref(float *out, const float *inp, const float *weight,
-                              const float *bias, int B, int C, int OC) {
+void sb_nn_linear_forward_ref(float *out, const float *inp, const float *weight, const float *bias,
+                              int B, int C, int OC)
+{
     for (int b = 0; b < B; b++) {
         const float *inp_b = inp + (size_t)b * C;
         float *out_b = out + (size_t)b * OC;
         for (int o = 0; o < OC; o++) {
             const float *w_o = weight + (size_t)o * C;
             float val = bias ? bias[o] : 0.0f;
-            for (int c = 0; c < C; c++) val += inp_b[c] * w_o[c];
+            for (int c = 0; c < C; c++)
+                val += inp_b[c] * w_o[c];
             out_b[o] = val;
         }
     }
@@ -41,39 +48,46 @@ void sb_nn_linear_forward_ref(float *out, const float *inp, const float *weight,
 
 /* dout is (B,OC), inp is (B,C), weight is (OC,C); dinp (B,C), dweight (OC,C), dbias (OC). */
 void sb_nn_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                           const float *inp, const float *weight, int B, int C, int OC) {
-    if (B <= 0 || OC <= 0) return;
+                           const float *inp, const float *weight, int B, int C, int OC)
+{
+    if (B <= 0 || OC <= 0)
+        return;
     if (dbias)
         for (int b = 0; b < B; b++) {
             const float *dout_b = dout + (size_t)b * OC;
-            for (int o = 0; o < OC; o++) dbias[o] += dout_b[o];
+            for (int o = 0; o < OC; o++)
+                dbias[o] += dout_b[o];
         }
-    if (C <= 0) return;
+    if (C <= 0)
+        return;
     if (dinp) /* dinp (B,C) += dout (B,OC) · weight (OC,C) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC,
-                    weight, C, 1.0f, dinp, C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, weight, C,
+                    1.0f, dinp, C);
     /* dweight (OC,C) += dout^T (OC,B) · inp (B,C) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, inp, C,
-                1.0f, dweight, C);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, inp, C, 1.0f,
+                dweight, C);
 }
 
 /* ---- softmax ------------------------------------------------------------------------- */
 
 /* logits is (B,K), probs is (B,K). The max is subtracted first so exp never overflows. */
-void sb_nn_softmax_forward(float *probs, const float *logits, int B, int K) {
+void sb_nn_softmax_forward(float *probs, const float *logits, int B, int K)
+{
     for (int b = 0; b < B; b++) {
         const float *x_b = logits + (size_t)b * K;
         float *p_b = probs + (size_t)b * K;
         float maxv = -INFINITY;
         for (int k = 0; k < K; k++)
-            if (x_b[k] > maxv) maxv = x_b[k];
+            if (x_b[k] > maxv)
+                maxv = x_b[k];
         double sum = 0.0;
         for (int k = 0; k < K; k++) {
             p_b[k] = expf(x_b[k] - maxv);
             sum += p_b[k];
         }
         float inv = (float)(1.0 / sum);
-        for (int k = 0; k < K; k++) p_b[k] *= inv;
+        for (int k = 0; k < K; k++)
+            p_b[k] *= inv;
     }
 }
 
@@ -81,11 +95,15 @@ void sb_nn_softmax_forward(float *probs, const float *logits, int B, int K) {
 
 /* A target outside [0,K) would index past the row: like y < 0, it counts as "no target".
  * Callers validate labels before training, so this only keeps a bug from reading wild. */
-static int has_target(int32_t y, int K) { return y >= 0 && y < K; }
+static int has_target(int32_t y, int K)
+{
+    return y >= 0 && y < K;
+}
 
 /* probs is (B,K), y is (B), class_w is (K) or NULL; losses is (B). */
-double sb_nn_xent_forward(float *losses, const float *probs, const int32_t *y,
-                          const float *class_w, int B, int K) {
+double sb_nn_xent_forward(float *losses, const float *probs, const int32_t *y, const float *class_w,
+                          int B, int K)
+{
     double sum = 0.0, wsum = 0.0;
     for (int b = 0; b < B; b++) {
         if (!has_target(y[b], K)) {
@@ -105,14 +123,18 @@ double sb_nn_xent_forward(float *losses, const float *probs, const int32_t *y,
 
 /* dlogits is (B,K): d(mean loss)/d logits = w[y_b] / W · (probs[b,:] - onehot(y_b)), with
  * W = Σ_b w[y_b] over rows with a target (PyTorch's weighted 'mean' reduction). */
-void sb_nn_xent_backward(float *dlogits, const float *probs, const int32_t *y,
-                         const float *class_w, int B, int K) {
+void sb_nn_xent_backward(float *dlogits, const float *probs, const int32_t *y, const float *class_w,
+                         int B, int K)
+{
     double wsum = 0.0;
     for (int b = 0; b < B; b++)
-        if (has_target(y[b], K)) wsum += class_w ? class_w[y[b]] : 1.0f;
-    if (wsum <= 0.0) return;
+        if (has_target(y[b], K))
+            wsum += class_w ? class_w[y[b]] : 1.0f;
+    if (wsum <= 0.0)
+        return;
     for (int b = 0; b < B; b++) {
-        if (!has_target(y[b], K)) continue;
+        if (!has_target(y[b], K))
+            continue;
         float scale = (float)((class_w ? class_w[y[b]] : 1.0f) / wsum);
         const float *p_b = probs + (size_t)b * K;
         float *d_b = dlogits + (size_t)b * K;
@@ -127,8 +149,9 @@ void sb_nn_xent_backward(float *dlogits, const float *probs, const int32_t *y,
 
 /* PyTorch's AdamW: p ← p − lr·wd·p − lr · m̂ / (√v̂ + eps), with m̂ = m / (1 − β1^t) and
  * v̂ = v / (1 − β2^t); the decay uses the parameter before this step's update. */
-void sb_adamw_step(float *params, const float *grads, float *m, float *v, size_t n, int t,
-                   float lr, float beta1, float beta2, float eps, float weight_decay) {
+void sb_adamw_step(float *params, const float *grads, float *m, float *v, size_t n, int t, float lr,
+                   float beta1, float beta2, float eps, float weight_decay)
+{
     float bc1 = (float)(1.0 - pow((double)beta1, (double)t));
     float bc2 = (float)(1.0 - pow((double)beta2, (double)t));
     for (size_t i = 0; i < n; i++) {

@@ -78,8 +78,9 @@ sb_status sbi_feat_writer_flush(sbi_feat_writer *w, sb_error *err)
     char *file = sbi_asprintf("%s/%s.safetensors", w->dir, chunk);
     char *rel = sbi_asprintf("features/%s/%s.safetensors", w->enc_key, chunk);
     sb_st_writer *sw = sb_st_writer_create();
-    sb_status st = (file && rel && sw) ? SB_OK : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-    int64_t shape[2] = {w->n_layers, w->dim};
+    sb_status st =
+        (file && rel && sw) ? SB_OK : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    int64_t shape[2] = { w->n_layers, w->dim };
     for (size_t i = 0; st == SB_OK && i < w->n; i++)
         st = sb_st_writer_add(sw, w->keys[i], SB_DT_F32, 2, shape, w->data + i * width, err);
     if (st == SB_OK)
@@ -128,8 +129,8 @@ void sbi_feat_writer_destroy(sbi_feat_writer **wp)
 int sbi_feat_has(sbi_store *s, const char *enc_key, const char *item_key)
 {
     sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM features WHERE enc_key=?1 AND item_key=?2", -1,
-                           &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM features WHERE enc_key=?1 AND item_key=?2", -1, &q,
+                           NULL) != SQLITE_OK)
         return 0;
     sqlite3_bind_text(q, 1, enc_key, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 2, item_key, -1, SQLITE_STATIC);
@@ -190,7 +191,7 @@ sb_status sbi_feat_read(sbi_feat_reader *r, const char *item_key, float *out, sb
             f = r->files[i].f;
     if (st == SB_OK && !f) {
         char *path = sbi_path_join(r->s->root, rel);
-        sb_error e = {0};
+        sb_error e = { 0 };
         if (sb_st_open(path, &f, &e) != SB_OK)
             st = sb_error_set(err, SB_ERR_STORE, path,
                               "feature file is missing or damaged (%s); delete the store's "

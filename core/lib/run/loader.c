@@ -135,7 +135,8 @@ sb_status sbi_plugin_open(const char *path, const char *origin, sbi_plugin **out
                     ".struct_size = sizeof(sb_plugin)",
                     d->struct_size, sizeof(sb_plugin));
     if (!name_ok(d->name))
-        return fail(p, err, SB_ERR_PLUGIN, "descriptor name '%s' is not of the form [a-z][a-z0-9_]*",
+        return fail(p, err, SB_ERR_PLUGIN,
+                    "descriptor name '%s' is not of the form [a-z][a-z0-9_]*",
                     d->name ? d->name : "(null)");
     if (!d->version || !*d->version || !d->summary || !*d->summary)
         return fail(p, err, SB_ERR_PLUGIN, "plugin %s has no version or summary", d->name);
@@ -153,7 +154,7 @@ sb_status sbi_plugin_open(const char *path, const char *origin, sbi_plugin **out
     const char *vp = vtable_problem(d);
     if (vp)
         return fail(p, err, SB_ERR_PLUGIN, "plugin %s: %s", d->name, vp);
-    sb_error e = {0};
+    sb_error e = { 0 };
     if (sbi_opts_check_table(d->options, d->name, &e) != SB_OK)
         return fail(p, err, SB_ERR_PLUGIN, "option table: %s", e.msg);
     p->desc = d;
@@ -244,7 +245,10 @@ void sbi_registry_destroy(sbi_registry **rp)
     *rp = NULL;
 }
 
-size_t sbi_registry_n_dirs(const sbi_registry *r) { return r->n_dirs; }
+size_t sbi_registry_n_dirs(const sbi_registry *r)
+{
+    return r->n_dirs;
+}
 
 const char *sbi_registry_dir(const sbi_registry *r, size_t i, const char **origin)
 {
@@ -278,8 +282,8 @@ static sb_status keep(sbi_registry *r, sbi_plugin *p, sb_error *err)
     return SB_OK;
 }
 
-sb_status sbi_registry_get(sbi_registry *r, const char *name, sb_kind want,
-                           const sbi_plugin **out, sb_error *err)
+sb_status sbi_registry_get(sbi_registry *r, const char *name, sb_kind want, const sbi_plugin **out,
+                           sb_error *err)
 {
     *out = NULL;
     for (size_t i = 0; i < r->n_dirs; i++) {
@@ -302,15 +306,15 @@ sb_status sbi_registry_get(sbi_registry *r, const char *name, sb_kind want,
         if (st != SB_OK)
             return st;
         if (want && p->desc->kind != want)
-            return sb_error_set(err, SB_ERR_CONFIG, p->path, "plugin %s is a%s %s plugin, not a%s %s",
-                                name, p->desc->kind == SB_KIND_ENCODER ? "n" : "",
-                                sb_kind_name(p->desc->kind), want == SB_KIND_ENCODER ? "n" : "",
-                                sb_kind_name(want));
+            return sb_error_set(
+                err, SB_ERR_CONFIG, p->path, "plugin %s is a%s %s plugin, not a%s %s", name,
+                p->desc->kind == SB_KIND_ENCODER ? "n" : "", sb_kind_name(p->desc->kind),
+                want == SB_KIND_ENCODER ? "n" : "", sb_kind_name(want));
         *out = p;
         return SB_OK;
     }
     /* Not found: name the directories searched and suggest an installed name. */
-    sbi_buf dirs = {0};
+    sbi_buf dirs = { 0 };
     for (size_t i = 0; i < r->n_dirs; i++)
         sbi_buf_printf(&dirs, "%s%s (%s)", i ? ", " : "", r->dirs[i], r->origins[i]);
     const sbi_plugin **all = NULL;
@@ -373,12 +377,12 @@ sb_status sbi_registry_list(sbi_registry *r, const sbi_plugin ***list, size_t *n
             }
             if (path && !shadowed && !already(r, path)) {
                 sbi_plugin *p = NULL;
-                sb_error e2 = {0};
+                sb_error e2 = { 0 };
                 if (sbi_plugin_open(path, r->origins[i], &p, &e2) == SB_OK)
                     keep(r, p, NULL);
                 else
-                    json_array_append_new(bad, json_pack("{s:s, s:s}", "path", path, "error",
-                                                         e2.msg));
+                    json_array_append_new(bad,
+                                          json_pack("{s:s, s:s}", "path", path, "error", e2.msg));
             }
             free(path);
             free(names[k]);

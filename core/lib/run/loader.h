@@ -17,9 +17,9 @@
 #include <serbench/serbench.h>
 
 typedef struct sbi_plugin {
-    char *path;           /* absolute path of the .so */
-    char *origin;         /* "build", "install", "SERBENCH_PLUGIN_PATH", "plugin_path" */
-    void *handle;         /* dlopen handle */
+    char *path;   /* absolute path of the .so */
+    char *origin; /* "build", "install", "SERBENCH_PLUGIN_PATH", "plugin_path" */
+    void *handle; /* dlopen handle */
     const sb_plugin *desc;
     char file_hash[SB_HASH_HEX];
 } sbi_plugin;
@@ -33,8 +33,8 @@ void sbi_registry_destroy(sbi_registry **r);
 
 /* Find and load plugin `name`; `want` is the expected kind, or 0 for any. The plugin stays
  * loaded (and *out valid) until the registry is destroyed. */
-sb_status sbi_registry_get(sbi_registry *r, const char *name, sb_kind want,
-                           const sbi_plugin **out, sb_error *err);
+sb_status sbi_registry_get(sbi_registry *r, const char *name, sb_kind want, const sbi_plugin **out,
+                           sb_error *err);
 
 /* Every *.so in the search path (the first of each name), loaded; plugins that fail to
  * load are reported in `broken` (a JSON array of {"path", "error"}, owned by the caller)

@@ -79,9 +79,9 @@ typedef struct corpus_entry {
     char inst_key[SB_HASH_HEX];
     char key[SB_HASH_HEX];
     sb_corpus *c;
-    unsigned char *excluded;            /* [n] items the dataset plugin warned about */
-    char (*item_keys)[SB_HASH_HEX];     /* [n] computed on demand */
-    unsigned char *item_state;          /* [n] 0 = not computed, 1 = ok, 2 = failed */
+    unsigned char *excluded;        /* [n] items the dataset plugin warned about */
+    char (*item_keys)[SB_HASH_HEX]; /* [n] computed on demand */
+    unsigned char *item_state;      /* [n] 0 = not computed, 1 = ok, 2 = failed */
 } corpus_entry;
 
 typedef struct labels_entry {
@@ -94,8 +94,8 @@ typedef struct feat_entry {
     char enc_key[SB_HASH_HEX];
     const corpus_entry *ce;
     int n_layers, dim;
-    float *x;             /* [n, n_layers, dim] */
-    unsigned char *have;  /* [n] */
+    float *x;            /* [n, n_layers, dim] */
+    unsigned char *have; /* [n] */
 } feat_entry;
 
 typedef struct enc_entry {
@@ -148,7 +148,7 @@ sb_status sbi_load_corpus(const sbi_instance *in, const sbi_ui *ui, const char *
     if (st != SB_OK)
         return st;
     const sb_dataset_vtable *vt = in->plugin->desc->vtable;
-    sb_error e = {0};
+    sb_error e = { 0 };
     st = vt->load(&h, in->opts, c, &e);
     if (st != SB_OK) {
         if (!e.code)
@@ -244,8 +244,8 @@ static sb_status get_corpus(ctx *c, const sbi_instance *in, corpus_entry **out, 
                    nw - 20);
     c->item_failures += nw;
     log_info(c, "corpus %s: %zu utterances, %d classes (%s), loaded in %.2f s", in->name, n,
-             sb_corpus_n_classes(corp), sb_corpus_label_space(corp) ? sb_corpus_label_space(corp) : "-",
-             sbi_now() - t0);
+             sb_corpus_n_classes(corp),
+             sb_corpus_label_space(corp) ? sb_corpus_label_space(corp) : "-", sbi_now() - t0);
     *out = e;
     return SB_OK;
 }
@@ -263,7 +263,7 @@ static sb_status split_items(const corpus_entry *e, const char *split, const cha
             v[k++] = i;
     if (k == 0) {
         /* Name the splits that exist. */
-        sbi_buf b = {0};
+        sbi_buf b = { 0 };
         for (size_t i = 0; i < total; i++) {
             const char *s = sb_corpus_utt(e->c, i)->split;
             int seen = 0;
@@ -350,8 +350,8 @@ sb_status sb_label_fail(sb_label_sink *s, size_t utt, const char *reason)
     return st;
 }
 
-static sb_status get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref,
-                            corpus_entry *ce, labels_entry **out, sb_error *err)
+static sb_status get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, corpus_entry *ce,
+                            labels_entry **out, sb_error *err)
 {
     const sbi_instance *in = sbi_run_instance(r, SB_KIND_LABELLER, ref->labels);
     char key[SB_HASH_HEX];
@@ -386,8 +386,8 @@ static sb_status get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref,
 
     /* What the store already has. */
     sqlite3_stmt *q = NULL;
-    sb_status st = sbi_store_prepare(c->store, "SELECT utt_id, label FROM labels WHERE stage_key=?1",
-                                     &q, err);
+    sb_status st =
+        sbi_store_prepare(c->store, "SELECT utt_id, label FROM labels WHERE stage_key=?1", &q, err);
     if (st != SB_OK)
         return st;
     sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
@@ -415,8 +415,9 @@ static sb_status get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref,
     for (size_t i = 0; i < n; i++)
         if (le->labels[i] < 0 && !ce->excluded[i])
             todo[nt++] = i;
-    sb_label_sink sink = {.c = c, .store = c->store, .stage_key = key, .ce = ce,
-                          .labels = le->labels, .n_todo = nt};
+    sb_label_sink sink = {
+        .c = c, .store = c->store, .stage_key = key, .ce = ce, .labels = le->labels, .n_todo = nt
+    };
     pthread_mutex_init(&sink.lock, NULL);
     sbi_progress prog;
     sbi_progress_start(&prog, c->ui, desc, nt);
@@ -426,9 +427,8 @@ static sb_status get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref,
         st = sbi_store_prepare(c->store, "INSERT OR REPLACE INTO labels VALUES(?1,?2,?3,?4,?5,?6)",
                                &sink.put, err);
     if (st == SB_OK)
-        st = sbi_store_prepare(c->store,
-                               "INSERT OR REPLACE INTO item_failures VALUES(?1,?2,?3)", &sink.fail,
-                               err);
+        st = sbi_store_prepare(c->store, "INSERT OR REPLACE INTO item_failures VALUES(?1,?2,?3)",
+                               &sink.fail, err);
     if (st == SB_OK)
         st = sbi_store_exec(c->store, "DELETE FROM item_failures WHERE stage_key IS NULL", err);
     void *inst = NULL;
@@ -441,7 +441,7 @@ static sb_status get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref,
                        sizeof cache, err);
     hp.prog = &prog;
     if (st == SB_OK) {
-        sb_error e = {0};
+        sb_error e = { 0 };
         st = vt->create(&host, in->opts, &inst, &e);
         if (st == SB_OK)
             st = vt->label(inst, ce->c, todo, nt, &sink, &e);
@@ -484,10 +484,10 @@ static sb_status get_encoder(ctx *c, const sbi_instance *in, enc_entry **out, sb
     sb_host host;
     host_priv hp;
     char cache[4096];
-    sb_status st = host_init(&host, &hp, c->ui, c->store->root, in, 0, c->threads, cache,
-                             sizeof cache, err);
+    sb_status st =
+        host_init(&host, &hp, c->ui, c->store->root, in, 0, c->threads, cache, sizeof cache, err);
     void *inst = NULL;
-    sb_error e = {0};
+    sb_error e = { 0 };
     enc_entry ne;
     memset(&ne, 0, sizeof ne);
     ne.info.struct_size = sizeof ne.info;
@@ -614,7 +614,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
         size_t i = idx[k];
         if (fe->have[i] || ce->excluded[i])
             continue;
-        sb_error e = {0};
+        sb_error e = { 0 };
         if (item_key(c, ce, i, ee->info.sample_rate, &e) != SB_OK) {
             if (ce->item_state[i] == 2 && e.code) {
                 const sb_utt *u = sb_corpus_utt(ce->c, i);
@@ -623,7 +623,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
             }
             continue;
         }
-        sb_error e2 = {0};
+        sb_error e2 = { 0 };
         st = sbi_feat_read(rd, ce->item_keys[i], fe->x + i * width, &e2);
         if (st == SB_OK) {
             fe->have[i] = 1;
@@ -654,7 +654,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
     st = host_init(&host, &hp, c->ui, c->store->root, in, (uint64_t)r->seed, c->threads, cache,
                    sizeof cache, err);
     void *inst = NULL;
-    sb_error e = {0};
+    sb_error e = { 0 };
     if (st == SB_OK)
         st = vt->create(&host, in->opts, &inst, &e);
     sbi_feat_writer *w = NULL;
@@ -675,7 +675,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
         const sb_utt *u = sb_corpus_utt(ce->c, i);
         float *audio = NULL;
         size_t ns = 0;
-        sb_error ae = {0};
+        sb_error ae = { 0 };
         if (sb_audio_load(u->audio, u->start, u->end, u->channel, ee->info.sample_rate, &audio, &ns,
                           &ae) != SB_OK) {
             sbi_ui_log(c->ui, SB_LOG_WARN, in->name, "utterance %s: %s%s%s (left out)", u->id,
@@ -685,7 +685,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
             continue;
         }
         audio_s += (double)ns / ee->info.sample_rate;
-        sb_error ee2 = {0};
+        sb_error ee2 = { 0 };
         sb_status es = vt->encode(inst, audio, ns, fe->x + i * width, &ee2);
         sb_free(audio);
         if (es != SB_OK) {
@@ -734,7 +734,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
 
 typedef struct split_data {
     sb_head_data hd;
-    size_t *idx;         /* corpus indices */
+    size_t *idx; /* corpus indices */
     float *x;
     int32_t *y;
     const char **ids, **dlg;
@@ -845,13 +845,15 @@ static sb_status features_for_run(ctx *c, const sbi_run *r, run_inputs *ri, sb_e
     corpus_entry **ces = calloc(ns, sizeof *ces);
     feat_entry ***fes = calloc(ns, sizeof *fes);
     size_t **idxs = calloc(ns, sizeof *idxs), *ns_ = calloc(ns, sizeof *ns_);
-    sb_status st = ces && fes && idxs && ns_ ? SB_OK : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    sb_status st =
+        ces && fes && idxs && ns_ ? SB_OK : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     if (st == SB_OK) {
-        ces[0] = ri->ce_train, fes[0] = &ri->fe_train, idxs[0] = ri->idx_train, ns_[0] = ri->n_train;
+        ces[0] = ri->ce_train, fes[0] = &ri->fe_train, idxs[0] = ri->idx_train,
+        ns_[0] = ri->n_train;
         ces[1] = ri->ce_dev, fes[1] = &ri->fe_dev, idxs[1] = ri->idx_dev, ns_[1] = ri->n_dev;
         for (size_t t = 0; t < nt; t++)
-            ces[2 + t] = ri->ce_test[t], fes[2 + t] = &ri->fe_test[t], idxs[2 + t] = ri->idx_test[t],
-                    ns_[2 + t] = ri->n_test[t];
+            ces[2 + t] = ri->ce_test[t], fes[2 + t] = &ri->fe_test[t],
+                    idxs[2 + t] = ri->idx_test[t], ns_[2 + t] = ri->n_test[t];
     }
     const sbi_instance *enc = sbi_run_instance(r, SB_KIND_ENCODER, r->encoder);
     for (size_t s = 0; st == SB_OK && s < ns; s++) {
@@ -924,10 +926,10 @@ static sb_status prepare_run(ctx *c, const sbi_run *r, run_inputs *ri, sb_error 
     /* The inputs key: everything the run reads, by content. */
     sb_hasher *h = sb_hasher_create();
     sb_hasher_str(h, r->run_id);
-    feat_entry *fes[2] = {ri->fe_train, ri->fe_dev};
-    labels_entry *les[2] = {ri->le_train, ri->le_dev};
-    size_t *idxs[2] = {ri->idx_train, ri->idx_dev};
-    size_t ns[2] = {ri->n_train, ri->n_dev};
+    feat_entry *fes[2] = { ri->fe_train, ri->fe_dev };
+    labels_entry *les[2] = { ri->le_train, ri->le_dev };
+    size_t *idxs[2] = { ri->idx_train, ri->idx_dev };
+    size_t ns[2] = { ri->n_train, ri->n_dev };
     for (size_t s = 0; s < 2 + nt; s++) {
         feat_entry *fe = s < 2 ? fes[s] : ri->fe_test[s - 2];
         labels_entry *le = s < 2 ? les[s] : ri->le_test[s - 2];
@@ -964,12 +966,11 @@ static json_t *provenance(ctx *c, const sbi_run *r, const sb_corpus *train, doub
     for (int k = 0; k < sb_corpus_n_classes(train); k++)
         json_array_append_new(classes, json_string(sb_corpus_class(train, k)));
     const char *space = sb_corpus_label_space(train);
-    return json_pack("{s:s, s:s, s:o, s:s, s:i, s:i, s:i, s:s, s:I, s:f, s:s, s:o}",
-                     "serbench", SB_VERSION,
-                     "git_describe", SB_GIT_DESCRIBE, "plugins", pl, "blas", openblas_get_config(),
-                     "threads", c->threads, "blas_threads", c->blas_threads, "jobs", c->o->jobs,
-                     "host", host, "seed", (json_int_t)r->seed, "seconds", seconds,
-                     "label_space", space ? space : "", "classes", classes);
+    return json_pack("{s:s, s:s, s:o, s:s, s:i, s:i, s:i, s:s, s:I, s:f, s:s, s:o}", "serbench",
+                     SB_VERSION, "git_describe", SB_GIT_DESCRIBE, "plugins", pl, "blas",
+                     openblas_get_config(), "threads", c->threads, "blas_threads", c->blas_threads,
+                     "jobs", c->o->jobs, "host", host, "seed", (json_int_t)r->seed, "seconds",
+                     seconds, "label_space", space ? space : "", "classes", classes);
 }
 
 static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_inputs *ri,
@@ -1020,7 +1021,7 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
         st = host_init(&host, &hp, c->ui, c->store->root, hin, (uint64_t)r->seed, c->blas_threads,
                        cache, sizeof cache, err);
     void *inst = NULL;
-    sb_error e = {0};
+    sb_error e = { 0 };
     if (st == SB_OK && tr.hd.n == 0)
         st = sb_error_set(&e, SB_ERR_CONFIG, "experiment.train",
                           "no training utterance has both a label and features");
@@ -1064,9 +1065,9 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
                 json_t *pv = json_array();
                 for (int k = 0; k < K; k++)
                     json_array_append_new(pv, json_real(probs[i * (size_t)K + (size_t)k]));
-                json_array_append_new(preds, json_pack("{s:s, s:i, s:i, s:o}", "id", te.ids[i],
-                                                       "gold", te.y[i], "pred", pred[i], "probs",
-                                                       pv));
+                json_array_append_new(preds,
+                                      json_pack("{s:s, s:i, s:i, s:o}", "id", te.ids[i], "gold",
+                                                te.y[i], "pred", pred[i], "probs", pv));
             }
             json_t *mj = json_object();
             for (const char *const *name = sb_metrics_names(); *name; name++) {
@@ -1094,8 +1095,10 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
     if (st != SB_OK) {
         char msg[2200];
         sb_error_format(&e, msg, sizeof msg);
-        if (sbi_store_prepare(store, "UPDATE runs SET status='failed', error=?2, finished=?3"
-                                     " WHERE run_id=?1", &q, NULL) == SB_OK) {
+        if (sbi_store_prepare(store,
+                              "UPDATE runs SET status='failed', error=?2, finished=?3"
+                              " WHERE run_id=?1",
+                              &q, NULL) == SB_OK) {
             sqlite3_bind_text(q, 1, r->run_id, -1, SQLITE_STATIC);
             sqlite3_bind_text(q, 2, msg, -1, SQLITE_STATIC);
             sqlite3_bind_text(q, 3, now, -1, SQLITE_STATIC);
@@ -1131,7 +1134,8 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
     if (st == SB_OK)
         st = sbi_store_prepare(store, "INSERT INTO metrics VALUES(?1,?2,?3,?4,?5)", &qm, err);
     if (st == SB_OK)
-        st = sbi_store_prepare(store, "INSERT INTO predictions VALUES(?1,?2,?3,?4,?5,?6)", &qp, err);
+        st =
+            sbi_store_prepare(store, "INSERT INTO predictions VALUES(?1,?2,?3,?4,?5,?6)", &qp, err);
     size_t ti;
     json_t *res;
     json_array_foreach(results, ti, res)
@@ -1157,7 +1161,8 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
         {
             if (st != SB_OK)
                 break;
-            char *probs = json_dumps(json_object_get(pv, "probs"), JSON_COMPACT | JSON_REAL_PRECISION(6));
+            char *probs =
+                json_dumps(json_object_get(pv, "probs"), JSON_COMPACT | JSON_REAL_PRECISION(6));
             sqlite3_bind_text(qp, 1, r->run_id, -1, SQLITE_STATIC);
             sqlite3_bind_text(qp, 2, test, -1, SQLITE_STATIC);
             sqlite3_bind_text(qp, 3, json_string_value(json_object_get(pv, "id")), -1,
@@ -1172,8 +1177,9 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
     sqlite3_finalize(qm);
     sqlite3_finalize(qp);
     if (st == SB_OK)
-        st = sbi_store_prepare(store, "UPDATE runs SET status='complete', finished=?2, seconds=?3,"
-                                      " inputs_key=?4, provenance=?5, error=NULL WHERE run_id=?1",
+        st = sbi_store_prepare(store,
+                               "UPDATE runs SET status='complete', finished=?2, seconds=?3,"
+                               " inputs_key=?4, provenance=?5, error=NULL WHERE run_id=?1",
                                &q, err);
     if (st == SB_OK) {
         sqlite3_bind_text(q, 1, r->run_id, -1, SQLITE_STATIC);
@@ -1233,7 +1239,7 @@ static void *worker(void *arg)
 {
     job_queue *q = arg;
     sbi_store *store = NULL;
-    sb_error e = {0};
+    sb_error e = { 0 };
     if (sbi_store_open(q->c->store->root, &store, &e) != SB_OK) {
         pthread_mutex_lock(&q->lock);
         if (!q->first_st) {
@@ -1249,7 +1255,7 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&q->lock);
         if (i >= q->n)
             break;
-        sb_error re = {0};
+        sb_error re = { 0 };
         sb_status st = run_one(q->c, store, q->runs[i], &q->inputs[i], &re);
         pthread_mutex_lock(&q->lock);
         if (st == SB_OK) {
@@ -1302,7 +1308,9 @@ sb_status sbi_execute(sbi_plan *plan, sbi_store *store, const sbi_exec_opts *o,
     c.ui = o->ui;
     c.store = store;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    c.threads = o->threads > 0 ? o->threads : plan->threads > 0 ? plan->threads : (int)(ncpu > 0 ? ncpu : 1);
+    c.threads = o->threads > 0      ? o->threads
+                : plan->threads > 0 ? plan->threads
+                                    : (int)(ncpu > 0 ? ncpu : 1);
     int jobs = o->jobs > 0 ? o->jobs : 1;
     c.blas_threads = jobs > 1 ? (c.threads / jobs > 0 ? c.threads / jobs : 1) : c.threads;
     openblas_set_num_threads(c.blas_threads);
@@ -1346,7 +1354,7 @@ sb_status sbi_execute(sbi_plan *plan, sbi_store *store, const sbi_exec_opts *o,
         char label[64];
         snprintf(label, sizeof label, "runs (%d job%s)", jobs, jobs > 1 ? "s" : "");
         sbi_progress_start(&prog, c.ui, label, n_todo);
-        job_queue q = {.c = &c, .runs = sel, .inputs = inputs, .n = n_sel, .prog = &prog};
+        job_queue q = { .c = &c, .runs = sel, .inputs = inputs, .n = n_sel, .prog = &prog };
         pthread_mutex_init(&q.lock, NULL);
         int nw = jobs < (int)n_sel ? jobs : (int)n_sel;
         if (nw <= 1) {

@@ -21,11 +21,11 @@
 enum { SBI_STAGE_ALL = 0, SBI_STAGE_LABELS = 1, SBI_STAGE_FEATURES = 2 };
 
 typedef struct sbi_exec_opts {
-    int force;          /* recompute runs even when complete */
-    int jobs;           /* runs trained at once (>= 1) */
-    int threads;        /* total thread budget (0 = config or nproc) */
+    int force;            /* recompute runs even when complete */
+    int jobs;             /* runs trained at once (>= 1) */
+    int threads;          /* total thread budget (0 = config or nproc) */
     int shard_i, shard_n; /* run only runs with index % shard_n == shard_i - 1; 0/0 = all */
-    int stage;          /* SBI_STAGE_* */
+    int stage;            /* SBI_STAGE_* */
     const sbi_ui *ui;
 } sbi_exec_opts;
 

@@ -9,15 +9,16 @@
 #include "opts.h"
 #include "util.h"
 
-static const char *const top_keys[] = {
-    "include", "plugin_path", "results", "threads", "name", "description", "datasets",
-    "labellers", "encoders", "heads", "experiment", "sweep", "seeds", "seed", "report", NULL};
-static const char *const experiment_keys[] = {"train", "dev", "test", "encoder", "head",
-                                              "metrics", NULL};
-static const char *const split_keys[] = {"dataset", "split", "labels", "name", NULL};
-static const char *const report_keys[] = {"rows", "cols", "metric", "metrics", "title",
-                                          "reported", NULL};
-static const char *const reserved_inst[] = {"plugin", NULL};
+static const char *const top_keys[] = { "include",  "plugin_path", "results",    "threads",
+                                        "name",     "description", "datasets",   "labellers",
+                                        "encoders", "heads",       "experiment", "sweep",
+                                        "seeds",    "seed",        "report",     NULL };
+static const char *const experiment_keys[] = { "train", "dev",     "test", "encoder",
+                                               "head",  "metrics", NULL };
+static const char *const split_keys[] = { "dataset", "split", "labels", "name", NULL };
+static const char *const report_keys[] = { "rows",  "cols",     "metric", "metrics",
+                                           "title", "reported", NULL };
+static const char *const reserved_inst[] = { "plugin", NULL };
 
 static const char *block_of(sb_kind k)
 {
@@ -84,9 +85,8 @@ static void instance_free(sbi_instance *in)
 
 /* Resolve instance `name` of `kind` in `root`: a block under datasets:/... or, failing that,
  * a plugin of that name with defaults. `ref` is the referring node (for messages). */
-static sb_status resolve_instance(sbi_plan *p, const sbi_node *root, sb_kind kind,
-                                  const char *name, const sbi_node *ref, sbi_instance *out,
-                                  sb_error *err)
+static sb_status resolve_instance(sbi_plan *p, const sbi_node *root, sb_kind kind, const char *name,
+                                  const sbi_node *ref, sbi_instance *out, sb_error *err)
 {
     char w[600];
     memset(out, 0, sizeof *out);
@@ -108,7 +108,7 @@ static sb_status resolve_instance(sbi_plan *p, const sbi_node *root, sb_kind kin
     } else {
         snprintf(out->where, sizeof out->where, "(defaults)");
     }
-    sb_error e = {0};
+    sb_error e = { 0 };
     const sbi_plugin *pl = NULL;
     if (sbi_registry_get(p->reg, plugin_name, kind, &pl, &e) != SB_OK) {
         if (!block && ref) {
@@ -141,8 +141,8 @@ static sb_status resolve_instance(sbi_plan *p, const sbi_node *root, sb_kind kin
             *err = e;
         return e.code;
     }
-    sb_status st = sbi_opts_validate(pl->desc->options, pl->desc->name, block, reserved_inst,
-                                     &out->opts, err);
+    sb_status st =
+        sbi_opts_validate(pl->desc->options, pl->desc->name, block, reserved_inst, &out->opts, err);
     if (st != SB_OK)
         return st;
     out->name = strdup(name);
@@ -218,9 +218,9 @@ static sb_status read_split(sbi_plan *p, const sbi_node *root, sbi_run *r, const
 {
     char w[600];
     if (n->kind != SBI_MAP)
-        return sb_error_set(err, SB_ERR_CONFIG, loc(n, w, sizeof w),
-                            "%s must be a mapping like {dataset: NAME, split: train, labels: human}",
-                            what);
+        return sb_error_set(
+            err, SB_ERR_CONFIG, loc(n, w, sizeof w),
+            "%s must be a mapping like {dataset: NAME, split: train, labels: human}", what);
     sb_status st = check_keys(n, split_keys, what, err);
     for (const char *const *k = split_keys; st == SB_OK && *k; k++)
         st = want_scalar(n, *k, what, err);
@@ -251,8 +251,8 @@ static sb_status read_split(sbi_plan *p, const sbi_node *root, sbi_run *r, const
 
 static json_t *split_json(const sbi_split_ref *s)
 {
-    json_t *j = json_pack("{s:s, s:s, s:s}", "dataset", s->dataset, "split", s->split, "labels",
-                          s->labels);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s}", "dataset", s->dataset, "split", s->split, "labels", s->labels);
     if (s->name)
         json_object_set_new(j, "name", json_string(s->name));
     return j;
@@ -283,8 +283,9 @@ static sb_status resolve_run(sbi_plan *p, const sbi_node *root, size_t index, sb
 
     const sbi_node *tr = sbi_node_get(exp, "train");
     if (!tr)
-        return sb_error_set(err, SB_ERR_CONFIG, loc(exp, w, sizeof w),
-                            "experiment needs 'train: {dataset: NAME, split: train, labels: human}'");
+        return sb_error_set(
+            err, SB_ERR_CONFIG, loc(exp, w, sizeof w),
+            "experiment needs 'train: {dataset: NAME, split: train, labels: human}'");
     st = read_split(p, root, r, tr, "experiment.train", NULL, "train", "human", &r->train, err);
     if (st != SB_OK)
         return st;
@@ -337,7 +338,7 @@ static sb_status resolve_run(sbi_plan *p, const sbi_node *root, size_t index, sb
     }
     const sbi_node *ms = sbi_node_get(exp, "metrics");
     const char *const *known = sb_metrics_names();
-    static const char *const defaults[] = {"wa", "ua", "macro_f1", "weighted_f1", NULL};
+    static const char *const defaults[] = { "wa", "ua", "macro_f1", "weighted_f1", NULL };
     size_t nm = ms ? (ms->kind == SBI_SEQ ? ms->n : 1) : 4;
     r->metrics = calloc(nm ? nm : 1, sizeof *r->metrics);
     if (!r->metrics)
@@ -353,8 +354,8 @@ static sb_status resolve_run(sbi_plan *p, const sbi_node *root, size_t index, sb
             char hint[128] = "";
             if (best)
                 snprintf(hint, sizeof hint, " (did you mean '%s'?)", best);
-            return sb_error_set(err, SB_ERR_CONFIG, loc(m, w, sizeof w),
-                                "unknown metric '%s'%s", name ? name : "?", hint);
+            return sb_error_set(err, SB_ERR_CONFIG, loc(m, w, sizeof w), "unknown metric '%s'%s",
+                                name ? name : "?", hint);
         }
         r->metrics[i] = strdup(name);
         r->n_metrics = i + 1;
@@ -579,7 +580,7 @@ sb_status sbi_plan_validate_all(sbi_plan *p, sb_error *err)
 
 char *sbi_run_label(const sbi_plan *p, const sbi_run *r)
 {
-    sbi_buf b = {0};
+    sbi_buf b = { 0 };
     if (p->sweep_keys && p->sweep_keys[0]) {
         const char *k;
         json_t *v;

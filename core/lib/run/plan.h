@@ -20,25 +20,25 @@
 #include "loader.h"
 
 typedef struct sbi_instance {
-    char *name;              /* instance name in the config (or the plugin name) */
+    char *name; /* instance name in the config (or the plugin name) */
     sb_kind kind;
     const sbi_plugin *plugin;
     sb_opts *opts;
-    json_t *canon;           /* {"plugin", "version", "options"} */
-    char key[SB_HASH_HEX];   /* hash of canon */
-    char where[256];         /* where the block was defined, or "(defaults)" */
+    json_t *canon;         /* {"plugin", "version", "options"} */
+    char key[SB_HASH_HEX]; /* hash of canon */
+    char where[256];       /* where the block was defined, or "(defaults)" */
 } sbi_instance;
 
 typedef struct sbi_split_ref {
-    char *name;     /* display name of a test set ("meld/test"); NULL for train/dev */
-    char *dataset;  /* instance name */
+    char *name;    /* display name of a test set ("meld/test"); NULL for train/dev */
+    char *dataset; /* instance name */
     char *split;
-    char *labels;   /* labeller instance name */
+    char *labels; /* labeller instance name */
 } sbi_split_ref;
 
 typedef struct sbi_run {
-    size_t index;             /* position in the expanded run set */
-    json_t *config;           /* canonical resolved config */
+    size_t index;   /* position in the expanded run set */
+    json_t *config; /* canonical resolved config */
     char run_id[SB_HASH_HEX];
     char group_id[SB_HASH_HEX];
     int64_t seed;
@@ -46,24 +46,24 @@ typedef struct sbi_run {
     int has_dev;
     sbi_split_ref *tests;
     size_t n_tests;
-    char *encoder, *head;     /* instance names */
+    char *encoder, *head; /* instance names */
     char **metrics;
     size_t n_metrics;
-    json_t *sweep_values;     /* {"key.path": value, ...} in sweep order */
+    json_t *sweep_values; /* {"key.path": value, ...} in sweep order */
     sbi_instance *inst;
     size_t n_inst;
 } sbi_run;
 
 typedef struct sbi_plan {
     char *config_path;
-    sbi_node *root;           /* the loaded config before expansion */
+    sbi_node *root; /* the loaded config before expansion */
     sbi_registry *reg;
     sbi_run *runs;
     size_t n_runs;
-    char **sweep_keys;        /* NULL-terminated; empty when no sweep */
-    char *results_dir;        /* from `results:` (absolute) or NULL */
-    int threads;              /* from `threads:` or 0 */
-    json_t *report;           /* the `report:` block as JSON, or NULL */
+    char **sweep_keys; /* NULL-terminated; empty when no sweep */
+    char *results_dir; /* from `results:` (absolute) or NULL */
+    int threads;       /* from `threads:` or 0 */
+    json_t *report;    /* the `report:` block as JSON, or NULL */
 } sbi_plan;
 
 /* builtin_dirs: colon-separated plugin folders compiled into the CLI. */

@@ -17,14 +17,13 @@ void sbi_ui_init(sbi_ui *ui, int quiet, int verbose)
     ui->tty = isatty(STDERR_FILENO);
 }
 
-void sbi_ui_logv(const sbi_ui *ui, sb_log_level level, const char *who, const char *fmt,
-                 va_list ap)
+void sbi_ui_logv(const sbi_ui *ui, sb_log_level level, const char *who, const char *fmt, va_list ap)
 {
     if (level == SB_LOG_DEBUG && !ui->verbose)
         return;
     if (level == SB_LOG_INFO && ui->quiet)
         return;
-    static const char *const tag[] = {"error: ", "warning: ", "", ""};
+    static const char *const tag[] = { "error: ", "warning: ", "", "" };
     pthread_mutex_lock(&ui_lock);
     if (ui->tty)
         fputs("\r\033[K", stderr);
@@ -89,9 +88,9 @@ void sbi_progress_update(sbi_progress *p, uint64_t done)
             fflush(stderr);
             p->last_print = now;
         }
-    } else if (el >= 2.0 && ((pct / 10 != p->last_pct / 10 && pct < 100 &&
-                              now - p->last_print >= 1.0) ||
-                             now - p->last_print >= 15.0)) {
+    } else if (el >= 2.0 &&
+               ((pct / 10 != p->last_pct / 10 && pct < 100 && now - p->last_print >= 1.0) ||
+                now - p->last_print >= 15.0)) {
         /* Plain lines only for stages that take a while: at most one per 10 %. */
         fprintf(stderr, "%s: %llu/%llu (%d%%, ETA %s)\n", p->label, (unsigned long long)done,
                 (unsigned long long)p->total, pct, etas);

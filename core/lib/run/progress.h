@@ -10,16 +10,16 @@
 #include <serbench/serbench.h>
 
 typedef struct sbi_ui {
-    int quiet;       /* only warnings and errors */
-    int verbose;     /* debug messages too */
-    int tty;         /* stderr is a terminal */
+    int quiet;   /* only warnings and errors */
+    int verbose; /* debug messages too */
+    int tty;     /* stderr is a terminal */
 } sbi_ui;
 
 void sbi_ui_init(sbi_ui *ui, int quiet, int verbose);
 void sbi_ui_log(const sbi_ui *ui, sb_log_level level, const char *who, const char *fmt, ...)
     SB_PRINTF(4, 5);
-void sbi_ui_logv(const sbi_ui *ui, sb_log_level level, const char *who, const char *fmt,
-                 va_list ap) SB_PRINTF(4, 0);
+void sbi_ui_logv(const sbi_ui *ui, sb_log_level level, const char *who, const char *fmt, va_list ap)
+    SB_PRINTF(4, 0);
 
 typedef struct sbi_progress {
     const sbi_ui *ui;

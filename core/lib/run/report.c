@@ -16,7 +16,8 @@ static json_t *row_keys(const sbi_plan *p, const sbi_run *r)
         json_t *k = json_object();
         size_t n = json_is_array(rows) ? json_array_size(rows) : 1;
         for (size_t i = 0; i < n; i++) {
-            const char *path = json_string_value(json_is_array(rows) ? json_array_get(rows, i) : rows);
+            const char *path =
+                json_string_value(json_is_array(rows) ? json_array_get(rows, i) : rows);
             if (!path)
                 continue;
             /* Look the path up in the resolved config: experiment.* directly, instance
@@ -40,7 +41,7 @@ static json_t *row_keys(const sbi_plan *p, const sbi_run *r)
 
 static char *keys_label(const json_t *keys)
 {
-    sbi_buf b = {0};
+    sbi_buf b = { 0 };
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)keys, k, v)
@@ -54,13 +55,14 @@ static char *keys_label(const json_t *keys)
     return b.s ? b.s : strdup("");
 }
 
-sb_status sbi_report_build(const sbi_plan *p, sbi_store *s, int shard_i, int shard_n,
-                           json_t **out, sb_error *err)
+sb_status sbi_report_build(const sbi_plan *p, sbi_store *s, int shard_i, int shard_n, json_t **out,
+                           sb_error *err)
 {
     *out = NULL;
     json_t *columns = json_array();
     json_t *rows = json_array();
-    const char *only_metric = p->report ? json_string_value(json_object_get(p->report, "metric")) : NULL;
+    const char *only_metric =
+        p->report ? json_string_value(json_object_get(p->report, "metric")) : NULL;
     /* Columns from the first run (all runs of a config share tests and metrics unless swept). */
     for (size_t i = 0; i < p->n_runs; i++) {
         const sbi_run *r = &p->runs[i];
@@ -70,9 +72,9 @@ sb_status sbi_report_build(const sbi_plan *p, sbi_store *s, int shard_i, int sha
                 int seen = 0;
                 size_t ci;
                 json_t *col;
-                json_array_foreach(columns, ci, col)
-                    seen |= !strcmp(json_string_value(json_object_get(col, "test")), r->tests[t].name) &&
-                            !strcmp(json_string_value(json_object_get(col, "metric")), metric);
+                json_array_foreach(columns, ci, col) seen |=
+                    !strcmp(json_string_value(json_object_get(col, "test")), r->tests[t].name) &&
+                    !strcmp(json_string_value(json_object_get(col, "metric")), metric);
                 if (!seen)
                     json_array_append_new(columns, json_pack("{s:s, s:s}", "test", r->tests[t].name,
                                                              "metric", metric));
@@ -190,9 +192,13 @@ static void tex_escape(sbi_buf *b, const char *s)
 {
     for (const char *p = s; *p; p++) {
         switch (*p) {
-        case '_': case '%': case '&': case '#': case '$': case '{': case '}':
-            sbi_buf_printf(b, "\\%c", *p);
-            break;
+        case '_':
+        case '%':
+        case '&':
+        case '#':
+        case '$':
+        case '{':
+        case '}': sbi_buf_printf(b, "\\%c", *p); break;
         case '\\': sbi_buf_puts(b, "\\textbackslash{}"); break;
         case '~': sbi_buf_puts(b, "\\textasciitilde{}"); break;
         case '^': sbi_buf_puts(b, "\\textasciicircum{}"); break;
@@ -214,7 +220,7 @@ char *sbi_report_render(const json_t *t, const char *format)
     long *best = calloc(nc + 1, sizeof *best);
     for (size_t c = 0; c < nc; c++)
         best[c] = best_row(rows, c);
-    sbi_buf b = {0};
+    sbi_buf b = { 0 };
     char cell[128];
     /* header */
     if (md)

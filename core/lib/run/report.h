@@ -16,8 +16,8 @@
 /* Build the table as JSON:
  * {"title", "columns": [{"test","metric"}], "rows": [{"label", "keys": {...},
  *  "runs": N, "complete": N, "cells": [{"mean","sd","n"} | null]}]}. */
-sb_status sbi_report_build(const sbi_plan *p, sbi_store *s, int shard_i, int shard_n,
-                           json_t **out, sb_error *err);
+sb_status sbi_report_build(const sbi_plan *p, sbi_store *s, int shard_i, int shard_n, json_t **out,
+                           sb_error *err);
 /* Render as "md", "csv", "tex" or "json"; caller frees. NULL for an unknown format. */
 char *sbi_report_render(const json_t *table, const char *format);
 

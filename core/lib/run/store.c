@@ -46,7 +46,8 @@ sb_status sbi_store_exec(sbi_store *s, const char *sql, sb_error *err)
 {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        sb_status st = sb_error_set(err, SB_ERR_STORE, s->db_path, "%s", msg ? msg : "SQLite error");
+        sb_status st =
+            sb_error_set(err, SB_ERR_STORE, s->db_path, "%s", msg ? msg : "SQLite error");
         sqlite3_free(msg);
         return st;
     }
@@ -74,7 +75,10 @@ sb_status sbi_store_begin(sbi_store *s, sb_error *err)
     return sbi_store_exec(s, "BEGIN IMMEDIATE", err);
 }
 
-sb_status sbi_store_commit(sbi_store *s, sb_error *err) { return sbi_store_exec(s, "COMMIT", err); }
+sb_status sbi_store_commit(sbi_store *s, sb_error *err)
+{
+    return sbi_store_exec(s, "COMMIT", err);
+}
 
 void sbi_store_rollback(sbi_store *s)
 {
@@ -158,10 +162,12 @@ sb_status sbi_store_open(const char *root, sbi_store **out, sb_error *err)
         return st;
     }
     sqlite3_busy_timeout(s->db, 60000);
-    st = sbi_store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                           " PRAGMA foreign_keys=ON;", err);
+    st = sbi_store_exec(s,
+                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                        " PRAGMA foreign_keys=ON;",
+                        err);
     if (st != SB_OK) {
-        sb_error e = {0};
+        sb_error e = { 0 };
         sb_error_set(&e, SB_ERR_SCHEMA, s->db_path,
                      "cannot use results database (%s); if it is not a serbench store, move it "
                      "away or pass --results DIR",
@@ -240,8 +246,8 @@ sb_status sbi_store_file_hash(sbi_store *s, const char *path, char out[SB_HASH_H
 int sbi_store_stage_complete(sbi_store *s, const char *key)
 {
     sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM stages WHERE key=?1 AND status='complete'", -1,
-                           &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM stages WHERE key=?1 AND status='complete'", -1, &q,
+                           NULL) != SQLITE_OK)
         return 0;
     sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
     int done = sqlite3_step(q) == SQLITE_ROW;

@@ -25,7 +25,7 @@
 #define SBI_SCHEMA_VERSION 1
 
 typedef struct sbi_store {
-    char *root;     /* results folder */
+    char *root; /* results folder */
     char *db_path;
     sqlite3 *db;
 } sbi_store;

@@ -14,17 +14,17 @@
 /* Reader state. Zero-initialise through sbi_mcsv_init; release with sbi_mcsv_free. The
  * input buffer is borrowed and must outlive the reader. */
 typedef struct sbi_mcsv {
-    const char *p, *end;   /* unread input */
-    char delim;            /* ',' or '\t' */
-    long line;             /* 1-based physical line of *p */
-    const char *path;      /* for messages; borrowed */
-    sb_status status;      /* the code of the last failure (also put in err) */
+    const char *p, *end; /* unread input */
+    char delim;          /* ',' or '\t' */
+    long line;           /* 1-based physical line of *p */
+    const char *path;    /* for messages; borrowed */
+    sb_status status;    /* the code of the last failure (also put in err) */
     /* the current record: n fields, each NUL-terminated, valid until the next call */
     char *buf;
     size_t len, cap;
-    size_t *offs;          /* [n] offset of field i in buf */
+    size_t *offs; /* [n] offset of field i in buf */
     size_t cap_offs;
-    const char **field;    /* [n] pointers into buf */
+    const char **field; /* [n] pointers into buf */
     size_t cap_field;
     size_t n;
     /* optional column names (the header) for messages; borrowed */

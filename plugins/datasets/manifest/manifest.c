@@ -16,12 +16,25 @@
 #include "csv.h"
 
 /* Our fields, in the order of field_name. */
-enum { F_ID, F_AUDIO, F_START, F_END, F_CHANNEL, F_LABEL, F_VALUE, F_SPLIT, F_SPEAKER,
-       F_DIALOGUE, F_TURN, F_TEXT, F_COUNT };
+enum {
+    F_ID,
+    F_AUDIO,
+    F_START,
+    F_END,
+    F_CHANNEL,
+    F_LABEL,
+    F_VALUE,
+    F_SPLIT,
+    F_SPEAKER,
+    F_DIALOGUE,
+    F_TURN,
+    F_TEXT,
+    F_COUNT
+};
 
-static const char *const field_name[F_COUNT] = {
-    "id", "audio", "start", "end", "channel", "label", "value",
-    "split", "speaker", "dialogue", "turn", "text"};
+static const char *const field_name[F_COUNT] = { "id",      "audio",    "start", "end",
+                                                 "channel", "label",    "value", "split",
+                                                 "speaker", "dialogue", "turn",  "text" };
 
 /* How many distinct unknown JSONL keys are remembered (so each is logged once). */
 #define MAX_UNKNOWN_KEYS 256
@@ -30,7 +43,7 @@ static const char *const field_name[F_COUNT] = {
  * NULL = not given. */
 typedef struct rec {
     long line;
-    int id_derived;          /* id came from the audio file name, not an id column */
+    int id_derived; /* id came from the audio file name, not an id column */
     char *id, *audio, *label, *split, *speaker, *dialogue, *text;
     double start, end, value; /* seconds, seconds (-1 = to the end), NAN = none */
     int32_t channel, turn;    /* -1 = none */
@@ -40,12 +53,12 @@ typedef struct loader {
     const sb_host *host;
     sb_corpus *corpus;
     sb_error *err;
-    const char *path;           /* the manifest, absolute; borrowed from opts */
-    char *dir;                  /* its folder, for relative audio paths */
-    const char *col[F_COUNT];   /* the file's column (key) for each field; borrowed */
-    json_t *colmap;             /* the parsed `columns` option, owner of renamed col[] */
-    char colnum[F_COUNT][32];   /* a column name YAML typed as an integer, as text */
-    const char *split_default;  /* or NULL */
+    const char *path;          /* the manifest, absolute; borrowed from opts */
+    char *dir;                 /* its folder, for relative audio paths */
+    const char *col[F_COUNT];  /* the file's column (key) for each field; borrowed */
+    json_t *colmap;            /* the parsed `columns` option, owner of renamed col[] */
+    char colnum[F_COUNT][32];  /* a column name YAML typed as an integer, as text */
+    const char *split_default; /* or NULL */
     rec *recs;
     size_t n, cap;
     char *unknown[MAX_UNKNOWN_KEYS];
@@ -439,8 +452,7 @@ static sb_status read_csv(loader *L, const char *data, size_t size, char delim)
         char have[700] = "";
         size_t k = 0;
         for (size_t j = 0; j < n_cols && k < sizeof have - 8; j++)
-            k += (size_t)snprintf(have + k, sizeof have - k, "%s'%.60s'", j ? ", " : "",
-                                  hdr[j]);
+            k += (size_t)snprintf(have + k, sizeof have - k, "%s'%.60s'", j ? ", " : "", hdr[j]);
         if (k >= sizeof have - 8)
             strcpy(have + sizeof have - 8, ", ...");
         if (idx[F_AUDIO] < 0)
@@ -566,8 +578,7 @@ static sb_status jsonl_row(loader *L, long line, json_t *o)
             snprintf(num[f], sizeof num[f], "%.17g", json_real_value(j));
             v[f] = num[f];
         } else {
-            return row_error(L, line, SB_ERR_FORMAT,
-                             "%s holds %s; expected a string or a number",
+            return row_error(L, line, SB_ERR_FORMAT, "%s holds %s; expected a string or a number",
                              colref(L, f, ref, sizeof ref), json_kind(j));
         }
     }
@@ -579,7 +590,8 @@ static sb_status jsonl_row(loader *L, long line, json_t *o)
 
     const char *key;
     json_t *val;
-    json_object_foreach(o, key, val) {
+    json_object_foreach(o, key, val)
+    {
         int used = 0;
         for (int f = 0; f < F_COUNT && !used; f++)
             used = strcmp(key, L->col[f]) == 0;
@@ -614,8 +626,7 @@ static sb_status read_jsonl(loader *L, const char *data, size_t size)
         if (st != SB_OK)
             return st;
         json_error_t je;
-        json_t *o =
-            json_loadb(s, (size_t)(e - s), JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+        json_t *o = json_loadb(s, (size_t)(e - s), JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
         /* A whole JSON array (one line or pretty-printed) is a common mix-up. */
         if (!seen_content && *s == '[' && (!o || json_is_array(o))) {
             json_decref(o);
@@ -624,13 +635,12 @@ static sb_status read_jsonl(loader *L, const char *data, size_t size)
                              "line (convert with: jq -c '.[]' FILE)");
         }
         if (!o)
-            return row_error(L, line, SB_ERR_FORMAT, "malformed JSON at column %d: %s",
-                             je.column, je.text);
+            return row_error(L, line, SB_ERR_FORMAT, "malformed JSON at column %d: %s", je.column,
+                             je.text);
         seen_content = 1;
         if (!json_is_object(o)) {
             st = row_error(L, line, SB_ERR_FORMAT,
-                           "the line holds %s; each line must be one JSON object",
-                           json_kind(o));
+                           "the line holds %s; each line must be one JSON object", json_kind(o));
         } else {
             st = jsonl_row(L, line, o);
         }
@@ -712,7 +722,8 @@ static sb_status apply_columns(loader *L, const sb_opts *opts)
                             "{audio: wav_path, label: emotion}");
     const char *key;
     json_t *val;
-    json_object_foreach(L->colmap, key, val) {
+    json_object_foreach(L->colmap, key, val)
+    {
         int f = 0;
         while (f < F_COUNT && strcmp(key, field_name[f]) != 0)
             f++;
@@ -792,8 +803,7 @@ static sb_status resolve_classes(loader *L, const sb_opts *opts, int32_t *labels
         for (int i = 0; i < n; i++) {
             names[i] = sb_opts_list_item(opts, "classes", (size_t)i);
             if (!names[i] || !*names[i]) {
-                st = sb_error_set(L->err, SB_ERR_CONFIG, where, "classes: item %d is empty",
-                                  i + 1);
+                st = sb_error_set(L->err, SB_ERR_CONFIG, where, "classes: item %d is empty", i + 1);
                 goto done;
             }
         }
@@ -803,8 +813,10 @@ static sb_status resolve_classes(loader *L, const sb_opts *opts, int32_t *labels
             m += L->recs[i].label != NULL;
         if (m == 0) {
             if (L->n)
-                mlog(L, SB_LOG_INFO, "%s: no labels and no classes option: every utterance "
-                     "is unlabelled", L->path);
+                mlog(L, SB_LOG_INFO,
+                     "%s: no labels and no classes option: every utterance "
+                     "is unlabelled",
+                     L->path);
             for (size_t i = 0; i < L->n; i++)
                 labels[i] = -1;
             return SB_OK;
@@ -842,7 +854,7 @@ static sb_status resolve_classes(loader *L, const sb_opts *opts, int32_t *labels
         goto done;
     }
     for (int i = 0; i < n; i++)
-        sorted[i] = (cls){names[i], i};
+        sorted[i] = (cls){ names[i], i };
     qsort(sorted, (size_t)n, sizeof *sorted, cls_cmp);
     for (int i = 1; i < n; i++)
         if (strcmp(sorted[i - 1].name, sorted[i].name) == 0) {
@@ -856,7 +868,7 @@ static sb_status resolve_classes(loader *L, const sb_opts *opts, int32_t *labels
         labels[i] = -1;
         if (!r->label)
             continue;
-        cls key = {r->label, 0};
+        cls key = { r->label, 0 };
         const cls *hit = bsearch(&key, sorted, (size_t)n, sizeof *sorted, cls_cmp);
         if (!hit) {
             char ref[160], list[1000];
@@ -888,8 +900,8 @@ static sb_status manifest_load(const sb_host *host, const sb_opts *opts, sb_corp
     L.path = sb_opts_str(opts, "path");
     if (!L.path || !*L.path)
         return sb_error_set(err, SB_ERR_CONFIG, NULL, "manifest: the path option is required");
-    L.split_default = sb_opts_has(opts, "split_default") ? sb_opts_str(opts, "split_default")
-                                                         : NULL;
+    L.split_default =
+        sb_opts_has(opts, "split_default") ? sb_opts_str(opts, "split_default") : NULL;
     if (L.split_default && !*L.split_default)
         L.split_default = NULL;
     int check_audio = sb_opts_bool(opts, "check_audio");
@@ -1019,20 +1031,21 @@ done:
 /* ---- the descriptor ---------------------------------------------------------------- */
 
 static const sb_option manifest_options[] = {
-    {"path", SB_OPT_PATH, NULL, SB_OPT_REQUIRED, 0, 0, NULL,
-     "the manifest: a CSV/TSV or JSON Lines file, one utterance per row"},
-    {"format", SB_OPT_ENUM, "auto", 0, 0, 0, "auto|csv|jsonl",
-     "file format; auto decides by extension (.csv, .tsv, .jsonl, .json)"},
-    {"classes", SB_OPT_LIST, NULL, SB_OPT_HAS_MIN, 1, 0, NULL,
-     "the ordered label space; unset: the sorted distinct labels found in the file"},
-    {"label_space", SB_OPT_STRING, "manifest", 0, 0, 0, NULL, "name of the label space"},
-    {"columns", SB_OPT_MAP, NULL, 0, 0, 0, NULL,
-     "renames from field to the file's column, e.g. {audio: wav_path, label: emotion}"},
-    {"split_default", SB_OPT_STRING, NULL, 0, 0, 0, NULL,
-     "split of rows that have none (no split column, or an empty cell)"},
-    {"check_audio", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
-     "check that each audio file exists; a missing one is reported and the item left out"},
-    {NULL, 0, NULL, 0, 0, 0, NULL, NULL}};
+    { "path", SB_OPT_PATH, NULL, SB_OPT_REQUIRED, 0, 0, NULL,
+      "the manifest: a CSV/TSV or JSON Lines file, one utterance per row" },
+    { "format", SB_OPT_ENUM, "auto", 0, 0, 0, "auto|csv|jsonl",
+      "file format; auto decides by extension (.csv, .tsv, .jsonl, .json)" },
+    { "classes", SB_OPT_LIST, NULL, SB_OPT_HAS_MIN, 1, 0, NULL,
+      "the ordered label space; unset: the sorted distinct labels found in the file" },
+    { "label_space", SB_OPT_STRING, "manifest", 0, 0, 0, NULL, "name of the label space" },
+    { "columns", SB_OPT_MAP, NULL, 0, 0, 0, NULL,
+      "renames from field to the file's column, e.g. {audio: wav_path, label: emotion}" },
+    { "split_default", SB_OPT_STRING, NULL, 0, 0, 0, NULL,
+      "split of rows that have none (no split column, or an empty cell)" },
+    { "check_audio", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
+      "check that each audio file exists; a missing one is reported and the item left out" },
+    { NULL, 0, NULL, 0, 0, 0, NULL, NULL }
+};
 
 static const sb_dataset_vtable manifest_vtable = {
     .struct_size = sizeof(sb_dataset_vtable),

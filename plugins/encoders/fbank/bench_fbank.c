@@ -48,19 +48,18 @@ int main(int argc, char **argv)
     const sb_plugin *(*entry)(void);
     *(void **)&entry = dlsym(h, SB_PLUGIN_ENTRY_NAME);
     if (!entry) {
-        fprintf(stderr, "bench_fbank: no [%s] in [%s]\n", SB_PLUGIN_ENTRY_NAME,
-                SB_FBANK_PLUGIN);
+        fprintf(stderr, "bench_fbank: no [%s] in [%s]\n", SB_PLUGIN_ENTRY_NAME, SB_FBANK_PLUGIN);
         return 1;
     }
     const sb_plugin *desc = entry();
     const sb_encoder_vtable *vt = desc->vtable;
-    sb_error err = {0};
+    sb_error err = { 0 };
     sb_opts *opts = NULL;
     void *inst = NULL;
     if (sbi_opts_parse(desc->options, "{}", "bench", &opts, &err) != SB_OK ||
         vt->create(sbi_test_host(0, 1), opts, &inst, &err) != SB_OK)
         return fail(&err);
-    sb_encoder_info info = {.struct_size = sizeof info};
+    sb_encoder_info info = { .struct_size = sizeof info };
     if (vt->info(inst, &info, &err) != SB_OK)
         return fail(&err);
 
@@ -75,8 +74,8 @@ int main(int argc, char **argv)
     }
     double total = 0;
     for (int i = 0; i < nf; i++) {
-        if (sb_audio_load(argv[first + i], 0, -1, -1, info.sample_rate, &audio[i], &len[i],
-                          &err) != SB_OK)
+        if (sb_audio_load(argv[first + i], 0, -1, -1, info.sample_rate, &audio[i], &len[i], &err) !=
+            SB_OK)
             return fail(&err);
         total += (double)len[i] / info.sample_rate;
     }

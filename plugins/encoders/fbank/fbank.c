@@ -8,31 +8,31 @@
 #include <serbench/serbench.h>
 
 static const sb_option fbank_options[] = {
-    {"n_mels", SB_OPT_INT, "80", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 8, 256, NULL,
-     "Number of triangular mel filters."},
-    {"frame_ms", SB_OPT_FLOAT, "25", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 1, 1000, NULL,
-     "Analysis frame length in milliseconds."},
-    {"hop_ms", SB_OPT_FLOAT, "10", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 1, 1000, NULL,
-     "Hop between frame starts in milliseconds."},
-    {"f_min", SB_OPT_FLOAT, "20", SB_OPT_HAS_MIN, 0, 0, NULL,
-     "Lower edge of the lowest mel filter in Hz."},
-    {"f_max", SB_OPT_FLOAT, "0", SB_OPT_HAS_MIN, 0, 0, NULL,
-     "Upper edge of the highest mel filter in Hz; 0 means sample_rate / 2."},
-    {"preemph", SB_OPT_FLOAT, "0.97", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 0, 1, NULL,
-     "Pre-emphasis coefficient a in y[i] = x[i] - a x[i-1]; 0 disables it."},
-    {"pool", SB_OPT_ENUM, "mean+std", 0, 0, 0, "mean|mean+std",
-     "Statistics over frames: the mean, or the mean then the population standard deviation."},
-    {"sample_rate", SB_OPT_INT, "16000", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 1000, 192000, NULL,
-     "Rate in Hz the audio is resampled to before analysis."},
-    {NULL, 0, NULL, 0, 0, 0, NULL, NULL},
+    { "n_mels", SB_OPT_INT, "80", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 8, 256, NULL,
+      "Number of triangular mel filters." },
+    { "frame_ms", SB_OPT_FLOAT, "25", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 1, 1000, NULL,
+      "Analysis frame length in milliseconds." },
+    { "hop_ms", SB_OPT_FLOAT, "10", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 1, 1000, NULL,
+      "Hop between frame starts in milliseconds." },
+    { "f_min", SB_OPT_FLOAT, "20", SB_OPT_HAS_MIN, 0, 0, NULL,
+      "Lower edge of the lowest mel filter in Hz." },
+    { "f_max", SB_OPT_FLOAT, "0", SB_OPT_HAS_MIN, 0, 0, NULL,
+      "Upper edge of the highest mel filter in Hz; 0 means sample_rate / 2." },
+    { "preemph", SB_OPT_FLOAT, "0.97", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 0, 1, NULL,
+      "Pre-emphasis coefficient a in y[i] = x[i] - a x[i-1]; 0 disables it." },
+    { "pool", SB_OPT_ENUM, "mean+std", 0, 0, 0, "mean|mean+std",
+      "Statistics over frames: the mean, or the mean then the population standard deviation." },
+    { "sample_rate", SB_OPT_INT, "16000", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 1000, 192000, NULL,
+      "Rate in Hz the audio is resampled to before analysis." },
+    { NULL, 0, NULL, 0, 0, 0, NULL, NULL },
 };
 
 typedef struct fbank_enc {
     sb_fbank *fb;
     int n_mels;
-    int with_std;    /* pool = mean+std */
+    int with_std; /* pool = mean+std */
     int sample_rate;
-    float *frames;   /* [cap_frames, n_mels] scratch, grown as utterances need */
+    float *frames; /* [cap_frames, n_mels] scratch, grown as utterances need */
     size_t cap_frames;
 } fbank_enc;
 
@@ -70,8 +70,7 @@ static int count_empty_filters(const sb_fbank_config *c, double f_max)
     return empty;
 }
 
-static sb_status fbank_create(const sb_host *host, const sb_opts *opts, void **inst,
-                              sb_error *err)
+static sb_status fbank_create(const sb_host *host, const sb_opts *opts, void **inst, sb_error *err)
 {
     *inst = NULL;
     sb_fbank_config c;
@@ -132,8 +131,7 @@ static sb_status fbank_info(void *inst, sb_encoder_info *info, sb_error *err)
 
 /* audio: [n] samples at sample_rate. out: [1, dim] = mean over frames of the (T, M)
  * log-mel matrix, then (mean+std) the population standard deviation sqrt(mean((x-mu)^2)). */
-static sb_status fbank_encode(void *inst, const float *audio, size_t n, float *out,
-                              sb_error *err)
+static sb_status fbank_encode(void *inst, const float *audio, size_t n, float *out, sb_error *err)
 {
     fbank_enc *e = inst;
     if (n == 0)

@@ -52,12 +52,11 @@ static sb_opts *opts(const char *yaml, sb_error *err)
 /* Create an instance from YAML; asserts success. */
 static void *make(const char *yaml, sb_opts **o)
 {
-    sb_error err = {0};
+    sb_error err = { 0 };
     *o = opts(yaml, &err);
     cr_assert(*o, "options '%s': %s", yaml, err.msg);
     void *inst = NULL;
-    cr_assert_eq(vt->create(sbi_test_host(1, 1), *o, &inst, &err), SB_OK, "create: %s",
-                 err.msg);
+    cr_assert_eq(vt->create(sbi_test_host(1, 1), *o, &inst, &err), SB_OK, "create: %s", err.msg);
     cr_assert(inst);
     return inst;
 }
@@ -76,11 +75,15 @@ Test(fbank_plugin, descriptor)
     cr_expect_null(dlsym(handle, "fbank_create"));
     cr_expect_null(dlsym(handle, "fbank_options"));
 
-    static const struct { const char *name; sb_opt_type type; const char *def; } want[] = {
-        {"n_mels", SB_OPT_INT, "80"},        {"frame_ms", SB_OPT_FLOAT, "25"},
-        {"hop_ms", SB_OPT_FLOAT, "10"},      {"f_min", SB_OPT_FLOAT, "20"},
-        {"f_max", SB_OPT_FLOAT, "0"},        {"preemph", SB_OPT_FLOAT, "0.97"},
-        {"pool", SB_OPT_ENUM, "mean+std"},   {"sample_rate", SB_OPT_INT, "16000"},
+    static const struct {
+        const char *name;
+        sb_opt_type type;
+        const char *def;
+    } want[] = {
+        { "n_mels", SB_OPT_INT, "80" },      { "frame_ms", SB_OPT_FLOAT, "25" },
+        { "hop_ms", SB_OPT_FLOAT, "10" },    { "f_min", SB_OPT_FLOAT, "20" },
+        { "f_max", SB_OPT_FLOAT, "0" },      { "preemph", SB_OPT_FLOAT, "0.97" },
+        { "pool", SB_OPT_ENUM, "mean+std" }, { "sample_rate", SB_OPT_INT, "16000" },
     };
     size_t i = 0;
     for (; desc->options[i].name; i++) {
@@ -100,8 +103,8 @@ static void expect_info(const char *yaml, int rate, int dim)
 {
     sb_opts *o;
     void *inst = make(yaml, &o);
-    sb_encoder_info info = {.struct_size = sizeof info};
-    sb_error err = {0};
+    sb_encoder_info info = { .struct_size = sizeof info };
+    sb_error err = { 0 };
     cr_assert_eq(vt->info(inst, &info, &err), SB_OK, "%s", err.msg);
     cr_expect_eq(info.sample_rate, rate, "%s", yaml);
     cr_expect_eq(info.n_layers, 1, "%s", yaml);
@@ -142,7 +145,7 @@ static void reference_pool(const sb_fbank_config *c, const float *x, size_t n, i
                            float *out)
 {
     sb_fbank *fb = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sb_fbank_create(c, &fb, &err), SB_OK, "%s", err.msg);
     size_t T = sb_fbank_n_frames(fb, n), M = (size_t)c->n_mels;
     float *f = malloc(T * M * sizeof *f);
@@ -171,7 +174,7 @@ static void check_encode(const char *yaml, const sb_fbank_config *c, int with_st
     float *got = malloc(dim * sizeof *got), *want = malloc(dim * sizeof *want);
     for (size_t i = 0; i < dim; i++)
         got[i] = NAN;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(vt->encode(inst, x, n, got, &err), SB_OK, "%s", err.msg);
     reference_pool(c, x, n, with_std, want);
     double worst = 0;
@@ -184,8 +187,8 @@ static void check_encode(const char *yaml, const sb_fbank_config *c, int with_st
         }
     }
     /* Same frames, two summation orders in double, rounded to float: ~1 ulp. */
-    cr_expect_leq(worst, 1e-5, "%s, n=%zu: max-abs %.3g at %zu (got %f, want %f)", yaml, n,
-                  worst, at, (double)got[at], (double)want[at]);
+    cr_expect_leq(worst, 1e-5, "%s, n=%zu: max-abs %.3g at %zu (got %f, want %f)", yaml, n, worst,
+                  at, (double)got[at], (double)want[at]);
     /* Encoding is repeatable on one instance (scratch reuse does not leak state). */
     float *again = malloc(dim * sizeof *again);
     cr_assert_eq(vt->encode(inst, x, n, again, &err), SB_OK, "%s", err.msg);
@@ -229,8 +232,8 @@ Test(fbank_plugin, empty_audio_is_an_error)
 {
     sb_opts *o;
     void *inst = make("{}", &o);
-    float x[1] = {0}, out[160];
-    sb_error err = {0};
+    float x[1] = { 0 }, out[160];
+    sb_error err = { 0 };
     cr_expect_eq(vt->encode(inst, x, 0, out, &err), SB_ERR_AUDIO);
     cr_expect(strstr(err.msg, "empty audio"), "message: %s", err.msg);
     vt->destroy(inst);
@@ -241,8 +244,7 @@ Test(fbank_plugin, empty_audio_is_an_error)
 /* A host whose log is captured, to see the plugin's warnings. */
 static char logged[4096];
 
-static void capture_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
-    SB_PRINTF(3, 4);
+static void capture_log(const sb_host *h, sb_log_level level, const char *fmt, ...) SB_PRINTF(3, 4);
 static void capture_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
 {
     (void)h;
@@ -260,7 +262,7 @@ Test(fbank_plugin, warns_about_filters_that_cover_no_bin)
 {
     sb_host host = *sbi_test_host(1, 1);
     host.log = capture_log;
-    sb_error err = {0};
+    sb_error err = { 0 };
     sb_opts *o = opts("n_mels: 256\npool: mean+std", &err);
     cr_assert(o, "%s", err.msg);
     void *inst = NULL;
@@ -298,7 +300,7 @@ Test(fbank_plugin, warns_about_filters_that_cover_no_bin)
 
 static void expect_option_error(const char *yaml, const char *needle)
 {
-    sb_error err = {0};
+    sb_error err = { 0 };
     sb_opts *o = opts(yaml, &err);
     cr_expect_null(o, "options '%s' accepted", yaml);
     cr_expect_neq(err.code, SB_OK);
@@ -318,7 +320,7 @@ Test(fbank_plugin, option_table_rejects_bad_values)
 
 static void expect_create_error(const char *yaml, const char *needle)
 {
-    sb_error err = {0};
+    sb_error err = { 0 };
     sb_opts *o = opts(yaml, &err);
     cr_assert(o, "options '%s': %s", yaml, err.msg);
     void *inst = (void *)&err;

@@ -18,27 +18,27 @@
 #define LINEAR_VERSION "0.1.0"
 
 static const sb_option linear_options[] = {
-    {"layer_weights", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
-     "Learn softmax-normalised weights over the encoder layers; false averages the layers."},
-    {"normalize", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
-     "Standardise each layer's features with the train-set mean and standard deviation."},
-    {"hidden", SB_OPT_INT, "0", SB_OPT_HAS_MIN, 0, 0, NULL,
-     "Hidden width of an MLP before the classifier; 0 = none (only 0 is supported here)."},
-    {"class_weights", SB_OPT_ENUM, "none", 0, 0, 0, "none|balanced",
-     "Weight the loss per class: none, or balanced = n / (classes * count) as in sklearn."},
-    {"lr", SB_OPT_FLOAT, "0.001", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 0, 10, NULL,
-     "AdamW learning rate, in (0, 10]."},
-    {"batch_size", SB_OPT_INT, "32", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 1, 65536, NULL,
-     "Utterances per mini-batch."},
-    {"epochs", SB_OPT_INT, "50", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 1, 100000, NULL,
-     "Maximum number of passes over the training set."},
-    {"weight_decay", SB_OPT_FLOAT, "0.0001", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 0, 10, NULL,
-     "AdamW decoupled weight decay on the classifier weights (not biases or layer weights)."},
-    {"metric", SB_OPT_ENUM, "ua", 0, 0, 0, "ua|wa|macro_f1|loss",
-     "Dev-set criterion for early stopping and choosing the best epoch."},
-    {"patience", SB_OPT_INT, "10", SB_OPT_HAS_MIN, 1, 0, NULL,
-     "Stop after this many epochs without a dev improvement."},
-    {NULL, 0, NULL, 0, 0, 0, NULL, NULL},
+    { "layer_weights", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
+      "Learn softmax-normalised weights over the encoder layers; false averages the layers." },
+    { "normalize", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
+      "Standardise each layer's features with the train-set mean and standard deviation." },
+    { "hidden", SB_OPT_INT, "0", SB_OPT_HAS_MIN, 0, 0, NULL,
+      "Hidden width of an MLP before the classifier; 0 = none (only 0 is supported here)." },
+    { "class_weights", SB_OPT_ENUM, "none", 0, 0, 0, "none|balanced",
+      "Weight the loss per class: none, or balanced = n / (classes * count) as in sklearn." },
+    { "lr", SB_OPT_FLOAT, "0.001", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 0, 10, NULL,
+      "AdamW learning rate, in (0, 10]." },
+    { "batch_size", SB_OPT_INT, "32", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 1, 65536, NULL,
+      "Utterances per mini-batch." },
+    { "epochs", SB_OPT_INT, "50", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 1, 100000, NULL,
+      "Maximum number of passes over the training set." },
+    { "weight_decay", SB_OPT_FLOAT, "0.0001", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 0, 10, NULL,
+      "AdamW decoupled weight decay on the classifier weights (not biases or layer weights)." },
+    { "metric", SB_OPT_ENUM, "ua", 0, 0, 0, "ua|wa|macro_f1|loss",
+      "Dev-set criterion for early stopping and choosing the best epoch." },
+    { "patience", SB_OPT_INT, "10", SB_OPT_HAS_MIN, 1, 0, NULL,
+      "Stop after this many epochs without a dev improvement." },
+    { NULL, 0, NULL, 0, 0, 0, NULL, NULL },
 };
 
 /* Fixed AdamW constants (PyTorch defaults). */
@@ -86,9 +86,11 @@ typedef struct linear_head {
     double *dwl;    /* (L) gradient w.r.t. the layer weights w, before the softmax */
 } linear_head;
 
-static void linear_destroy(void *inst) {
+static void linear_destroy(void *inst)
+{
     linear_head *h = inst;
-    if (!h) return;
+    if (!h)
+        return;
     free(h->params);
     free(h->grads);
     free(h->m);
@@ -111,7 +113,8 @@ static void linear_destroy(void *inst) {
 }
 
 static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_layers, int dim,
-                               int n_classes, void **inst, sb_error *err) {
+                               int n_classes, void **inst, sb_error *err)
+{
     *inst = NULL;
     if (n_classes < 2)
         return sb_error_set(err, SB_ERR_INVALID, "head linear",
@@ -120,8 +123,7 @@ static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_l
                             n_classes, n_classes == 0 ? " (a regression task?)" : "");
     if (n_layers < 1 || dim < 1)
         return sb_error_set(err, SB_ERR_INVALID, "head linear",
-                            "features of %d layers x %d dims: need at least 1 x 1", n_layers,
-                            dim);
+                            "features of %d layers x %d dims: need at least 1 x 1", n_layers, dim);
     if (sb_opts_int(opts, "hidden") != 0)
         return sb_error_set(err, SB_ERR_INVALID, sb_opts_where(opts, "hidden"),
                             "hidden: %lld is not supported by the linear head (only 0); use "
@@ -136,7 +138,8 @@ static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_l
                             "features of %d layers x %d dims are too large", n_layers, dim);
 
     linear_head *h = calloc(1, sizeof *h);
-    if (!h) return sb_error_set(err, SB_ERR_NOMEM, "head linear", "out of memory");
+    if (!h)
+        return sb_error_set(err, SB_ERR_NOMEM, "head linear", "out of memory");
     h->host = host;
     h->L = n_layers;
     h->D = dim;
@@ -153,8 +156,8 @@ static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_l
     h->patience = pat > 1000000000 ? 1000000000 : (int)pat;
     const char *met = sb_opts_str(opts, "metric");
     h->metric = !met || strcmp(met, "ua") == 0 ? STOP_UA
-              : strcmp(met, "wa") == 0         ? STOP_WA
-              : strcmp(met, "macro_f1") == 0   ? STOP_MACRO_F1
+                : strcmp(met, "wa") == 0       ? STOP_WA
+                : strcmp(met, "macro_f1") == 0 ? STOP_MACRO_F1
                                                : STOP_LOSS;
 
     size_t L = (size_t)h->L, D = (size_t)h->D, K = (size_t)h->K;
@@ -180,12 +183,11 @@ static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_l
     h->wl = calloc(L, sizeof(float));
     h->dwl = calloc(L, sizeof(double));
     if (!h->dwl || !h->params || !h->grads || !h->m || !h->v || !h->best || !h->mu || !h->inv_sd ||
-        !h->class_w || !h->zb || !h->zbar || !h->logits || !h->probs || !h->dlogits ||
-        !h->dzbar || !h->losses || !h->yb || !h->wl) {
+        !h->class_w || !h->zb || !h->zbar || !h->logits || !h->probs || !h->dlogits || !h->dzbar ||
+        !h->losses || !h->yb || !h->wl) {
         linear_destroy(h);
         return sb_error_set(err, SB_ERR_NOMEM, "head linear",
-                            "out of memory for %d layers x %d dims, batch %d", h->L, h->D,
-                            h->cap);
+                            "out of memory for %d layers x %d dims, batch %d", h->L, h->D, h->cap);
     }
     h->a = h->params;
     h->W = h->params + L;
@@ -200,38 +202,45 @@ static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_l
 /* ---- the model ---------------------------------------------------------------------- */
 
 /* Layer weights w (L): softmax of a, or uniform. */
-static void layer_weights(const linear_head *h, float *w) {
-    if (h->learn_layers) sb_nn_softmax_forward(w, h->a, 1, h->L);
+static void layer_weights(const linear_head *h, float *w)
+{
+    if (h->learn_layers)
+        sb_nn_softmax_forward(w, h->a, 1, h->L);
     else
-        for (int l = 0; l < h->L; l++) w[l] = 1.0f / (float)h->L;
+        for (int l = 0; l < h->L; l++)
+            w[l] = 1.0f / (float)h->L;
 }
 
 /* Copy rows[0..B) of d (or rows first..first+B when rows is NULL) into zb, standardised,
  * and their targets into yb. */
-static void gather(linear_head *h, const sb_head_data *d, const size_t *rows, size_t first,
-                   int B) {
+static void gather(linear_head *h, const sb_head_data *d, const size_t *rows, size_t first, int B)
+{
     size_t LD = (size_t)h->L * (size_t)h->D;
     for (int b = 0; b < B; b++) {
         size_t r = rows ? rows[b] : first + (size_t)b;
         const float *x_r = d->x + r * LD;
         float *z_b = h->zb + (size_t)b * LD;
-        for (size_t i = 0; i < LD; i++) z_b[i] = (x_r[i] - h->mu[i]) * h->inv_sd[i];
+        for (size_t i = 0; i < LD; i++)
+            z_b[i] = (x_r[i] - h->mu[i]) * h->inv_sd[i];
         h->yb[b] = d->y ? d->y[r] : -1;
     }
 }
 
 /* zb (B,L,D) → zbar (B,D) → logits (B,K) → probs (B,K), with wl set. */
-static void forward(linear_head *h, int B) {
+static void forward(linear_head *h, int B)
+{
     int L = h->L, D = h->D;
     layer_weights(h, h->wl);
     for (int b = 0; b < B; b++) {
         const float *z_b = h->zb + (size_t)b * L * D;
         float *zbar_b = h->zbar + (size_t)b * D;
-        for (int d = 0; d < D; d++) zbar_b[d] = 0.0f;
+        for (int d = 0; d < D; d++)
+            zbar_b[d] = 0.0f;
         for (int l = 0; l < L; l++) {
             const float *z_bl = z_b + (size_t)l * D;
             float w = h->wl[l];
-            for (int d = 0; d < D; d++) zbar_b[d] += w * z_bl[d];
+            for (int d = 0; d < D; d++)
+                zbar_b[d] += w * z_bl[d];
         }
     }
     sb_nn_linear_forward(h->logits, h->zbar, h->W, h->bias, B, D, h->K);
@@ -240,43 +249,50 @@ static void forward(linear_head *h, int B) {
 
 /* Loss of the B rows in zb/yb at the current parameters; with `grads`, also sets
  * h->grads (zeroed first) to its gradient. Returns the weighted mean loss. */
-static double loss_and_grad(linear_head *h, int B, int grads) {
+static double loss_and_grad(linear_head *h, int B, int grads)
+{
     int L = h->L, D = h->D, K = h->K;
     forward(h, B);
     double loss = sb_nn_xent_forward(h->losses, h->probs, h->yb, h->class_w, B, K);
-    if (!grads) return loss;
+    if (!grads)
+        return loss;
     memset(h->grads, 0, h->n_params * sizeof(float));
     memset(h->dlogits, 0, (size_t)B * K * sizeof(float));
     memset(h->dzbar, 0, (size_t)B * D * sizeof(float));
     sb_nn_xent_backward(h->dlogits, h->probs, h->yb, h->class_w, B, K);
     sb_nn_linear_backward(h->dzbar, h->dW, h->dbias, h->dlogits, h->zbar, h->W, B, D, K);
-    if (!h->learn_layers) return loss;
+    if (!h->learn_layers)
+        return loss;
     /* dw[l] = sum_b sum_d dzbar[b,d] z[b,l,d]; then through the softmax Jacobian:
      * da[j] = w[j] (dw[j] - sum_l w[l] dw[l]). */
     double dw_mean = 0.0, *dw = h->dwl;
-    for (int l = 0; l < L; l++) dw[l] = 0.0;
+    for (int l = 0; l < L; l++)
+        dw[l] = 0.0;
     for (int b = 0; b < B; b++) {
         const float *dzbar_b = h->dzbar + (size_t)b * D;
         for (int l = 0; l < L; l++) {
             const float *z_bl = h->zb + ((size_t)b * L + l) * D;
             double s = 0.0;
-            for (int d = 0; d < D; d++) s += (double)dzbar_b[d] * z_bl[d];
+            for (int d = 0; d < D; d++)
+                s += (double)dzbar_b[d] * z_bl[d];
             dw[l] += s;
         }
     }
-    for (int l = 0; l < L; l++) dw_mean += h->wl[l] * dw[l];
-    for (int l = 0; l < L; l++) h->da[l] += (float)(h->wl[l] * (dw[l] - dw_mean));
+    for (int l = 0; l < L; l++)
+        dw_mean += h->wl[l] * dw[l];
+    for (int l = 0; l < L; l++)
+        h->da[l] += (float)(h->wl[l] * (dw[l] - dw_mean));
     return loss;
 }
 
 /* One AdamW step; decay applies to W only. */
-static void adamw(linear_head *h, int t) {
+static void adamw(linear_head *h, int t)
+{
     size_t L = (size_t)h->L, KD = (size_t)h->K * (size_t)h->D, K = (size_t)h->K;
     if (h->learn_layers)
-        sb_adamw_step(h->a, h->da, h->m, h->v, L, t, h->lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,
-                      0.0f);
-    sb_adamw_step(h->W, h->dW, h->m + L, h->v + L, KD, t, h->lr, ADAM_BETA1, ADAM_BETA2,
-                  ADAM_EPS, h->weight_decay);
+        sb_adamw_step(h->a, h->da, h->m, h->v, L, t, h->lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.0f);
+    sb_adamw_step(h->W, h->dW, h->m + L, h->v + L, KD, t, h->lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,
+                  h->weight_decay);
     sb_adamw_step(h->bias, h->dbias, h->m + L + KD, h->v + L + KD, K, t, h->lr, ADAM_BETA1,
                   ADAM_BETA2, ADAM_EPS, 0.0f);
 }
@@ -284,8 +300,10 @@ static void adamw(linear_head *h, int t) {
 /* ---- training ----------------------------------------------------------------------- */
 
 static sb_status check_data(const linear_head *h, const sb_head_data *d, const char *split,
-                            sb_error *err) {
-    if (d->n == 0) return SB_OK;
+                            sb_error *err)
+{
+    if (d->n == 0)
+        return SB_OK;
     if (d->n_layers != h->L || d->dim != h->D)
         return sb_error_set(err, SB_ERR_INVALID, "head linear",
                             "%s features are %d layers x %d dims, but the head was created for "
@@ -296,22 +314,25 @@ static sb_status check_data(const linear_head *h, const sb_head_data *d, const c
     if (d->y)
         for (size_t i = 0; i < d->n; i++)
             if (d->y[i] >= h->K)
-                return sb_error_set(err, SB_ERR_INVALID,
-                                    d->utt_id && d->utt_id[i] ? d->utt_id[i] : split,
-                                    "%s label %d is outside the %d classes", split,
-                                    (int)d->y[i], h->K);
+                return sb_error_set(
+                    err, SB_ERR_INVALID, d->utt_id && d->utt_id[i] ? d->utt_id[i] : split,
+                    "%s label %d is outside the %d classes", split, (int)d->y[i], h->K);
     return SB_OK;
 }
 
 /* Indices of rows with a target; *out is malloc'd (NULL when none). */
-static sb_status labelled_rows(const sb_head_data *d, size_t **out, size_t *n, sb_error *err) {
+static sb_status labelled_rows(const sb_head_data *d, size_t **out, size_t *n, sb_error *err)
+{
     *out = NULL;
     *n = 0;
-    if (d->n == 0 || !d->y) return SB_OK;
+    if (d->n == 0 || !d->y)
+        return SB_OK;
     size_t *rows = malloc(d->n * sizeof *rows);
-    if (!rows) return sb_error_set(err, SB_ERR_NOMEM, "head linear", "out of memory");
+    if (!rows)
+        return sb_error_set(err, SB_ERR_NOMEM, "head linear", "out of memory");
     for (size_t i = 0; i < d->n; i++)
-        if (d->y[i] >= 0) rows[(*n)++] = i;
+        if (d->y[i] >= 0)
+            rows[(*n)++] = i;
     if (*n == 0) {
         free(rows);
         rows = NULL;
@@ -323,7 +344,8 @@ static sb_status labelled_rows(const sb_head_data *d, size_t **out, size_t *n, s
 /* Per-(layer,dim) mean and 1/sd (population) over the labelled train rows, in double. A
  * constant feature gets 1/sd = 1. Non-finite features are an error naming the item. */
 static sb_status fit_stats(linear_head *h, const sb_head_data *d, const size_t *rows, size_t n,
-                           sb_error *err) {
+                           sb_error *err)
+{
     size_t LD = (size_t)h->L * (size_t)h->D;
     for (size_t r = 0; r < n; r++) {
         const float *x_r = d->x + rows[r] * LD;
@@ -351,9 +373,11 @@ static sb_status fit_stats(linear_head *h, const sb_head_data *d, const size_t *
     }
     for (size_t r = 0; r < n; r++) {
         const float *x_r = d->x + rows[r] * LD;
-        for (size_t i = 0; i < LD; i++) sum[i] += x_r[i];
+        for (size_t i = 0; i < LD; i++)
+            sum[i] += x_r[i];
     }
-    for (size_t i = 0; i < LD; i++) sum[i] /= (double)n;
+    for (size_t i = 0; i < LD; i++)
+        sum[i] /= (double)n;
     for (size_t r = 0; r < n; r++) {
         const float *x_r = d->x + rows[r] * LD;
         for (size_t i = 0; i < LD; i++) {
@@ -373,44 +397,53 @@ static sb_status fit_stats(linear_head *h, const sb_head_data *d, const size_t *
 
 /* sklearn's 'balanced': n / (n_present_classes * count[k]); 0 for classes absent from
  * train (they contribute no rows anyway). */
-static void fit_class_weights(linear_head *h, const sb_head_data *d, const size_t *rows,
-                              size_t n) {
-    for (int k = 0; k < h->K; k++) h->class_w[k] = 1.0f;
-    if (!h->balanced) return;
-    size_t *count = calloc((size_t)h->K, sizeof *count);
-    if (!count) return; /* keeps uniform weights; not worth failing the run over */
-    for (size_t r = 0; r < n; r++) count[d->y[rows[r]]]++;
-    int present = 0;
-    for (int k = 0; k < h->K; k++) present += count[k] > 0;
+static void fit_class_weights(linear_head *h, const sb_head_data *d, const size_t *rows, size_t n)
+{
     for (int k = 0; k < h->K; k++)
-        h->class_w[k] = count[k] ? (float)((double)n / ((double)present * (double)count[k]))
-                                 : 0.0f;
+        h->class_w[k] = 1.0f;
+    if (!h->balanced)
+        return;
+    size_t *count = calloc((size_t)h->K, sizeof *count);
+    if (!count)
+        return; /* keeps uniform weights; not worth failing the run over */
+    for (size_t r = 0; r < n; r++)
+        count[d->y[rows[r]]]++;
+    int present = 0;
+    for (int k = 0; k < h->K; k++)
+        present += count[k] > 0;
+    for (int k = 0; k < h->K; k++)
+        h->class_w[k] = count[k] ? (float)((double)n / ((double)present * (double)count[k])) : 0.0f;
     free(count);
 }
 
-static void init_params(linear_head *h) {
+static void init_params(linear_head *h)
+{
     sb_rng r;
     sb_rng_seed(&r, h->host->seed, STREAM_INIT);
     size_t L = (size_t)h->L, KD = (size_t)h->K * (size_t)h->D;
     /* a = 0: uniform layer weights; W, bias ~ U(-1/sqrt(D), 1/sqrt(D)) like nn.Linear */
     float bound = 1.0f / sqrtf((float)h->D);
-    for (size_t i = 0; i < L; i++) h->a[i] = 0.0f;
+    for (size_t i = 0; i < L; i++)
+        h->a[i] = 0.0f;
     for (size_t i = 0; i < KD + (size_t)h->K; i++) /* W then bias: contiguous */
         h->W[i] = (float)((2.0 * sb_rng_uniform(&r) - 1.0) * bound);
     memset(h->m, 0, h->n_params * sizeof(float));
     memset(h->v, 0, h->n_params * sizeof(float));
 }
 
-static int argmax(const float *p, int K) {
+static int argmax(const float *p, int K)
+{
     int best = 0;
     for (int k = 1; k < K; k++)
-        if (p[k] > p[best]) best = k;
+        if (p[k] > p[best])
+            best = k;
     return best;
 }
 
 /* Score the labelled dev rows: the chosen metric (higher is better; loss is negated). */
 static sb_status evaluate(linear_head *h, const sb_head_data *d, const size_t *rows, size_t n,
-                          double *score, double *shown, sb_error *err) {
+                          double *score, double *shown, sb_error *err)
+{
     int32_t *gold = malloc(n * sizeof *gold), *pred = malloc(n * sizeof *pred);
     if (!gold || !pred) {
         free(gold);
@@ -440,9 +473,7 @@ static sb_status evaluate(linear_head *h, const sb_head_data *d, const size_t *r
         sb_cls_metrics met;
         st = sb_metrics_classify(gold, pred, n, h->K, &met, err);
         if (st == SB_OK) {
-            *shown = h->metric == STOP_UA   ? met.ua
-                   : h->metric == STOP_WA   ? met.wa
-                                            : met.macro_f1;
+            *shown = h->metric == STOP_UA ? met.ua : h->metric == STOP_WA ? met.wa : met.macro_f1;
             *score = *shown;
             sb_cls_metrics_free(&met);
         }
@@ -452,31 +483,38 @@ static sb_status evaluate(linear_head *h, const sb_head_data *d, const size_t *r
     return st;
 }
 
-static const char *metric_name(stop_metric m) {
+static const char *metric_name(stop_metric m)
+{
     return m == STOP_UA ? "ua" : m == STOP_WA ? "wa" : m == STOP_MACRO_F1 ? "macro_f1" : "loss";
 }
 
 static sb_status linear_train(void *inst, const sb_head_data *train, const sb_head_data *dev,
-                              sb_error *err) {
+                              sb_error *err)
+{
     linear_head *h = inst;
     const sb_host *host = h->host;
     sb_status st;
-    if ((st = check_data(h, train, "train", err)) != SB_OK) return st;
-    if (dev && (st = check_data(h, dev, "dev", err)) != SB_OK) return st;
+    if ((st = check_data(h, train, "train", err)) != SB_OK)
+        return st;
+    if (dev && (st = check_data(h, dev, "dev", err)) != SB_OK)
+        return st;
     size_t *tr = NULL, *dv = NULL, n_tr = 0, n_dv = 0;
-    if ((st = labelled_rows(train, &tr, &n_tr, err)) != SB_OK) return st;
+    if ((st = labelled_rows(train, &tr, &n_tr, err)) != SB_OK)
+        return st;
     if (n_tr == 0)
         return sb_error_set(err, SB_ERR_INVALID, "head linear",
                             "the train split has no utterance with a label (%zu rows); "
                             "nothing to train on",
                             train->n);
-    if (dev && (st = labelled_rows(dev, &dv, &n_dv, err)) != SB_OK) goto out;
+    if (dev && (st = labelled_rows(dev, &dv, &n_dv, err)) != SB_OK)
+        goto out;
     if (dev && dev->n > 0 && n_dv == 0)
         host->log(host, SB_LOG_WARN,
                   "the dev split has %zu rows but none with a label; training all %d epochs "
                   "without early stopping",
                   dev->n, h->epochs);
-    if ((st = fit_stats(h, train, tr, n_tr, err)) != SB_OK) goto out;
+    if ((st = fit_stats(h, train, tr, n_tr, err)) != SB_OK)
+        goto out;
     fit_class_weights(h, train, tr, n_tr);
     init_params(h);
     h->trained = 0;
@@ -515,7 +553,8 @@ static sb_status linear_train(void *inst, const sb_head_data *train, const sb_he
             continue;
         }
         double score = -INFINITY, shown = NAN;
-        if ((st = evaluate(h, dev, dv, n_dv, &score, &shown, err)) != SB_OK) goto out;
+        if ((st = evaluate(h, dev, dv, n_dv, &score, &shown, err)) != SB_OK)
+            goto out;
         int better = score > best_score;
         if (better) {
             best_score = score;
@@ -530,9 +569,11 @@ static sb_status linear_train(void *inst, const sb_head_data *train, const sb_he
                   h->epochs, train_loss, metric_name(h->metric), shown, better ? " (best)" : "");
         host->progress(host, (uint64_t)epoch, (uint64_t)h->epochs);
         ran = epoch;
-        if (since_best >= h->patience) break;
+        if (since_best >= h->patience)
+            break;
     }
-    if (best_epoch > 0) memcpy(h->params, h->best, h->n_params * sizeof(float));
+    if (best_epoch > 0)
+        memcpy(h->params, h->best, h->n_params * sizeof(float));
     h->trained = 1;
 
     layer_weights(h, h->wl);
@@ -554,13 +595,14 @@ out:
     return st;
 }
 
-static sb_status linear_predict(void *inst, const sb_head_data *data, float *probs,
-                                sb_error *err) {
+static sb_status linear_predict(void *inst, const sb_head_data *data, float *probs, sb_error *err)
+{
     linear_head *h = inst;
     if (!h->trained)
         return sb_error_set(err, SB_ERR_INVALID, "head linear", "predict called before train");
     sb_status st = check_data(h, data, "predict", err);
-    if (st != SB_OK) return st;
+    if (st != SB_OK)
+        return st;
     for (size_t s = 0; s < data->n; s += (size_t)h->cap) {
         int B = (int)(data->n - s < (size_t)h->cap ? data->n - s : (size_t)h->cap);
         gather(h, data, NULL, s, B);

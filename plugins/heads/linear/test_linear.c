@@ -16,52 +16,66 @@
 
 #define MAX_EPOCHS 1000
 static struct {
-    int n;               /* epoch lines seen */
+    int n;                  /* epoch lines seen */
     double dev[MAX_EPOCHS]; /* dev metric per epoch, NAN when there is no dev set */
     int best[MAX_EPOCHS];   /* the line says "(best)" */
-    char info[1024];     /* last INFO line */
+    char info[1024];        /* last INFO line */
 } cap;
 
 static void cap_log(const sb_host *h, sb_log_level level, const char *fmt, ...) SB_PRINTF(3, 4);
-static void cap_log(const sb_host *h, sb_log_level level, const char *fmt, ...) {
+static void cap_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
+{
     (void)h;
     char line[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (level == SB_LOG_INFO) snprintf(cap.info, sizeof cap.info, "%s", line);
-    if (level != SB_LOG_DEBUG || strncmp(line, "epoch ", 6) != 0 || cap.n >= MAX_EPOCHS) return;
+    if (level == SB_LOG_INFO)
+        snprintf(cap.info, sizeof cap.info, "%s", line);
+    if (level != SB_LOG_DEBUG || strncmp(line, "epoch ", 6) != 0 || cap.n >= MAX_EPOCHS)
+        return;
     double dev = NAN;
     const char *d = strstr(line, ", dev ");
     if (d) {
         const char *sp = strchr(d + 6, ' ');
-        if (sp) dev = strtod(sp + 1, NULL);
+        if (sp)
+            dev = strtod(sp + 1, NULL);
     }
     cap.dev[cap.n] = dev;
     cap.best[cap.n] = strstr(line, "(best)") != NULL;
     cap.n++;
 }
 
-static void cap_progress(const sb_host *h, uint64_t done, uint64_t total) {
-    (void)h; (void)done; (void)total;
+static void cap_progress(const sb_host *h, uint64_t done, uint64_t total)
+{
+    (void)h;
+    (void)done;
+    (void)total;
 }
 
-static int cap_cancelled(const sb_host *h) {
+static int cap_cancelled(const sb_host *h)
+{
     (void)h;
     return 0;
 }
 
 static sb_host cap_host = {
-    .struct_size = sizeof(sb_host), .log = cap_log, .progress = cap_progress,
-    .cancelled = cap_cancelled, .cache_dir = "/tmp", .seed = 1, .threads = 1,
+    .struct_size = sizeof(sb_host),
+    .log = cap_log,
+    .progress = cap_progress,
+    .cancelled = cap_cancelled,
+    .cache_dir = "/tmp",
+    .seed = 1,
+    .threads = 1,
 };
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-static sb_opts *opts(const char *yaml) {
+static sb_opts *opts(const char *yaml)
+{
     sb_opts *o = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sbi_opts_parse(linear_options, yaml, "test-linear", &o, &err), SB_OK,
                  "options '%s': %s", yaml, err.msg);
     return o;
@@ -76,16 +90,18 @@ typedef struct split {
     int32_t *y;
 } split;
 
-static float *class_means(int K, int D, double sep, uint64_t seed) {
+static float *class_means(int K, int D, double sep, uint64_t seed)
+{
     sb_rng r;
     sb_rng_seed(&r, seed, 99);
     float *mu = malloc(sizeof(float) * K * D);
-    for (int i = 0; i < K * D; i++) mu[i] = (float)(sep * sb_rng_normal(&r));
+    for (int i = 0; i < K * D; i++)
+        mu[i] = (float)(sep * sb_rng_normal(&r));
     return mu;
 }
 
-static split make_split(size_t n, int L, int D, int K, int info, const float *mu,
-                        uint64_t seed) {
+static split make_split(size_t n, int L, int D, int K, int info, const float *mu, uint64_t seed)
+{
     split s;
     memset(&s, 0, sizeof s);
     s.x = malloc(sizeof(float) * (n ? n : 1) * L * D);
@@ -98,7 +114,8 @@ static split make_split(size_t n, int L, int D, int K, int info, const float *mu
         for (int l = 0; l < L; l++)
             for (int d = 0; d < D; d++) {
                 double v = sb_rng_normal(&r) * (1.0 + l) + 3.0 * l;
-                if (l == info) v += mu[y * D + d];
+                if (l == info)
+                    v += mu[y * D + d];
                 s.x[(i * L + l) * D + d] = (float)v;
             }
     }
@@ -112,69 +129,82 @@ static split make_split(size_t n, int L, int D, int K, int info, const float *mu
     return s;
 }
 
-static void free_split(split *s) {
+static void free_split(split *s)
+{
     free(s->x);
     free(s->y);
 }
 
-static void *create_ok(const sb_host *host, sb_opts *o, int L, int D, int K) {
+static void *create_ok(const sb_host *host, sb_opts *o, int L, int D, int K)
+{
     void *inst = NULL;
-    sb_error err = {0};
-    cr_assert_eq(linear_vtable.create(host, o, L, D, K, &inst, &err), SB_OK, "create: %s",
-                 err.msg);
+    sb_error err = { 0 };
+    cr_assert_eq(linear_vtable.create(host, o, L, D, K, &inst, &err), SB_OK, "create: %s", err.msg);
     return inst;
 }
 
-static void train_ok(void *inst, const sb_head_data *tr, const sb_head_data *dv) {
-    sb_error err = {0};
+static void train_ok(void *inst, const sb_head_data *tr, const sb_head_data *dv)
+{
+    sb_error err = { 0 };
     sb_status st = linear_vtable.train(inst, tr, dv, &err);
     cr_assert_eq(st, SB_OK, "train: %s", err.msg);
 }
 
-static float *predict_ok(void *inst, const sb_head_data *d, int K) {
+static float *predict_ok(void *inst, const sb_head_data *d, int K)
+{
     float *p = malloc(sizeof(float) * (d->n ? d->n : 1) * K);
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(linear_vtable.predict(inst, d, p, &err), SB_OK, "predict: %s", err.msg);
     return p;
 }
 
-static double accuracy(const float *probs, const int32_t *y, size_t n, int K) {
+static double accuracy(const float *probs, const int32_t *y, size_t n, int K)
+{
     size_t ok = 0, m = 0;
     for (size_t i = 0; i < n; i++) {
-        if (y[i] < 0) continue;
+        if (y[i] < 0)
+            continue;
         m++;
         ok += argmax(probs + i * K, K) == y[i];
     }
     return (double)ok / (double)m;
 }
 
-static const sb_head_data empty_data = {.struct_size = sizeof(sb_head_data)};
+static const sb_head_data empty_data = { .struct_size = sizeof(sb_head_data) };
 
 /* ---- gradient vs finite differences ------------------------------------------------------ */
 
 /* The head's loss for rows zb (B,L,D) (already standardised) in double. */
 static double head_loss_d(const linear_head *h, const double *a, const double *W,
-                          const double *bias, int B) {
+                          const double *bias, int B)
+{
     int L = h->L, D = h->D, K = h->K;
     double w[16], zbar[64], logit[16], num = 0.0, den = 0.0;
     double mx = a[0], s = 0.0;
-    for (int l = 0; l < L; l++) mx = a[l] > mx ? a[l] : mx;
-    for (int l = 0; l < L; l++) s += (w[l] = h->learn_layers ? exp(a[l] - mx) : 1.0);
-    for (int l = 0; l < L; l++) w[l] /= s;
+    for (int l = 0; l < L; l++)
+        mx = a[l] > mx ? a[l] : mx;
+    for (int l = 0; l < L; l++)
+        s += (w[l] = h->learn_layers ? exp(a[l] - mx) : 1.0);
+    for (int l = 0; l < L; l++)
+        w[l] /= s;
     for (int b = 0; b < B; b++) {
         int y = h->yb[b];
-        if (y < 0) continue;
+        if (y < 0)
+            continue;
         for (int d = 0; d < D; d++) {
             zbar[d] = 0.0;
-            for (int l = 0; l < L; l++) zbar[d] += w[l] * h->zb[((size_t)b * L + l) * D + d];
+            for (int l = 0; l < L; l++)
+                zbar[d] += w[l] * h->zb[((size_t)b * L + l) * D + d];
         }
         double lm = -INFINITY, ls = 0.0;
         for (int k = 0; k < K; k++) {
             logit[k] = bias[k];
-            for (int d = 0; d < D; d++) logit[k] += W[k * D + d] * zbar[d];
+            for (int d = 0; d < D; d++)
+                logit[k] += W[k * D + d] * zbar[d];
             lm = logit[k] > lm ? logit[k] : lm;
         }
-        for (int k = 0; k < K; k++) ls += exp(logit[k] - lm);
+        for (int k = 0; k < K; k++)
+            ls += exp(logit[k] - lm);
         double cw = h->class_w[y];
         num += -cw * (logit[y] - lm - log(ls));
         den += cw;
@@ -182,7 +212,8 @@ static double head_loss_d(const linear_head *h, const double *a, const double *W
     return num / den;
 }
 
-static void check_grad_fd(int learn_layers, int weighted) {
+static void check_grad_fd(int learn_layers, int weighted)
+{
     enum { L = 4, D = 5, K = 3, B = 6 };
     char yaml[128];
     snprintf(yaml, sizeof yaml, "layer_weights: %s\nbatch_size: %d",
@@ -193,25 +224,31 @@ static void check_grad_fd(int learn_layers, int weighted) {
     split s = make_split(B, L, D, K, 2, mu, 11);
     s.y[4] = -1; /* a row without target inside the batch */
     size_t rows[B];
-    for (int i = 0; i < B; i++) rows[i] = (size_t)i;
-    sb_error err = {0};
+    for (int i = 0; i < B; i++)
+        rows[i] = (size_t)i;
+    sb_error err = { 0 };
     cr_assert_eq(fit_stats(h, &s.d, rows, B, &err), SB_OK);
-    for (int k = 0; k < K; k++) h->class_w[k] = weighted ? 0.5f + k : 1.0f;
+    for (int k = 0; k < K; k++)
+        h->class_w[k] = weighted ? 0.5f + k : 1.0f;
     /* non-uniform layer logits so the softmax Jacobian is exercised away from its centre */
     sb_rng r;
     sb_rng_seed(&r, 5, 5);
-    for (size_t i = 0; i < h->n_params; i++) h->params[i] = (float)sb_rng_normal(&r);
+    for (size_t i = 0; i < h->n_params; i++)
+        h->params[i] = (float)sb_rng_normal(&r);
     gather(h, &s.d, rows, 0, B);
     loss_and_grad(h, B, 1);
 
     double a[L], W[K * D], bias[K];
-    for (int i = 0; i < L; i++) a[i] = h->a[i];
-    for (int i = 0; i < K * D; i++) W[i] = h->W[i];
-    for (int i = 0; i < K; i++) bias[i] = h->bias[i];
-    double *groups[3] = {a, W, bias};
-    const float *got[3] = {h->da, h->dW, h->dbias};
-    const int sizes[3] = {L, K * D, K};
-    const char *names[3] = {"d(layer logits)", "dW", "dbias"};
+    for (int i = 0; i < L; i++)
+        a[i] = h->a[i];
+    for (int i = 0; i < K * D; i++)
+        W[i] = h->W[i];
+    for (int i = 0; i < K; i++)
+        bias[i] = h->bias[i];
+    double *groups[3] = { a, W, bias };
+    const float *got[3] = { h->da, h->dW, h->dbias };
+    const int sizes[3] = { L, K * D, K };
+    const char *names[3] = { "d(layer logits)", "dW", "dbias" };
     for (int g = 0; g < 3; g++) {
         double max_abs = 0.0;
         int worst = 0;
@@ -225,7 +262,10 @@ static void check_grad_fd(int learn_layers, int weighted) {
             groups[g][i] = keep;
             double fd = (lp - lm) / (2 * eps);
             double e = fabs(got[g][i] - fd);
-            if (e > max_abs) { max_abs = e; worst = i; }
+            if (e > max_abs) {
+                max_abs = e;
+                worst = i;
+            }
             cr_assert(e <= 1e-5 + 1e-3 * fabs(fd),
                       "%s[%d] (layer_weights=%d weighted=%d): analytic %.8g, finite "
                       "differences %.8g, |err| %.3g",
@@ -233,7 +273,8 @@ static void check_grad_fd(int learn_layers, int weighted) {
         }
         cr_log_info("%s: max |analytic - fd| = %.3g at %d", names[g], max_abs, worst);
         if (g == 0 && !learn_layers)
-            for (int i = 0; i < L; i++) cr_assert_eq(h->da[i], 0.0f);
+            for (int i = 0; i < L; i++)
+                cr_assert_eq(h->da[i], 0.0f);
     }
     linear_destroy(h);
     sbi_opts_destroy(&o);
@@ -241,7 +282,8 @@ static void check_grad_fd(int learn_layers, int weighted) {
     free(mu);
 }
 
-Test(linear_head, gradient_matches_finite_differences) {
+Test(linear_head, gradient_matches_finite_differences)
+{
     check_grad_fd(1, 0);
     check_grad_fd(1, 1);
     check_grad_fd(0, 1);
@@ -249,7 +291,8 @@ Test(linear_head, gradient_matches_finite_differences) {
 
 /* ---- learning ---------------------------------------------------------------------------- */
 
-Test(linear_head, learns_blobs_and_finds_the_informative_layer) {
+Test(linear_head, learns_blobs_and_finds_the_informative_layer)
+{
     enum { L = 3, D = 16, K = 4, INFO = 1 };
     float *mu = class_means(K, D, 2.0, 1);
     split tr = make_split(800, L, D, K, INFO, mu, 1);
@@ -268,22 +311,26 @@ Test(linear_head, learns_blobs_and_finds_the_informative_layer) {
     cr_log_info("blobs: test accuracy %.3f, layer weights %.3f %.3f %.3f (%s)", acc, w[0], w[1],
                 w[2], cap.info);
     cr_assert_gt(acc, 0.9, "test accuracy %.3f", acc);
-    cr_assert_gt(w[INFO], 0.6, "weight of the informative layer %.3f (others %.3f, %.3f)",
-                 w[INFO], w[0], w[2]);
+    cr_assert_gt(w[INFO], 0.6, "weight of the informative layer %.3f (others %.3f, %.3f)", w[INFO],
+                 w[0], w[2]);
     for (size_t i = 0; i < te.d.n; i++) {
         double s = 0;
-        for (int k = 0; k < K; k++) s += p[i * K + k];
+        for (int k = 0; k < K; k++)
+            s += p[i * K + k];
         cr_assert(fabs(s - 1.0) < 1e-5, "row %zu sums to %g", i, s);
     }
     cr_assert(strstr(cap.info, "best epoch"), "summary line: %s", cap.info);
     free(p);
     linear_destroy(inst);
     sbi_opts_destroy(&o);
-    free_split(&tr); free_split(&dv); free_split(&te);
+    free_split(&tr);
+    free_split(&dv);
+    free_split(&te);
     free(mu);
 }
 
-Test(linear_head, same_seed_gives_identical_predictions) {
+Test(linear_head, same_seed_gives_identical_predictions)
+{
     enum { L = 3, D = 8, K = 3 };
     float *mu = class_means(K, D, 0.7, 4);
     split tr = make_split(300, L, D, K, 0, mu, 5);
@@ -291,7 +338,7 @@ Test(linear_head, same_seed_gives_identical_predictions) {
     split te = make_split(100, L, D, K, 0, mu, 7);
     sb_opts *o = opts("epochs: 8\nbatch_size: 16\nclass_weights: balanced\nlr: 0.005");
     float *p[3];
-    const uint64_t seeds[3] = {42, 42, 43};
+    const uint64_t seeds[3] = { 42, 42, 43 };
     for (int run = 0; run < 3; run++) {
         const sb_host *host = sbi_test_host(seeds[run], 1);
         void *inst = create_ok(host, o, L, D, K);
@@ -303,20 +350,25 @@ Test(linear_head, same_seed_gives_identical_predictions) {
               "same seed, different predictions");
     cr_assert(memcmp(p[0], p[2], sizeof(float) * te.d.n * K) != 0,
               "different seeds gave identical predictions: the seed is not used");
-    for (int i = 0; i < 3; i++) free(p[i]);
+    for (int i = 0; i < 3; i++)
+        free(p[i]);
     sbi_opts_destroy(&o);
-    free_split(&tr); free_split(&dv); free_split(&te);
+    free_split(&tr);
+    free_split(&dv);
+    free_split(&te);
     free(mu);
 }
 
 /* Dev labels are half wrong, so dev loss falls while the model learns and rises as it grows
  * confident: early stopping must stop `patience` epochs after the best one and restore it. */
-Test(linear_head, early_stopping_restores_the_best_epoch) {
+Test(linear_head, early_stopping_restores_the_best_epoch)
+{
     enum { L = 2, D = 6, K = 3, PATIENCE = 4 };
     float *mu = class_means(K, D, 1.5, 8);
     split tr = make_split(300, L, D, K, 0, mu, 9);
     split dv = make_split(120, L, D, K, 0, mu, 10);
-    for (size_t i = 0; i < dv.d.n; i += 2) dv.y[i] = (dv.y[i] + 1) % K;
+    for (size_t i = 0; i < dv.d.n; i += 2)
+        dv.y[i] = (dv.y[i] + 1) % K;
     sb_opts *o = opts("metric: loss\npatience: 4\nepochs: 300\nlr: 0.002\nweight_decay: 0");
     cap_host.seed = 3;
     cap.n = 0;
@@ -326,7 +378,8 @@ Test(linear_head, early_stopping_restores_the_best_epoch) {
     cr_assert_lt(cap.n, 300, "never stopped early: %d epochs", cap.n);
     int best = -1;
     for (int e = 0; e < cap.n; e++)
-        if (cap.best[e]) best = e;
+        if (cap.best[e])
+            best = e;
     cr_assert_eq(cap.n - 1, best + PATIENCE, "stopped after epoch %d, best was %d", cap.n,
                  best + 1);
     cr_assert_gt(cap.dev[cap.n - 1], cap.dev[best], "last dev loss %.5f not worse than best %.5f",
@@ -334,20 +387,23 @@ Test(linear_head, early_stopping_restores_the_best_epoch) {
     /* the restored model's dev loss is the best epoch's, not the last one's */
     float *p = predict_ok(inst, &dv.d, K);
     double loss = 0;
-    for (size_t i = 0; i < dv.d.n; i++) loss -= log(p[i * K + dv.y[i]]);
+    for (size_t i = 0; i < dv.d.n; i++)
+        loss -= log(p[i * K + dv.y[i]]);
     loss /= (double)dv.d.n;
-    cr_log_info("early stop: %d epochs, best %d, dev loss best %.5f last %.5f restored %.5f",
-                cap.n, best + 1, cap.dev[best], cap.dev[cap.n - 1], loss);
+    cr_log_info("early stop: %d epochs, best %d, dev loss best %.5f last %.5f restored %.5f", cap.n,
+                best + 1, cap.dev[best], cap.dev[cap.n - 1], loss);
     cr_assert(fabs(loss - cap.dev[best]) < 2e-5, "restored dev loss %.6f, best logged %.5f", loss,
               cap.dev[best]);
     free(p);
     linear_destroy(inst);
     sbi_opts_destroy(&o);
-    free_split(&tr); free_split(&dv);
+    free_split(&tr);
+    free_split(&dv);
     free(mu);
 }
 
-Test(linear_head, without_dev_trains_every_epoch) {
+Test(linear_head, without_dev_trains_every_epoch)
+{
     enum { L = 2, D = 4, K = 2 };
     float *mu = class_means(K, D, 1.0, 12);
     split tr = make_split(50, L, D, K, 1, mu, 13);
@@ -359,18 +415,21 @@ Test(linear_head, without_dev_trains_every_epoch) {
     cr_assert(isnan(cap.dev[0]));
     /* a dev split whose rows have no labels behaves the same */
     split dv = make_split(10, L, D, K, 1, mu, 14);
-    for (size_t i = 0; i < dv.d.n; i++) dv.y[i] = -1;
+    for (size_t i = 0; i < dv.d.n; i++)
+        dv.y[i] = -1;
     cap.n = 0;
     train_ok(inst, &tr.d, &dv.d);
     cr_assert_eq(cap.n, 7);
     linear_destroy(inst);
     sbi_opts_destroy(&o);
-    free_split(&tr); free_split(&dv);
+    free_split(&tr);
+    free_split(&dv);
     free(mu);
 }
 
 /* Interleaving unlabelled rows (with wild features) must not change anything. */
-Test(linear_head, unlabelled_rows_are_ignored) {
+Test(linear_head, unlabelled_rows_are_ignored)
+{
     enum { L = 3, D = 5, K = 3 };
     float *mu = class_means(K, D, 1.0, 15);
     split a = make_split(120, L, D, K, 2, mu, 16);
@@ -383,7 +442,8 @@ Test(linear_head, unlabelled_rows_are_ignored) {
         memcpy(b.x + j * LD, a.x + i * LD, LD * sizeof(float));
         b.y[j++] = a.y[i];
         if (i % 2 == 1) {
-            for (size_t k = 0; k < LD; k++) b.x[j * LD + k] = k % 2 ? 1e6f : NAN;
+            for (size_t k = 0; k < LD; k++)
+                b.x[j * LD + k] = k % 2 ? 1e6f : NAN;
             b.y[j++] = -1;
         }
     }
@@ -397,19 +457,25 @@ Test(linear_head, unlabelled_rows_are_ignored) {
     float *pb = predict_ok(ib, &te.d, K);
     cr_assert(memcmp(pa, pb, sizeof(float) * te.d.n * K) == 0,
               "unlabelled rows changed the predictions");
-    free(pa); free(pb);
-    linear_destroy(ia); linear_destroy(ib);
+    free(pa);
+    free(pb);
+    linear_destroy(ia);
+    linear_destroy(ib);
     sbi_opts_destroy(&o);
-    free_split(&a); free_split(&b); free_split(&dv); free_split(&te);
+    free_split(&a);
+    free_split(&b);
+    free_split(&dv);
+    free_split(&te);
     free(mu);
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */
 
-Test(linear_head, errors_are_reported) {
+Test(linear_head, errors_are_reported)
+{
     sb_opts *o = opts("");
     void *inst = (void *)0x1;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(linear_vtable.create(&cap_host, o, 2, 4, 1, &inst, &err), SB_ERR_INVALID);
     cr_assert_null(inst);
     cr_assert(strstr(err.msg, "at least 2 classes"), "%s", err.msg);
@@ -432,7 +498,8 @@ Test(linear_head, errors_are_reported) {
     sb_error_clear(&err);
     cr_assert_eq(linear_vtable.predict(inst, &s.d, probs, &err), SB_ERR_INVALID,
                  "predict before train");
-    for (size_t i = 0; i < s.d.n; i++) s.y[i] = -1;
+    for (size_t i = 0; i < s.d.n; i++)
+        s.y[i] = -1;
     sb_error_clear(&err);
     cr_assert_eq(linear_vtable.train(inst, &s.d, &empty_data, &err), SB_ERR_INVALID);
     cr_assert(strstr(err.msg, "no utterance with a label"), "%s", err.msg);
@@ -458,7 +525,8 @@ Test(linear_head, errors_are_reported) {
     free(mu);
 }
 
-Test(linear_head, descriptor) {
+Test(linear_head, descriptor)
+{
     const sb_plugin *p = serbench_plugin_v1();
     cr_assert_eq(p->kind, SB_KIND_HEAD);
     cr_assert_str_eq(p->name, "linear");

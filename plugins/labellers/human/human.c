@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 static const sb_option human_options[] = {
-    {.name = NULL},
+    { .name = NULL },
 };
 
 static sb_status human_create(const sb_host *host, const sb_opts *opts, void **inst, sb_error *err)
@@ -16,8 +16,8 @@ static sb_status human_create(const sb_host *host, const sb_opts *opts, void **i
     return SB_OK;
 }
 
-static sb_status human_label(void *inst, const sb_corpus *corpus, const size_t *todo,
-                             size_t n_todo, sb_label_sink *sink, sb_error *err)
+static sb_status human_label(void *inst, const sb_corpus *corpus, const size_t *todo, size_t n_todo,
+                             sb_label_sink *sink, sb_error *err)
 {
     const sb_host *host = inst;
     size_t unlabelled = 0;
@@ -36,7 +36,10 @@ static sb_status human_label(void *inst, const sb_corpus *corpus, const size_t *
     return SB_OK;
 }
 
-static void human_destroy(void *inst) { (void)inst; }
+static void human_destroy(void *inst)
+{
+    (void)inst;
+}
 
 static const sb_labeller_vtable human_vtable = {
     .struct_size = sizeof(sb_labeller_vtable),

@@ -45,7 +45,7 @@ static const char *tmp_path(const char *name)
 static void write_audio(const char *path, int format, int rate, int channels, const float *x,
                         size_t frames)
 {
-    SF_INFO info = {.samplerate = rate, .channels = channels, .format = format};
+    SF_INFO info = { .samplerate = rate, .channels = channels, .format = format };
     SNDFILE *sf = sf_open(path, SFM_WRITE, &info);
     cr_assert(sf, "cannot write %s: %s", path, sf_strerror(NULL));
     cr_assert_eq(sf_writef_float(sf, x, (sf_count_t)frames), (sf_count_t)frames);
@@ -57,7 +57,7 @@ static void write_audio(const char *path, int format, int rate, int channels, co
 static void write_pcm16(const char *path, int major, int rate, int channels, const short *x,
                         size_t frames)
 {
-    SF_INFO info = {.samplerate = rate, .channels = channels, .format = major | SF_FORMAT_PCM_16};
+    SF_INFO info = { .samplerate = rate, .channels = channels, .format = major | SF_FORMAT_PCM_16 };
     SNDFILE *sf = sf_open(path, SFM_WRITE, &info);
     cr_assert(sf, "cannot write %s: %s", path, sf_strerror(NULL));
     cr_assert_eq(sf_writef_short(sf, x, (sf_count_t)frames), (sf_count_t)frames);
@@ -93,12 +93,12 @@ Test(audio, wav_16bit_exact)
     write_pcm16(p, SF_FORMAT_WAV, 16000, 1, x, n);
     float *y = NULL;
     size_t m = 0;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sb_audio_load(p, 0, -1, -1, 16000, &y, &m, &err), SB_OK, "%s", err.msg);
     cr_assert_eq(m, n);
     for (size_t i = 0; i < n; i++)
-        cr_assert_eq(y[i], (float)x[i] / 32768.0f, "sample %zu: %f vs %d/32768", i,
-                     (double)y[i], x[i]);
+        cr_assert_eq(y[i], (float)x[i] / 32768.0f, "sample %zu: %f vs %d/32768", i, (double)y[i],
+                     x[i]);
     sb_free(y);
     free(x);
 }
@@ -113,13 +113,13 @@ Test(audio, flac_16bit)
     write_pcm16(p, SF_FORMAT_FLAC, 16000, 1, x, n);
     float *y = NULL;
     size_t m = 0;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sb_audio_load(p, 0, -1, -1, 16000, &y, &m, &err), SB_OK, "%s", err.msg);
     cr_assert_eq(m, n);
     /* FLAC is lossless: every sample exactly. */
     for (size_t i = 0; i < n; i++)
-        cr_assert_eq(y[i], (float)x[i] / 32768.0f, "sample %zu: %f vs %d/32768", i,
-                     (double)y[i], x[i]);
+        cr_assert_eq(y[i], (float)x[i] / 32768.0f, "sample %zu: %f vs %d/32768", i, (double)y[i],
+                     x[i]);
     sb_free(y);
     free(x);
 }
@@ -129,15 +129,15 @@ Test(audio, stereo_downmix_and_channel_select)
     const size_t n = 2000;
     float *x = malloc(2 * n * sizeof *x);
     for (size_t i = 0; i < n; i++) {
-        x[2 * i] = (float)((int)(i % 200) - 100) / 256.0f;      /* left: a ramp */
-        x[2 * i + 1] = (float)((int)(i % 50) - 25) / 128.0f;    /* right: a faster ramp */
+        x[2 * i] = (float)((int)(i % 200) - 100) / 256.0f;   /* left: a ramp */
+        x[2 * i + 1] = (float)((int)(i % 50) - 25) / 128.0f; /* right: a faster ramp */
     }
     const char *p = tmp_path("st.wav");
     write_audio(p, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 16000, 2, x, n);
     for (int ch = -1; ch <= 1; ch++) {
         float *y = NULL;
         size_t m = 0;
-        sb_error err = {0};
+        sb_error err = { 0 };
         cr_assert_eq(sb_audio_load(p, 0, -1, ch, 16000, &y, &m, &err), SB_OK, "ch %d: %s", ch,
                      err.msg);
         cr_assert_eq(m, n);
@@ -184,7 +184,7 @@ static void check_resampled_sine(int in_rate, double freq)
     write_audio(p, SF_FORMAT_WAV | SF_FORMAT_PCM_16, in_rate, 1, x, n_in);
     float *y = NULL;
     size_t m = 0;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sb_audio_load(p, 0, -1, -1, 16000, &y, &m, &err), SB_OK, "%s", err.msg);
     cr_expect(m == 16000 || m == 16001 || m == 15999, "%d Hz -> 16 kHz: %zu samples for 1 s",
               in_rate, m);
@@ -192,10 +192,14 @@ static void check_resampled_sine(int in_rate, double freq)
      * 440 Hz and 3 kHz. */
     double amp, resid;
     fit_sine(y + 4000, 8000, freq, 16000.0, &amp, &resid);
-    cr_expect(fabs(amp - 0.5) <= 0.005, "%d Hz -> 16 kHz, %.0f Hz tone: amplitude %.5f, want "
-              "0.5 +- 1%%", in_rate, freq, amp);
-    cr_expect_leq(resid, 1e-3, "%d Hz -> 16 kHz, %.0f Hz tone: residual %.3g of the RMS "
-                  "(frequency moved or distortion)", in_rate, freq, resid);
+    cr_expect(fabs(amp - 0.5) <= 0.005,
+              "%d Hz -> 16 kHz, %.0f Hz tone: amplitude %.5f, want "
+              "0.5 +- 1%%",
+              in_rate, freq, amp);
+    cr_expect_leq(resid, 1e-3,
+                  "%d Hz -> 16 kHz, %.0f Hz tone: residual %.3g of the RMS "
+                  "(frequency moved or distortion)",
+                  in_rate, freq, resid);
     sb_free(y);
     free(x);
 }
@@ -225,7 +229,7 @@ Test(audio, resample_removes_content_above_new_nyquist)
     float *x = sine(n, 9000.0, 44100.0, 0.5);
     float *y = NULL;
     size_t m = 0;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sb_audio_resample(x, n, 44100, 16000, &y, &m, &err), SB_OK, "%s", err.msg);
     double e = 0;
     for (size_t i = 2000; i < m - 2000; i++)
@@ -238,7 +242,7 @@ Test(audio, resample_removes_content_above_new_nyquist)
 
 Test(audio, resample_same_rate_copies_and_empty_input)
 {
-    float x[5] = {0.1f, -0.2f, 0.3f, -0.4f, 0.5f};
+    float x[5] = { 0.1f, -0.2f, 0.3f, -0.4f, 0.5f };
     float *y = NULL;
     size_t m = 99;
     cr_assert_eq(sb_audio_resample(x, 5, 16000, 16000, &y, &m, NULL), SB_OK);
@@ -248,7 +252,7 @@ Test(audio, resample_same_rate_copies_and_empty_input)
     cr_assert_eq(sb_audio_resample(NULL, 0, 8000, 16000, &y, &m, NULL), SB_OK);
     cr_expect_eq(m, 0);
     sb_free(y);
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_expect_eq(sb_audio_resample(x, 5, 0, 16000, &y, &m, &err), SB_ERR_INVALID);
     cr_expect_null(y);
 }
@@ -273,13 +277,12 @@ static void check_span(const char *p, double start, double end, size_t first, si
 {
     float *y = NULL;
     size_t m = 0;
-    sb_error err = {0};
-    cr_assert_eq(sb_audio_load(p, start, end, -1, 16000, &y, &m, &err), SB_OK,
-                 "[%g, %g): %s", start, end, err.msg);
+    sb_error err = { 0 };
+    cr_assert_eq(sb_audio_load(p, start, end, -1, 16000, &y, &m, &err), SB_OK, "[%g, %g): %s",
+                 start, end, err.msg);
     cr_expect_eq(m, count, "[%g, %g): %zu samples, want %zu", start, end, m, count);
     for (size_t i = 0; i < m && i < count; i++)
-        cr_assert_eq(y[i], (float)(first + i) / 32768.0f, "[%g, %g): sample %zu", start, end,
-                     i);
+        cr_assert_eq(y[i], (float)(first + i) / 32768.0f, "[%g, %g): sample %zu", start, end, i);
     sb_free(y);
 }
 
@@ -303,7 +306,7 @@ Test(audio, span_resampled)
     write_audio(p, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 8000, 1, x, 8000);
     float *y = NULL;
     size_t m = 0;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sb_audio_load(p, 0.5, 0.75, -1, 16000, &y, &m, &err), SB_OK, "%s", err.msg);
     cr_expect(m >= 3999 && m <= 4001, "%zu samples", m);
     sb_free(y);
@@ -317,10 +320,10 @@ static void expect_error(const char *path, double start, double end, int channel
 {
     float *y = (float *)&y;
     size_t m = 123;
-    sb_error err = {0};
+    sb_error err = { 0 };
     sb_status st = sb_audio_load(path, start, end, channel, rate, &y, &m, &err);
-    cr_expect_eq(st, code, "%s: status %d (%s), want %d; message: %s", path, st,
-                 sb_strerror(st), code, err.msg);
+    cr_expect_eq(st, code, "%s: status %d (%s), want %d; message: %s", path, st, sb_strerror(st),
+                 code, err.msg);
     cr_expect_eq(err.code, code);
     cr_expect_null(y, "samples not NULL after an error");
     cr_expect_eq(m, 0);
@@ -414,7 +417,7 @@ Test(audio, empty_span)
 
 Test(audio, channel_out_of_range)
 {
-    short x[20] = {0};
+    short x[20] = { 0 };
     const char *p = tmp_path("st.wav");
     write_pcm16(p, SF_FORMAT_WAV, 16000, 2, x, 10);
     expect_error(p, 0, -1, 2, 16000, SB_ERR_AUDIO, "channel 2 requested but the file has 2");
@@ -436,12 +439,11 @@ Test(audio, bad_arguments)
 
 Test(audio, first_error_wins)
 {
-    sb_error err = {0};
+    sb_error err = { 0 };
     sb_error_set(&err, SB_ERR_CONFIG, "x.yaml:1:1", "earlier problem");
     float *y;
     size_t m;
-    cr_expect_eq(sb_audio_load(tmp_path("nope.wav"), 0, -1, -1, 16000, &y, &m, &err),
-                 SB_ERR_IO);
+    cr_expect_eq(sb_audio_load(tmp_path("nope.wav"), 0, -1, -1, 16000, &y, &m, &err), SB_ERR_IO);
     cr_expect_eq(err.code, SB_ERR_CONFIG);
     cr_expect_str_eq(err.msg, "earlier problem");
 }

@@ -45,10 +45,9 @@ typedef struct cmp_result {
     size_t worst, n_bad;
 } cmp_result;
 
-static cmp_result compare(const float *got, const float *ref, size_t n, double atol,
-                          double rtol)
+static cmp_result compare(const float *got, const float *ref, size_t n, double atol, double rtol)
 {
-    cmp_result r = {0, 0, 0, 0};
+    cmp_result r = { 0, 0, 0, 0 };
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - (double)ref[i]);
         double rel = d / (fabs((double)ref[i]) + 1e-30);
@@ -78,9 +77,9 @@ Test(fbank, matches_numpy_reference)
         char name[128];
         sb_fbank_config c;
         size_t n, T;
-        int k = sscanf(line, "%127s %d %d %lf %lf %lf %lf %lf %d %zu %zu", name,
-                       &c.sample_rate, &c.n_mels, &c.frame_ms, &c.hop_ms, &c.f_min, &c.f_max,
-                       &c.preemph, &c.n_fft, &n, &T);
+        int k = sscanf(line, "%127s %d %d %lf %lf %lf %lf %lf %d %zu %zu", name, &c.sample_rate,
+                       &c.n_mels, &c.frame_ms, &c.hop_ms, &c.f_min, &c.f_max, &c.preemph, &c.n_fft,
+                       &n, &T);
         cr_assert_eq(k, 11, "bad line in %s: %s", path, line);
         char p[4200];
         snprintf(p, sizeof p, "%s/tests/fixtures/fbank/%s.in.f32", source_root(), name);
@@ -88,7 +87,7 @@ Test(fbank, matches_numpy_reference)
         snprintf(p, sizeof p, "%s/tests/fixtures/fbank/%s.out.f32", source_root(), name);
         float *ref = read_f32(p, T * (size_t)c.n_mels);
 
-        sb_error err = {0};
+        sb_error err = { 0 };
         sb_fbank *fb = NULL;
         cr_assert_eq(sb_fbank_create(&c, &fb, &err), SB_OK, "%s: %s", name, err.msg);
         cr_assert_eq(sb_fbank_n_frames(fb, n), T, "%s: %zu frames, reference has %zu", name,
@@ -103,8 +102,8 @@ Test(fbank, matches_numpy_reference)
                      name, r.n_bad, T * M, ATOL, RTOL, r.max_abs, r.worst / M, r.worst % M,
                      (double)out[r.worst], (double)ref[r.worst], r.max_rel);
         if (getenv("SB_VERBOSE"))
-            fprintf(stderr, "fbank %-16s T=%-3zu M=%-3zu max-abs %.3g max-rel %.3g\n", name,
-                    T, M, r.max_abs, r.max_rel);
+            fprintf(stderr, "fbank %-16s T=%-3zu M=%-3zu max-abs %.3g max-rel %.3g\n", name, T, M,
+                    r.max_abs, r.max_rel);
         free(out);
         free(x);
         free(ref);
@@ -121,7 +120,7 @@ static sb_fbank *make_default(void)
     sb_fbank_config c;
     sb_fbank_config_default(&c);
     sb_fbank *fb = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sb_fbank_create(&c, &fb, &err), SB_OK, "%s", err.msg);
     return fb;
 }
@@ -163,7 +162,7 @@ Test(fbank, silence_is_the_floor)
     sb_fbank *fb = make_default();
     float *x = calloc(1000, sizeof *x);
     float out[4 * 80];
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sb_fbank_compute(fb, x, 1000, out, &err), SB_OK, "%s", err.msg);
     /* A constant signal is silence too: the DC is removed per frame. */
     for (int i = 0; i < 1000; i++)
@@ -196,7 +195,7 @@ Test(fbank, tone_lands_in_its_band_and_gain_shifts_by_log4)
         x[i] = 0.1f * (float)sin(2.0 * M_PI * 1000.0 * (double)i / 16000.0);
     size_t T = sb_fbank_n_frames(fb, n);
     float *a = malloc(T * 80 * sizeof *a), *b = malloc(T * 80 * sizeof *b);
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sb_fbank_compute(fb, x, n, a, &err), SB_OK, "%s", err.msg);
     int best = 0;
     for (int m = 1; m < 80; m++)
@@ -233,11 +232,11 @@ Test(fbank, short_input_is_one_padded_frame)
     float x[100], out[80], out2[80];
     for (int i = 0; i < 100; i++)
         x[i] = (float)sin(0.3 * i);
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sb_fbank_n_frames(fb, 100), 1);
     cr_assert_eq(sb_fbank_compute(fb, x, 100, out, &err), SB_OK, "%s", err.msg);
     /* Equal to the same samples explicitly padded to 400 with zeros. */
-    float pad[400] = {0};
+    float pad[400] = { 0 };
     memcpy(pad, x, sizeof x);
     cr_assert_eq(sb_fbank_compute(fb, pad, 400, out2, &err), SB_OK, "%s", err.msg);
     for (int m = 0; m < 80; m++)
@@ -248,8 +247,8 @@ Test(fbank, short_input_is_one_padded_frame)
 Test(fbank, empty_and_null_input_are_errors)
 {
     sb_fbank *fb = make_default();
-    float x[1] = {0}, out[80];
-    sb_error err = {0};
+    float x[1] = { 0 }, out[80];
+    sb_error err = { 0 };
     cr_expect_eq(sb_fbank_compute(fb, x, 0, out, &err), SB_ERR_INVALID);
     cr_expect(strstr(err.msg, "n == 0"), "message: %s", err.msg);
     sb_error_clear(&err);
@@ -263,9 +262,8 @@ Test(fbank, empty_and_null_input_are_errors)
 static void expect_bad(sb_fbank_config c, const char *needle)
 {
     sb_fbank *fb = (sb_fbank *)&c; /* must be reset to NULL on failure */
-    sb_error err = {0};
-    cr_expect_eq(sb_fbank_create(&c, &fb, &err), SB_ERR_INVALID, "config accepted (%s)",
-                 needle);
+    sb_error err = { 0 };
+    cr_expect_eq(sb_fbank_create(&c, &fb, &err), SB_ERR_INVALID, "config accepted (%s)", needle);
     cr_expect_null(fb);
     cr_expect(strstr(err.msg, needle), "message lacks '%s': %s", needle, err.msg);
 }
@@ -360,7 +358,7 @@ Test(fbank, deterministic_across_objects_and_threads)
     pthread_t th[NT];
     job jobs[NT];
     for (int i = 0; i < NT; i++) {
-        jobs[i] = (job){x, n, malloc(T * 80 * sizeof(float)), SB_ERR_INTERNAL};
+        jobs[i] = (job){ x, n, malloc(T * 80 * sizeof(float)), SB_ERR_INTERNAL };
         cr_assert_eq(pthread_create(&th[i], NULL, worker, &jobs[i]), 0);
     }
     for (int i = 0; i < NT; i++) {

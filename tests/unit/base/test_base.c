@@ -8,7 +8,7 @@
 
 Test(error, first_error_wins)
 {
-    sb_error e = {0};
+    sb_error e = { 0 };
     cr_assert_eq(sb_error_set(&e, SB_ERR_IO, "a.wav", "first %d", 1), SB_ERR_IO);
     cr_assert_eq(sb_error_set(&e, SB_ERR_CONFIG, "b", "second"), SB_ERR_CONFIG);
     cr_assert_eq(e.code, SB_ERR_IO);
@@ -60,7 +60,7 @@ Test(rng, reproducible_streams_and_ranges)
     cr_assert(same);
     cr_assert(differ);
     double s = 0, s2 = 0;
-    int counts[7] = {0};
+    int counts[7] = { 0 };
     for (int i = 0; i < 70000; i++) {
         double u = sb_rng_uniform(&r1);
         cr_assert(u >= 0 && u < 1);
@@ -76,7 +76,7 @@ Test(rng, reproducible_streams_and_ranges)
     for (size_t i = 0; i < 50; i++)
         idx[i] = i;
     sb_rng_shuffle(&r1, idx, 50);
-    int seen[50] = {0}, moved = 0;
+    int seen[50] = { 0 }, moved = 0;
     for (size_t i = 0; i < 50; i++) {
         seen[idx[i]]++;
         moved += idx[i] != i;
@@ -89,9 +89,9 @@ Test(rng, reproducible_streams_and_ranges)
 Test(corpus, build_find_and_reject)
 {
     sb_corpus *c = NULL;
-    sb_error e = {0};
+    sb_error e = { 0 };
     cr_assert_eq(sb_corpus_create("demo", &c, &e), SB_OK);
-    const char *classes[] = {"neu", "hap", "ang"};
+    const char *classes[] = { "neu", "hap", "ang" };
     cr_assert_eq(sb_corpus_set_classes(c, "iemocap-3", classes, 3, &e), SB_OK);
     char id[32];
     for (int i = 0; i < 3000; i++) { /* grows the index several times */
@@ -135,7 +135,7 @@ Test(corpus, build_find_and_reject)
     const char *wid = NULL;
     cr_assert_str_eq(sb_corpus_warning(c, 0, &wid), "missing file");
     cr_assert_str_eq(wid, "utt0002");
-    const char *dup[] = {"a", "a"};
+    const char *dup[] = { "a", "a" };
     sb_corpus *c2 = NULL;
     sb_corpus_create("x", &c2, &e);
     sb_error_clear(&e);

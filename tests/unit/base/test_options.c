@@ -8,25 +8,37 @@
 #include "opts.h"
 
 static const sb_option table[] = {
-    {.name = "epochs", .type = SB_OPT_INT, .def = "30", .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX,
-     .min = 1, .max = 1000, .help = "passes"},
-    {.name = "lr", .type = SB_OPT_FLOAT, .def = "1e-3", .flags = SB_OPT_HAS_MIN, .min = 0,
-     .help = "learning rate"},
-    {.name = "shuffle", .type = SB_OPT_BOOL, .def = "true", .help = "shuffle"},
-    {.name = "pool", .type = SB_OPT_ENUM, .def = "mean", .choices = "mean|mean+std|max",
-     .help = "pooling"},
-    {.name = "layers", .type = SB_OPT_LIST, .def = "all", .help = "layers"},
-    {.name = "kinds", .type = SB_OPT_LIST, .choices = "a|b|c", .help = "kinds"},
-    {.name = "prompt", .type = SB_OPT_PATH, .help = "a file"},
-    {.name = "model", .type = SB_OPT_STRING, .flags = SB_OPT_REQUIRED, .help = "model name"},
-    {.name = "context", .type = SB_OPT_MAP, .help = "context"},
-    {.name = NULL},
+    { .name = "epochs",
+      .type = SB_OPT_INT,
+      .def = "30",
+      .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX,
+      .min = 1,
+      .max = 1000,
+      .help = "passes" },
+    { .name = "lr",
+      .type = SB_OPT_FLOAT,
+      .def = "1e-3",
+      .flags = SB_OPT_HAS_MIN,
+      .min = 0,
+      .help = "learning rate" },
+    { .name = "shuffle", .type = SB_OPT_BOOL, .def = "true", .help = "shuffle" },
+    { .name = "pool",
+      .type = SB_OPT_ENUM,
+      .def = "mean",
+      .choices = "mean|mean+std|max",
+      .help = "pooling" },
+    { .name = "layers", .type = SB_OPT_LIST, .def = "all", .help = "layers" },
+    { .name = "kinds", .type = SB_OPT_LIST, .choices = "a|b|c", .help = "kinds" },
+    { .name = "prompt", .type = SB_OPT_PATH, .help = "a file" },
+    { .name = "model", .type = SB_OPT_STRING, .flags = SB_OPT_REQUIRED, .help = "model name" },
+    { .name = "context", .type = SB_OPT_MAP, .help = "context" },
+    { .name = NULL },
 };
 
 static sb_opts *parse_ok(const char *yaml)
 {
     sb_opts *o = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sbi_opts_parse(table, yaml, "t.yaml", &o, &err), SB_OK, "%s: %s", err.where,
                  err.msg);
     return o;
@@ -35,7 +47,7 @@ static sb_opts *parse_ok(const char *yaml)
 static void parse_bad(const char *yaml, const char *frag, const char *where)
 {
     sb_opts *o = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sbi_opts_parse(table, yaml, "t.yaml", &o, &err), SB_ERR_CONFIG, "accepted: %s",
                  yaml);
     cr_assert_null(o);
@@ -85,8 +97,8 @@ Test(options, values_written)
 
 Test(options, errors_name_key_location_and_fix)
 {
-    parse_bad("model: m\nepoch: 5\n", "unknown option 'epoch' for plugin t.yaml (did you mean 'epochs'?)",
-              "t.yaml:2:1");
+    parse_bad("model: m\nepoch: 5\n",
+              "unknown option 'epoch' for plugin t.yaml (did you mean 'epochs'?)", "t.yaml:2:1");
     parse_bad("model: m\nzzzzzz: 5\n", "serbench plugins", "t.yaml:2:1");
     parse_bad("model: m\nepochs: many\n", "expects an integer, got 'many'", "t.yaml:2:9");
     parse_bad("model: m\nepochs: \"5\"\n", "the quoted string '5'", NULL);
@@ -95,8 +107,8 @@ Test(options, errors_name_key_location_and_fix)
     parse_bad("model: m\nlr: -1\n", "outside its range >= 0", NULL);
     parse_bad("model: m\nlr: .nan\n", "expects a number", NULL);
     parse_bad("model: m\nshuffle: yes\n", "expects true or false", NULL);
-    parse_bad("model: m\npool: men\n", "is 'men' (did you mean 'mean'?); allowed: mean|mean+std|max",
-              NULL);
+    parse_bad("model: m\npool: men\n",
+              "is 'men' (did you mean 'mean'?); allowed: mean|mean+std|max", NULL);
     parse_bad("model: m\nkinds: [a, d]\n", "item 'd' not allowed", NULL);
     parse_bad("model: m\nlayers: {a: 1}\n", "expects a list", NULL);
     parse_bad("model: m\ncontext: [1]\n", "expects a mapping", NULL);
@@ -112,7 +124,7 @@ Test(options, path_resolves_against_the_yaml_file)
     snprintf(yaml, sizeof yaml, "%s/exp.yaml", dir);
     /* sbi_opts_parse labels locations with the name given: use the file's path. */
     sb_opts *o = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sbi_opts_parse(table, "model: m\nprompt: prompts/p.txt\n", yaml, &o, &err), SB_OK,
                  "%s", err.msg);
     char want[600];
@@ -126,11 +138,14 @@ Test(options, path_resolves_against_the_yaml_file)
 
 Test(options, table_checks)
 {
-    static const sb_option bad_enum[] = {{.name = "x", .type = SB_OPT_ENUM, .help = "h"}, {0}};
-    static const sb_option dup[] = {{.name = "x", .type = SB_OPT_INT}, {.name = "x", .type = SB_OPT_INT}, {0}};
-    static const sb_option bad_name[] = {{.name = "Bad-Name", .type = SB_OPT_INT}, {0}};
-    static const sb_option bad_def[] = {{.name = "x", .type = SB_OPT_INT, .def = "abc"}, {0}};
-    sb_error e = {0};
+    static const sb_option bad_enum[] = { { .name = "x", .type = SB_OPT_ENUM, .help = "h" },
+                                          { 0 } };
+    static const sb_option dup[] = { { .name = "x", .type = SB_OPT_INT },
+                                     { .name = "x", .type = SB_OPT_INT },
+                                     { 0 } };
+    static const sb_option bad_name[] = { { .name = "Bad-Name", .type = SB_OPT_INT }, { 0 } };
+    static const sb_option bad_def[] = { { .name = "x", .type = SB_OPT_INT, .def = "abc" }, { 0 } };
+    sb_error e = { 0 };
     cr_assert_eq(sbi_opts_check_table(bad_enum, "p", &e), SB_ERR_PLUGIN);
     cr_assert(strstr(e.msg, "lists no choices"), "%s", e.msg);
     sb_error_clear(&e);
@@ -141,6 +156,6 @@ Test(options, table_checks)
     sb_error_clear(&e);
     cr_assert_eq(sbi_opts_check_table(bad_def, "p", &e), SB_ERR_PLUGIN);
     cr_assert(strstr(e.msg, "default of option 'x' is invalid"), "%s", e.msg);
-    sb_error e2 = {0};
+    sb_error e2 = { 0 };
     cr_assert_eq(sbi_opts_check_table(table, "p", &e2), SB_OK, "%s", e2.msg);
 }

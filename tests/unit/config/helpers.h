@@ -57,7 +57,7 @@ static inline const char *cfg_errstr(const sb_error *e)
 /* Parse text that must be valid; fails the test with the error otherwise. */
 static inline sbi_node *cfg_parse_ok(const char *text)
 {
-    sb_error e = {0};
+    sb_error e = { 0 };
     sbi_node *n = sbi_config_parse_string(text, strlen(text), "t.yaml", &e);
     cr_assert_not_null(n, "parse failed: %s", cfg_errstr(&e));
     return n;
@@ -66,7 +66,7 @@ static inline sbi_node *cfg_parse_ok(const char *text)
 /* Parse text that must fail; returns the error (code asserted != OK). */
 static inline sb_error cfg_parse_err(const char *text)
 {
-    sb_error e = {0};
+    sb_error e = { 0 };
     sbi_node *n = sbi_config_parse_string(text, strlen(text), "t.yaml", &e);
     if (n) {
         sbi_node_free(&n);
@@ -77,8 +77,8 @@ static inline sb_error cfg_parse_err(const char *text)
 }
 
 /* The error text must contain `want`. */
-#define cfg_assert_has(e, want)                                                              \
-    cr_assert_not_null(strstr(cfg_errstr(&(e)), (want)), "error \"%s\" lacks \"%s\"",       \
+#define cfg_assert_has(e, want)                                                                    \
+    cr_assert_not_null(strstr(cfg_errstr(&(e)), (want)), "error \"%s\" lacks \"%s\"",              \
                        cfg_errstr(&(e)), (want))
 
 /* Scalar text at a dotted path, asserting it exists and is a scalar. */

@@ -9,7 +9,7 @@ TestSuite(include, .fini = cfg_leak_check);
 
 static sbi_node *load_ok(const char *path)
 {
-    sb_error e = {0};
+    sb_error e = { 0 };
     sbi_node *r = sbi_config_load(path, NULL, 0, &e);
     cr_assert_not_null(r, "load %s failed: %s", path, cfg_errstr(&e));
     cr_assert_eq(r->kind, SBI_MAP);
@@ -18,7 +18,7 @@ static sbi_node *load_ok(const char *path)
 
 static sb_error load_err(const char *path)
 {
-    sb_error e = {0};
+    sb_error e = { 0 };
     sbi_node *r = sbi_config_load(path, NULL, 0, &e);
     if (r) {
         sbi_node_free(&r);
@@ -92,8 +92,9 @@ Test(include, merge_semantics_exact)
     cr_assert_not_null(dir);
     write_file(dir, "a.yaml", "m: {x: 1, y: {p: 1}}\nl: [1, 2]\ns: a\nz: {k: 1}\nn: ~\n");
     write_file(dir, "b.yaml", "m: {y: {q: 2}}\nb_only: 1\n");
-    write_file(dir, "top.yaml", "include: [a.yaml, b.yaml]\nm: {y: {p: 5}, w: 3}\nl: [9]\n"
-                                "s: {now: map}\nz: ~\nn: {made: here}\n");
+    write_file(dir, "top.yaml",
+               "include: [a.yaml, b.yaml]\nm: {y: {p: 5}, w: 3}\nl: [9]\n"
+               "s: {now: map}\nz: ~\nn: {made: here}\n");
     char top[512];
     snprintf(top, sizeof top, "%s/top.yaml", dir);
     sbi_node *r = load_ok(top);
@@ -107,7 +108,7 @@ Test(include, merge_semantics_exact)
     snprintf(at, sizeof at, "%s/top.yaml", dir);
     cr_assert_str_eq(sbi_node_path(r, "m.y.p")->loc.file, at);
     sbi_node_free(&r);
-    const char *names[] = {"a.yaml", "b.yaml", "top.yaml"};
+    const char *names[] = { "a.yaml", "b.yaml", "top.yaml" };
     for (int i = 0; i < 3; i++) {
         char p[512];
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);

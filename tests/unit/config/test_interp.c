@@ -28,7 +28,7 @@ Test(interp, undefined_variable_in_file_names_file_location)
 {
     cfg_chdir_tests();
     unsetenv("CFG_SURELY_UNDEFINED_2");
-    sb_error e = {0};
+    sb_error e = { 0 };
     sbi_node *r = sbi_config_load("fixtures/exp/interp_error.yaml", NULL, 0, &e);
     cr_assert_null(r);
     cr_assert_str_eq(e.where, "fixtures/exp/interp_error.yaml:2:6");

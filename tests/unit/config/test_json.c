@@ -96,14 +96,15 @@ Test(json, strings)
     want_string("e3", "e3");
     want_string(".", ".");
     want_string("99999999999999999999", "99999999999999999999"); /* too big: kept exact */
-    want_string(".inf", ".inf"); /* JSON cannot hold infinities */
+    want_string(".inf", ".inf");                                 /* JSON cannot hold infinities */
     want_string(".nan", ".nan");
 }
 
 Test(json, whole_tree_keeps_order_and_types)
 {
-    sbi_node *r = cfg_parse_ok("z: 1\na: [1, \"1\", 1.5, true, ~, x]\nm: {q: {r: null}, b: '0x10'}\n"
-                               "e:\n");
+    sbi_node *r =
+        cfg_parse_ok("z: 1\na: [1, \"1\", 1.5, true, ~, x]\nm: {q: {r: null}, b: '0x10'}\n"
+                     "e:\n");
     char *s = cfg_json(r);
     cr_assert_str_eq(s, "{\"z\":1,\"a\":[1,\"1\",1.5,true,null,\"x\"],"
                         "\"m\":{\"q\":{\"r\":null},\"b\":\"0x10\"},\"e\":null}");
@@ -113,7 +114,7 @@ Test(json, whole_tree_keeps_order_and_types)
 
 Test(json, hand_built_non_utf8_does_not_fail)
 {
-    sbi_loc l = {NULL, 0, 0};
+    sbi_loc l = { NULL, 0, 0 };
     sbi_node *m = sbi_node_new_map(l);
     sbi_map_set(m, "k\xff", l, sbi_node_new_scalar("v\xfe", 1, l));
     json_t *j = sbi_node_to_json(m);

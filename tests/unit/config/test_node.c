@@ -5,7 +5,7 @@
 TestSuite(node, .fini = cfg_leak_check);
 TestSuite(suggest, .fini = cfg_leak_check);
 
-static const sbi_loc L0 = {NULL, 0, 0};
+static const sbi_loc L0 = { NULL, 0, 0 };
 
 Test(node, path_lookup)
 {
@@ -29,8 +29,8 @@ Test(node, path_lookup)
 Test(node, set_path_creates_and_replaces)
 {
     sbi_node *r = cfg_parse_ok("a: {b: 1}\nl: [x, y]\nn:\n");
-    sb_error e = {0};
-    sbi_loc at = {sbi_intern("here"), 7, 3};
+    sb_error e = { 0 };
+    sbi_loc at = { sbi_intern("here"), 7, 3 };
     cr_assert_eq(sbi_node_set_path(r, "a.b", sbi_node_new_scalar("2", 0, at), &e), SB_OK);
     cr_assert_eq(sbi_node_set_path(r, "a.c.d.e", sbi_node_new_scalar("3", 0, at), &e), SB_OK);
     cr_assert_eq(sbi_node_set_path(r, "l.1", sbi_node_new_scalar("z", 0, at), &e), SB_OK);
@@ -48,17 +48,16 @@ Test(node, set_path_creates_and_replaces)
 Test(node, set_path_errors_free_the_value)
 {
     sbi_node *r = cfg_parse_ok("a: 1\nl: [x]\n");
-    sb_error e = {0};
-    cr_assert_eq(sbi_node_set_path(r, "a.b", sbi_node_new_scalar("v", 0, L0), &e),
-                 SB_ERR_CONFIG);
+    sb_error e = { 0 };
+    cr_assert_eq(sbi_node_set_path(r, "a.b", sbi_node_new_scalar("v", 0, L0), &e), SB_ERR_CONFIG);
     cfg_assert_has(e, "'a' is a scalar");
     cfg_assert_has(e, "t.yaml:1:4");
-    sb_error e2 = {0};
+    sb_error e2 = { 0 };
     cr_assert_neq(sbi_node_set_path(r, "l.3", sbi_node_new_scalar("v", 0, L0), &e2), SB_OK);
     cfg_assert_has(e2, "1 items");
-    sb_error e3 = {0};
+    sb_error e3 = { 0 };
     cr_assert_neq(sbi_node_set_path(r, "", sbi_node_new_scalar("v", 0, L0), &e3), SB_OK);
-    sb_error e4 = {0};
+    sb_error e4 = { 0 };
     cr_assert_neq(sbi_node_set_path(r, "x.", sbi_node_new_scalar("v", 0, L0), &e4), SB_OK);
     cfg_assert_has(e4, "empty component");
     sbi_node_free(&r); /* LeakSanitizer checks that the refused values were freed */
@@ -121,9 +120,9 @@ Test(node, seq_push_and_clone_are_deep)
 Test(node, loc_str_and_intern)
 {
     char buf[64];
-    sbi_loc a = {sbi_intern("x/y.yaml"), 3, 7};
+    sbi_loc a = { sbi_intern("x/y.yaml"), 3, 7 };
     cr_assert_str_eq(sbi_loc_str(a, buf, sizeof buf), "x/y.yaml:3:7");
-    sbi_loc b = {sbi_intern("x/y.yaml"), 0, 0};
+    sbi_loc b = { sbi_intern("x/y.yaml"), 0, 0 };
     cr_assert_str_eq(sbi_loc_str(b, buf, sizeof buf), "x/y.yaml");
     cr_assert_eq(a.file, b.file, "interned names are shared");
     char tmp[16] = "x/y.yaml";
@@ -133,7 +132,7 @@ Test(node, loc_str_and_intern)
 
 Test(suggest, did_you_mean)
 {
-    const char *c[] = {"labels", "layers", "encoder", "epochs", "lr", NULL};
+    const char *c[] = { "labels", "layers", "encoder", "epochs", "lr", NULL };
     cr_assert_str_eq(sbi_did_you_mean("lables", c), "labels", "a swap costs 1");
     cr_assert_str_eq(sbi_did_you_mean("encodr", c), "encoder");
     cr_assert_str_eq(sbi_did_you_mean("epoch", c), "epochs");
@@ -144,9 +143,9 @@ Test(suggest, did_you_mean)
     /* threshold max(1, len/3): "encodxx" (7 → 2) reaches encoder, "enxxxer" (3 edits) not */
     cr_assert_str_eq(sbi_did_you_mean("encodxx", c), "encoder");
     cr_assert_null(sbi_did_you_mean("enxxxer", c));
-    const char *none[] = {NULL};
+    const char *none[] = { NULL };
     cr_assert_null(sbi_did_you_mean("a", none));
     cr_assert_null(sbi_did_you_mean(NULL, c));
-    const char *tie[] = {"ab", "ba", NULL};
+    const char *tie[] = { "ab", "ba", NULL };
     cr_assert_str_eq(sbi_did_you_mean("aa", tie), "ab", "ties keep the first");
 }

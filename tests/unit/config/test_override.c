@@ -12,7 +12,7 @@ static sbi_node *load_with(const char *const *ov, size_t n, sb_error *e)
 
 static sbi_node *load_with_ok(const char *const *ov, size_t n)
 {
-    sb_error e = {0};
+    sb_error e = { 0 };
     sbi_node *r = load_with(ov, n, &e);
     cr_assert_not_null(r, "load failed: %s", cfg_errstr(&e));
     return r;
@@ -20,7 +20,7 @@ static sbi_node *load_with_ok(const char *const *ov, size_t n)
 
 static sb_error load_with_err(const char *const *ov, size_t n)
 {
-    sb_error e = {0};
+    sb_error e = { 0 };
     sbi_node *r = load_with(ov, n, &e);
     if (r) {
         sbi_node_free(&r);
@@ -31,7 +31,7 @@ static sb_error load_with_err(const char *const *ov, size_t n)
 
 Test(override, replaces_value_and_locates_it)
 {
-    const char *ov[] = {"experiment.encoder=hubert", "heads.linear.epochs=5"};
+    const char *ov[] = { "experiment.encoder=hubert", "heads.linear.epochs=5" };
     sbi_node *r = load_with_ok(ov, 2);
     cr_assert_str_eq(cfg_text(r, "experiment.encoder"), "hubert");
     const sbi_node *ep = sbi_node_path(r, "heads.linear.epochs");
@@ -51,7 +51,7 @@ Test(override, replaces_value_and_locates_it)
 
 Test(override, creates_missing_maps)
 {
-    const char *ov[] = {"report.table.metric=ua", "experiment.train.extra.deep=1"};
+    const char *ov[] = { "report.table.metric=ua", "experiment.train.extra.deep=1" };
     sbi_node *r = load_with_ok(ov, 2);
     cr_assert_str_eq(cfg_text(r, "report.table.metric"), "ua");
     cr_assert_eq(sbi_node_get(r, "report")->kind, SBI_MAP);
@@ -64,8 +64,8 @@ Test(override, creates_missing_maps)
 
 Test(override, flow_values)
 {
-    const char *ov[] = {"a=[1,2]", "b={x: 1, y: [z]}", "c=hello world", "d=", "e='quoted: yes'",
-                        "f=~", "g=\"1\""};
+    const char *ov[] = { "a=[1,2]", "b={x: 1, y: [z]}", "c=hello world", "d=", "e='quoted: yes'",
+                         "f=~",     "g=\"1\"" };
     sbi_node *r = load_with_ok(ov, 7);
     const sbi_node *a = sbi_node_get(r, "a");
     cr_assert_eq(a->kind, SBI_SEQ);
@@ -85,7 +85,7 @@ Test(override, flow_values)
 
 Test(override, index_into_sequence)
 {
-    const char *ov[] = {"experiment.test.1.dataset=meld", "experiment.test.0={dataset: x}"};
+    const char *ov[] = { "experiment.test.1.dataset=meld", "experiment.test.0={dataset: x}" };
     sbi_node *r = load_with_ok(ov, 2);
     cr_assert_str_eq(cfg_text(r, "experiment.test.1.dataset"), "meld");
     cr_assert_str_eq(cfg_text(r, "experiment.test.1.split"), "test");
@@ -96,7 +96,7 @@ Test(override, index_into_sequence)
 
 Test(override, index_out_of_range)
 {
-    const char *ov[] = {"experiment.test.5.dataset=meld"};
+    const char *ov[] = { "experiment.test.5.dataset=meld" };
     sb_error e = load_with_err(ov, 1);
     cr_assert_eq(e.code, SB_ERR_CONFIG);
     cfg_assert_has(e, "<command line>:0:1");
@@ -106,7 +106,7 @@ Test(override, index_out_of_range)
 
 Test(override, missing_equals_is_usage_error)
 {
-    const char *ov[] = {"experiment.encoder=a", "experiment.encoder"};
+    const char *ov[] = { "experiment.encoder=a", "experiment.encoder" };
     sb_error e = load_with_err(ov, 2);
     cr_assert_eq(e.code, SB_ERR_USAGE);
     cfg_assert_has(e, "'experiment.encoder'");
@@ -116,7 +116,7 @@ Test(override, missing_equals_is_usage_error)
 
 Test(override, empty_key_is_usage_error)
 {
-    const char *ov[] = {"=5"};
+    const char *ov[] = { "=5" };
     sb_error e = load_with_err(ov, 1);
     cr_assert_eq(e.code, SB_ERR_USAGE);
     cfg_assert_has(e, "'=5'");
@@ -124,7 +124,7 @@ Test(override, empty_key_is_usage_error)
 
 Test(override, through_a_scalar_refused)
 {
-    const char *ov[] = {"experiment.encoder.name=x"};
+    const char *ov[] = { "experiment.encoder.name=x" };
     sb_error e = load_with_err(ov, 1);
     cr_assert_eq(e.code, SB_ERR_CONFIG);
     cfg_assert_has(e, "experiment.encoder.name=x");
@@ -134,7 +134,7 @@ Test(override, through_a_scalar_refused)
 
 Test(override, bad_yaml_value)
 {
-    const char *ov[] = {"a=[1,2"};
+    const char *ov[] = { "a=[1,2" };
     sb_error e = load_with_err(ov, 1);
     cr_assert_eq(e.code, SB_ERR_CONFIG);
     cfg_assert_has(e, "<command line>:0:1");
@@ -144,21 +144,21 @@ Test(override, bad_yaml_value)
 
 Test(override, block_value_refused)
 {
-    const char *ov[] = {"a=k: v"};
+    const char *ov[] = { "a=k: v" };
     sb_error e = load_with_err(ov, 1);
     cfg_assert_has(e, "flow");
 }
 
 Test(override, empty_path_component)
 {
-    const char *ov[] = {"a..b=1"};
+    const char *ov[] = { "a..b=1" };
     sb_error e = load_with_err(ov, 1);
     cfg_assert_has(e, "empty component");
 }
 
 Test(override, sweep_entry_keeps_dotted_key)
 {
-    const char *ov[] = {"sweep.experiment.encoder=[hubert, wavlm]", "seeds=[1,2]"};
+    const char *ov[] = { "sweep.experiment.encoder=[hubert, wavlm]", "seeds=[1,2]" };
     sbi_node *r = load_with_ok(ov, 2);
     const sbi_node *sw = sbi_node_get(r, "sweep");
     cr_assert_eq(sw->kind, SBI_MAP);
@@ -171,7 +171,7 @@ Test(override, sweep_entry_keeps_dotted_key)
 Test(override, values_are_not_interpolated)
 {
     unsetenv("CFG_T_NOT_THERE");
-    const char *ov[] = {"x=${CFG_T_NOT_THERE}"};
+    const char *ov[] = { "x=${CFG_T_NOT_THERE}" };
     sbi_node *r = load_with_ok(ov, 1);
     cr_assert_str_eq(cfg_text(r, "x"), "${CFG_T_NOT_THERE}");
     sbi_node_free(&r);
@@ -179,7 +179,7 @@ Test(override, values_are_not_interpolated)
 
 Test(override, later_override_wins)
 {
-    const char *ov[] = {"a=1", "a=2", "b.c=1", "b=3"};
+    const char *ov[] = { "a=1", "a=2", "b.c=1", "b=3" };
     sbi_node *r = load_with_ok(ov, 4);
     cr_assert_str_eq(cfg_text(r, "a"), "2");
     cr_assert_str_eq(cfg_text(r, "b"), "3");

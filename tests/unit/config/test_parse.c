@@ -165,7 +165,7 @@ Test(parse, nul_and_control_characters)
     cfg_assert_has(e, "NUL");
     cfg_assert_has(e, "t.yaml:1:4");
     const char raw[] = "a: x\0y\n";
-    sb_error e2 = {0};
+    sb_error e2 = { 0 };
     sbi_node *n = sbi_config_parse_string(raw, sizeof raw - 1, "t.yaml", &e2);
     cr_assert_null(n);
     cfg_assert_has(e2, "t.yaml:1:5");
@@ -225,7 +225,7 @@ Test(parse, include_refused_in_text)
 
 Test(parse, name_labels_locations)
 {
-    sb_error e = {0};
+    sb_error e = { 0 };
     sbi_node *n = sbi_config_parse_string("a: [", 4, "<default of x.y>", &e);
     cr_assert_null(n);
     cr_assert_not_null(strstr(e.where, "<default of x.y>:"), "%s", e.where);

@@ -11,8 +11,8 @@ typedef struct expanded {
 
 static expanded expand_ok(const sbi_node *root)
 {
-    expanded x = {0};
-    sb_error e = {0};
+    expanded x = { 0 };
+    sb_error e = { 0 };
     sb_status st = sbi_config_expand(root, &x.runs, &x.n, &e);
     cr_assert_eq(st, SB_OK, "expand failed: %s", cfg_errstr(&e));
     return x;
@@ -30,7 +30,7 @@ static sb_error expand_err(const char *text)
     sbi_node *r = cfg_parse_ok(text);
     sbi_node **runs = (sbi_node **)1;
     size_t n = 99;
-    sb_error e = {0};
+    sb_error e = { 0 };
     sb_status st = sbi_config_expand(r, &runs, &n, &e);
     cr_assert_neq(st, SB_OK, "expected expansion of\n%s\nto fail", text);
     cr_assert_eq(st, e.code);
@@ -58,9 +58,9 @@ Test(sweep, product_order_first_key_slowest_seeds_innermost)
     sbi_node *r = cfg_parse_ok("a: 0\nb: 0\nseeds: [7, 8]\nsweep:\n  a: [1, 2]\n  b: [x, y, z]\n");
     expanded x = expand_ok(r);
     cr_assert_eq(x.n, 12);
-    const char *want_a[] = {"1", "1", "1", "1", "1", "1", "2", "2", "2", "2", "2", "2"};
-    const char *want_b[] = {"x", "x", "y", "y", "z", "z", "x", "x", "y", "y", "z", "z"};
-    const char *want_s[] = {"7", "8", "7", "8", "7", "8", "7", "8", "7", "8", "7", "8"};
+    const char *want_a[] = { "1", "1", "1", "1", "1", "1", "2", "2", "2", "2", "2", "2" };
+    const char *want_b[] = { "x", "x", "y", "y", "z", "z", "x", "x", "y", "y", "z", "z" };
+    const char *want_s[] = { "7", "8", "7", "8", "7", "8", "7", "8", "7", "8", "7", "8" };
     for (size_t i = 0; i < 12; i++) {
         cr_assert_str_eq(cfg_text(x.runs[i], "a"), want_a[i], "run %zu", i);
         cr_assert_str_eq(cfg_text(x.runs[i], "b"), want_b[i], "run %zu", i);
@@ -77,7 +77,7 @@ Test(sweep, product_order_first_key_slowest_seeds_innermost)
 Test(sweep, deep_paths_from_a_real_config)
 {
     cfg_chdir_tests();
-    sb_error e = {0};
+    sb_error e = { 0 };
     sbi_node *r = sbi_config_load("fixtures/exp/sweep.yaml", NULL, 0, &e);
     cr_assert_not_null(r, "%s", cfg_errstr(&e));
     const char **keys = sbi_config_sweep_keys(r);
@@ -215,7 +215,7 @@ Test(sweep, root_must_be_a_map)
     sbi_node *r = cfg_parse_ok("[1, 2]");
     sbi_node **runs = NULL;
     size_t n = 0;
-    sb_error e = {0};
+    sb_error e = { 0 };
     cr_assert_eq(sbi_config_expand(r, &runs, &n, &e), SB_ERR_CONFIG);
     cr_assert_null(runs);
     sbi_node_free(&r);

@@ -13,7 +13,8 @@
 
 #define TOL 1e-12
 
-static json_t *load_cases(void) {
+static json_t *load_cases(void)
+{
     const char *root = getenv("SB_SOURCE_ROOT");
     char path[2048];
     snprintf(path, sizeof path, "%s/tests/fixtures/metrics/cases.json", root ? root : ".");
@@ -24,25 +25,28 @@ static json_t *load_cases(void) {
     return doc;
 }
 
-static double num(const json_t *o, const char *key) {
+static double num(const json_t *o, const char *key)
+{
     json_t *v = json_object_get(o, key);
     cr_assert(json_is_number(v), "fixture field %s missing", key);
     return json_number_value(v);
 }
 
-static void close_to(const char *cname, const char *what, int k, double got, double want) {
+static void close_to(const char *cname, const char *what, int k, double got, double want)
+{
     cr_assert(fabs(got - want) <= TOL, "case %s: %s%s%.0d ours %.17g, sklearn %.17g (diff %.3g)",
-              cname, what, k >= 0 ? " class " : "", k >= 0 ? k : 0, got, want,
-              fabs(got - want));
+              cname, what, k >= 0 ? " class " : "", k >= 0 ? k : 0, got, want, fabs(got - want));
 }
 
-Test(metrics, match_sklearn_fixtures) {
+Test(metrics, match_sklearn_fixtures)
+{
     json_t *doc = load_cases();
     json_t *cases = json_object_get(doc, "cases");
     cr_assert_geq(json_array_size(cases), 25u);
     size_t i;
     json_t *c;
-    json_array_foreach(cases, i, c) {
+    json_array_foreach(cases, i, c)
+    {
         char cname[64];
         snprintf(cname, sizeof cname, "#%zu %s", i, json_string_value(json_object_get(c, "name")));
         int K = (int)json_integer_value(json_object_get(c, "K"));
@@ -54,7 +58,7 @@ Test(metrics, match_sklearn_fixtures) {
             p[j] = (int32_t)json_integer_value(json_array_get(jp, j));
         }
         sb_cls_metrics m;
-        sb_error err = {0};
+        sb_error err = { 0 };
         cr_assert_eq(sb_metrics_classify(y, p, n, K, &m, &err), SB_OK, "case %s: %s", cname,
                      err.msg);
         cr_assert_eq(m.n_classes, K);
@@ -87,28 +91,29 @@ Test(metrics, match_sklearn_fixtures) {
     json_decref(doc);
 }
 
-Test(metrics, errors) {
+Test(metrics, errors)
+{
     sb_cls_metrics m;
-    sb_error err = {0};
-    int32_t y[3] = {0, 1, 2}, p[3] = {0, 3, 1};
+    sb_error err = { 0 };
+    int32_t y[3] = { 0, 1, 2 }, p[3] = { 0, 3, 1 };
     cr_assert_eq(sb_metrics_classify(y, p, 3, 3, &m, &err), SB_ERR_INVALID);
     cr_assert(strstr(err.msg, "prediction 3") && strstr(err.msg, "item 1"), "%s", err.msg);
     cr_assert_null(m.precision);
     sb_cls_metrics_free(&m); /* safe after failure */
     sb_error_clear(&err);
-    int32_t p2[3] = {0, -1, 1};
+    int32_t p2[3] = { 0, -1, 1 };
     cr_assert_eq(sb_metrics_classify(y, p2, 3, 3, &m, &err), SB_ERR_INVALID);
     sb_error_clear(&err);
     cr_assert_eq(sb_metrics_classify(y, p, 0, 3, &m, &err), SB_ERR_INVALID, "n = 0");
     sb_error_clear(&err);
-    int32_t none[3] = {-1, -1, -1};
+    int32_t none[3] = { -1, -1, -1 };
     cr_assert_eq(sb_metrics_classify(none, p, 3, 3, &m, &err), SB_ERR_INVALID);
     cr_assert(strstr(err.msg, "nothing to score"), "%s", err.msg);
     sb_error_clear(&err);
-    int32_t ybad[3] = {0, 5, 1}, pok[3] = {0, 1, 1};
+    int32_t ybad[3] = { 0, 5, 1 }, pok[3] = { 0, 1, 1 };
     cr_assert_eq(sb_metrics_classify(ybad, pok, 3, 3, &m, &err), SB_ERR_INVALID);
     /* a prediction on an item without gold is not scored, so not checked */
-    int32_t ygap[3] = {0, -1, 1}, pgap[3] = {0, 9, 1};
+    int32_t ygap[3] = { 0, -1, 1 }, pgap[3] = { 0, 9, 1 };
     sb_error_clear(&err);
     cr_assert_eq(sb_metrics_classify(ygap, pgap, 3, 3, &m, &err), SB_OK);
     cr_assert_eq(m.n, 2u);
@@ -116,13 +121,14 @@ Test(metrics, errors) {
     sb_cls_metrics_free(&m);
 }
 
-Test(metrics, names_and_aliases) {
-    int32_t y[4] = {0, 0, 1, 1}, p[4] = {0, 1, 1, 1};
+Test(metrics, names_and_aliases)
+{
+    int32_t y[4] = { 0, 0, 1, 1 }, p[4] = { 0, 1, 1, 1 };
     sb_cls_metrics m;
     cr_assert_eq(sb_metrics_classify(y, p, 4, 2, &m, NULL), SB_OK);
     double v;
     const char *const *names = sb_metrics_names();
-    const char *want[] = {"wa", "ua", "macro_f1", "weighted_f1", "micro_f1"};
+    const char *want[] = { "wa", "ua", "macro_f1", "weighted_f1", "micro_f1" };
     for (int i = 0; i < 5; i++) {
         cr_assert_str_eq(names[i], want[i]);
         cr_assert_eq(sb_metrics_get(&m, names[i], &v), 0);
@@ -146,8 +152,9 @@ Test(metrics, names_and_aliases) {
     sb_cls_metrics_free(&m);
 }
 
-Test(metrics, mean_sd) {
-    double x[5] = {0.61, 0.64, 0.58, 0.66, 0.6};
+Test(metrics, mean_sd)
+{
+    double x[5] = { 0.61, 0.64, 0.58, 0.66, 0.6 };
     double mean, sd;
     sb_mean_sd(x, 5, &mean, &sd);
     /* numpy: np.mean(x) = 0.618, np.std(x, ddof=1) = 0.031937438845342656 */
@@ -159,7 +166,7 @@ Test(metrics, mean_sd) {
     sb_mean_sd(x, 0, &mean, &sd);
     cr_assert(isnan(mean));
     cr_assert_eq(sd, 0.0);
-    double c[3] = {1e9 + 1, 1e9 + 2, 1e9 + 3}; /* large offset: two-pass keeps sd exact */
+    double c[3] = { 1e9 + 1, 1e9 + 2, 1e9 + 3 }; /* large offset: two-pass keeps sd exact */
     sb_mean_sd(c, 3, &mean, &sd);
     cr_assert_eq(sd, 1.0);
 }

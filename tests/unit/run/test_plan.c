@@ -22,17 +22,16 @@ static void setup(void)
     cr_assert(mkdtemp(dir));
 }
 
-static const char *BASE =
-    "datasets:\n"
-    "  d: {plugin: manifest, path: m.csv}\n"
-    "  unused: {plugin: manifest, path: other.csv}\n"
-    "heads:\n"
-    "  lin: {plugin: linear, epochs: 7}\n"
-    "experiment:\n"
-    "  train: {dataset: d}\n"
-    "  test: {dataset: d}\n"
-    "  encoder: fbank\n"
-    "  head: lin\n";
+static const char *BASE = "datasets:\n"
+                          "  d: {plugin: manifest, path: m.csv}\n"
+                          "  unused: {plugin: manifest, path: other.csv}\n"
+                          "heads:\n"
+                          "  lin: {plugin: linear, epochs: 7}\n"
+                          "experiment:\n"
+                          "  train: {dataset: d}\n"
+                          "  test: {dataset: d}\n"
+                          "  encoder: fbank\n"
+                          "  head: lin\n";
 
 static sbi_plan *load(const char *text, const char *const *ov, size_t nov, sb_error *err)
 {
@@ -48,7 +47,7 @@ static sbi_plan *load(const char *text, const char *const *ov, size_t nov, sb_er
 
 Test(plan, resolves_defaults_and_ids, .init = setup)
 {
-    sb_error err = {0};
+    sb_error err = { 0 };
     sbi_plan *p = load(BASE, NULL, 0, &err);
     cr_assert(p, "%s: %s", err.where, err.msg);
     cr_assert_eq(p->n_runs, 1);
@@ -76,18 +75,18 @@ Test(plan, resolves_defaults_and_ids, .init = setup)
     p = load(BASE, NULL, 0, &err);
     cr_assert_str_eq(p->runs[0].run_id, id1);
     sbi_plan_destroy(&p);
-    const char *ov1[] = {"datasets.unused.path=elsewhere.csv"};
+    const char *ov1[] = { "datasets.unused.path=elsewhere.csv" };
     p = load(BASE, ov1, 1, &err);
     cr_assert(p, "%s", err.msg);
     cr_assert_str_eq(p->runs[0].run_id, id1);
     sbi_plan_destroy(&p);
-    const char *ov2[] = {"heads.lin.epochs=8"};
+    const char *ov2[] = { "heads.lin.epochs=8" };
     p = load(BASE, ov2, 1, &err);
     cr_assert(p, "%s", err.msg);
     cr_assert_str_neq(p->runs[0].run_id, id1);
     sbi_plan_destroy(&p);
     /* Writing a default explicitly does not change the id. */
-    const char *ov3[] = {"heads.lin.lr=1.0e-3"};
+    const char *ov3[] = { "heads.lin.lr=1.0e-3" };
     p = load(BASE, ov3, 1, &err);
     cr_assert(p, "%s", err.msg);
     cr_assert_str_eq(p->runs[0].run_id, id1);
@@ -98,7 +97,7 @@ Test(plan, sweep_times_seeds, .init = setup)
 {
     char text[2048];
     snprintf(text, sizeof text, "%sseeds: [1, 2]\nsweep:\n  heads.lin.epochs: [3, 5, 9]\n", BASE);
-    sb_error err = {0};
+    sb_error err = { 0 };
     sbi_plan *p = load(text, NULL, 0, &err);
     cr_assert(p, "%s: %s", err.where, err.msg);
     cr_assert_eq(p->n_runs, 6);
@@ -119,8 +118,8 @@ Test(plan, sweep_times_seeds, .init = setup)
 
 Test(plan, reference_errors, .init = setup)
 {
-    sb_error err = {0};
-    const char *ov[] = {"experiment.head=lni"};
+    sb_error err = { 0 };
+    const char *ov[] = { "experiment.head=lni" };
     sbi_plan *p = load(BASE, ov, 1, &err);
     cr_assert_null(p);
     cr_assert_eq(err.code, SB_ERR_CONFIG);
@@ -128,27 +127,27 @@ Test(plan, reference_errors, .init = setup)
               "%s", err.msg);
     cr_assert(strstr(err.msg, "Did you mean 'lin'?"), "%s", err.msg);
 
-    sb_error e2 = {0};
-    const char *ov2[] = {"experiment.train.dataset=dd"};
+    sb_error e2 = { 0 };
+    const char *ov2[] = { "experiment.train.dataset=dd" };
     p = load(BASE, ov2, 1, &e2);
     cr_assert_null(p);
     cr_assert(strstr(e2.msg, "Did you mean 'd'?"), "%s", e2.msg);
 
-    sb_error e3 = {0};
-    const char *ov3[] = {"experiment.tset=1"};
+    sb_error e3 = { 0 };
+    const char *ov3[] = { "experiment.tset=1" };
     p = load(BASE, ov3, 1, &e3);
     cr_assert_null(p);
     cr_assert(strstr(e3.msg, "unknown key 'tset' in experiment (did you mean 'test'?)"), "%s",
               e3.msg);
     cr_assert(strstr(e3.where, "<command line>"), "%s", e3.where);
 
-    sb_error e4 = {0};
+    sb_error e4 = { 0 };
     p = load("datasets: {}\n", NULL, 0, &e4);
     cr_assert_null(p);
     cr_assert(strstr(e4.msg, "needs an 'experiment:'"), "%s", e4.msg);
 
-    sb_error e5 = {0};
-    const char *ov5[] = {"experiment.encoder=linear"};
+    sb_error e5 = { 0 };
+    const char *ov5[] = { "experiment.encoder=linear" };
     p = load(BASE, ov5, 1, &e5);
     cr_assert_null(p);
     cr_assert(strstr(e5.msg, "plugin linear is a head plugin, not an encoder"), "%s", e5.msg);

@@ -22,7 +22,7 @@ Test(store, creates_schema_and_reopens)
 {
     char *d = tmpdir();
     sbi_store *s = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sbi_store_open(d, &s, &err), SB_OK, "%s", err.msg);
     sqlite3_stmt *q = NULL;
     cr_assert_eq(sbi_store_prepare(s, "PRAGMA user_version", &q, &err), SB_OK);
@@ -52,7 +52,7 @@ Test(store, refuses_newer_schema)
     cr_assert_eq(sqlite3_exec(h, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
     sbi_store *s = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sbi_store_open(d, &s, &err), SB_ERR_SCHEMA);
     cr_assert(strstr(err.msg, "schema version 99, newer than"), "%s", err.msg);
     cr_assert(strstr(err.where, "serbench.db"), "%s", err.where);
@@ -70,7 +70,7 @@ Test(store, refuses_non_database)
     fputs("this is not a database, just text that is long enough to have a header......", f);
     fclose(f);
     sbi_store *s = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sbi_store_open(d, &s, &err), SB_ERR_SCHEMA, "%d %s", err.code, err.msg);
     cr_assert(strstr(err.msg, "--results"), "%s", err.msg);
     free(db);
@@ -88,7 +88,7 @@ Test(store, unwritable_folder)
         FILE *f = fopen(file, "w");
         fclose(f);
         sbi_store *s = NULL;
-        sb_error err = {0};
+        sb_error err = { 0 };
         cr_assert_eq(sbi_store_open(sub, &s, &err), SB_ERR_IO);
         cr_assert(strstr(err.where, "plain"), "%s", err.where);
         free(file);
@@ -101,7 +101,7 @@ Test(store, unwritable_folder)
     char *sub = NULL;
     cr_assert(asprintf(&sub, "%s/results", d) > 0);
     sbi_store *s = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sbi_store_open(sub, &s, &err), SB_ERR_IO);
     chmod(d, 0700);
     free(sub);
@@ -112,7 +112,7 @@ Test(store, file_hash_cache_follows_content)
 {
     char *d = tmpdir();
     sbi_store *s = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_eq(sbi_store_open(d, &s, &err), SB_OK);
     char *p = NULL;
     cr_assert(asprintf(&p, "%s/a.bin", d) > 0);

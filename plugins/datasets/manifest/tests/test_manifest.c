@@ -65,7 +65,10 @@ static void write_bytes(const char *rel, const char *data, size_t n)
     fclose(f);
 }
 
-static void write_text(const char *rel, const char *text) { write_bytes(rel, text, strlen(text)); }
+static void write_text(const char *rel, const char *text)
+{
+    write_bytes(rel, text, strlen(text));
+}
 
 static void touch_audio(const char *rel)
 {
@@ -87,7 +90,7 @@ static void cap_log(const sb_host *h, sb_log_level level, const char *fmt, ...) 
 static void cap_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
 {
     (void)h;
-    static const char *tag[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+    static const char *tag[] = { "ERROR", "WARN", "INFO", "DEBUG" };
     if (g_log_len + 16 >= sizeof g_log)
         return;
     g_log_len += (size_t)snprintf(g_log + g_log_len, sizeof g_log - g_log_len, "[%s] ",
@@ -116,8 +119,8 @@ static int cap_cancelled(const sb_host *h)
     return 0;
 }
 
-static const sb_host g_cap_host = {sizeof(sb_host), NULL, cap_log, cap_progress, cap_cancelled,
-                                   "/tmp", 1, 1};
+static const sb_host g_cap_host = { sizeof(sb_host), NULL,   cap_log, cap_progress,
+                                    cap_cancelled,   "/tmp", 1,       1 };
 
 /* Count of lines in the captured log at `level` containing `needle`. */
 static int log_count(const char *level, const char *needle)
@@ -135,8 +138,7 @@ static int log_count(const char *level, const char *needle)
 }
 
 /* Load with options given as YAML text ("%s" in it is replaced by the manifest path). */
-static sb_status load_host(const sb_host *host, const char *yaml, sb_corpus **out,
-                           sb_error *err)
+static sb_status load_host(const sb_host *host, const char *yaml, sb_corpus **out, sb_error *err)
 {
     const sb_plugin *p = serbench_plugin_v1();
     sb_opts *opts = NULL;
@@ -204,8 +206,9 @@ static void expect_same_corpus(const sb_corpus *a, const sb_corpus *b)
     for (size_t i = 0; i < sb_corpus_size(a); i++) {
         const sb_utt *x = sb_corpus_utt(a, i), *y = sb_corpus_utt(b, i);
         cr_assert_str_eq(x->id, y->id, "row %zu", i);
-#define SAME_STR(f) cr_assert(streq_null(x->f, y->f), "%s: " #f " '%s' vs '%s'", x->id, \
-                              x->f ? x->f : "(null)", y->f ? y->f : "(null)")
+#define SAME_STR(f)                                                                                \
+    cr_assert(streq_null(x->f, y->f), "%s: " #f " '%s' vs '%s'", x->id, x->f ? x->f : "(null)",    \
+              y->f ? y->f : "(null)")
         SAME_STR(dialogue);
         SAME_STR(speaker);
         SAME_STR(audio);
@@ -238,7 +241,7 @@ Test(manifest, descriptor)
     cr_assert_not_null(vt->load);
     /* path is required: the host refuses a block without it. */
     sb_opts *o = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     cr_assert_neq(sbi_opts_parse(p->options, "format: csv", "t.yaml", &o, &err), SB_OK);
     cr_assert_not_null(strstr(err.msg, "path"), "%s", err.msg);
     sb_error_clear(&err);
@@ -273,20 +276,19 @@ Test(manifest, built_module_exports_the_entry_only)
 Test(manifest, csv_and_jsonl_fixtures_give_identical_corpora)
 {
     sb_corpus *a = NULL, *b = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     char y[2048];
-    snprintf(y, sizeof y, "path: \"%s/tricky.csv\"\ncheck_audio: false\n",
-             SB_MANIFEST_FIXTURES);
+    snprintf(y, sizeof y, "path: \"%s/tricky.csv\"\ncheck_audio: false\n", SB_MANIFEST_FIXTURES);
     expect_ok(load(y, &a, &err), &err);
-    snprintf(y, sizeof y, "path: \"%s/tricky.jsonl\"\ncheck_audio: false\n",
-             SB_MANIFEST_FIXTURES);
+    snprintf(y, sizeof y, "path: \"%s/tricky.jsonl\"\ncheck_audio: false\n", SB_MANIFEST_FIXTURES);
     expect_ok(load(y, &b, &err), &err);
     cr_assert_eq(sb_corpus_size(a), 60);
     expect_same_corpus(a, b);
 
     /* Spot checks against the generator's rows. */
     const sb_utt *u = utt_by_id(a, "utt001");
-    cr_assert_str_eq(u->text, ";\t;\n,z  x\xc3\xa9" "b\na'\xc2\xa0\n\t \xc3\xa9");
+    cr_assert_str_eq(u->text, ";\t;\n,z  x\xc3\xa9"
+                              "b\na'\xc2\xa0\n\t \xc3\xa9");
     cr_assert_str_eq(u->speaker, "Ross, Dr.");
     cr_assert_str_eq(u->split, "test");
     cr_assert_eq(u->turn, 3);
@@ -309,7 +311,7 @@ Test(manifest, csv_and_jsonl_fixtures_give_identical_corpora)
 
     /* Inferred classes: sorted distinct labels. */
     cr_assert_eq(sb_corpus_n_classes(a), 4);
-    const char *want_cls[] = {"ang", "hap", "neu", "sad"};
+    const char *want_cls[] = { "ang", "hap", "neu", "sad" };
     for (int k = 0; k < 4; k++)
         cr_assert_str_eq(sb_corpus_class(a, k), want_cls[k]);
     cr_assert_str_eq(sb_corpus_label_space(a), "manifest");
@@ -333,7 +335,7 @@ Test(manifest, small_csv_and_jsonl_with_renames_agree)
                        "start: t0, end: t1, dialogue: sess, turn: idx, text: words, "
                        "value: score, channel: ch}\n";
     sb_corpus *a = NULL, *b = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     expect_ok(load(opts_for("m.csv", cols), &a, &err), &err);
     expect_ok(load(opts_for("m.jsonl", cols), &b, &err), &err);
     expect_same_corpus(a, b);
@@ -361,14 +363,14 @@ Test(manifest, quoting)
 {
     write_text("q.csv",
                "id,audio,split,text,speaker\n"
-               "u1,a.wav,train,\"a, b\",x\n"                 /* delimiter inside quotes */
+               "u1,a.wav,train,\"a, b\",x\n"                   /* delimiter inside quotes */
                "u2,a.wav,train,\"she said \"\"no\"\"\",\"\"\n" /* doubled quotes; "" is empty */
-               "u3,a.wav,train,\"two\nlines\",y\n"            /* embedded LF */
-               "u4,a.wav,train,\"crlf\r\ninside\",y\n"        /* embedded CRLF → LF */
-               "u5,a.wav,train,5'11\" tall,y\n"               /* quote in an unquoted field */
+               "u3,a.wav,train,\"two\nlines\",y\n"             /* embedded LF */
+               "u4,a.wav,train,\"crlf\r\ninside\",y\n"         /* embedded CRLF → LF */
+               "u5,a.wav,train,5'11\" tall,y\n"                /* quote in an unquoted field */
                "\"u6\",\"a.wav\",\"train\",\"\"\"\",\"z\"\n"); /* a lone quote character */
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     expect_ok(load(opts_for("q.csv", "check_audio: false\n"), &c, &err), &err);
     cr_assert_eq(sb_corpus_size(c), 6);
     cr_assert_str_eq(utt_by_id(c, "u1")->text, "a, b");
@@ -390,11 +392,11 @@ Test(manifest, line_numbers_count_embedded_newlines)
                         "u2,a.wav,train,\"one\ntwo\nthree\"\n"
                         "u3,a.wav,train\n");
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     char where[1100];
     snprintf(where, sizeof where, "%s:7", tpath("l.csv"));
     expect_err(load(opts_for("l.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){where, "3 fields", "header", "has 4", NULL});
+               (const char *[]){ where, "3 fields", "header", "has 4", NULL });
     cr_assert_eq(err.code, SB_ERR_FORMAT);
     sb_corpus_destroy(&c);
 }
@@ -402,14 +404,14 @@ Test(manifest, line_numbers_count_embedded_newlines)
 Test(manifest, quote_errors)
 {
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     write_text("u.csv", "id,audio,split,text\nu1,a.wav,train,\"never closed\nu2,b.wav,dev,x\n");
     expect_err(load(opts_for("u.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"u.csv:2", "never closed", "'text'", NULL});
+               (const char *[]){ "u.csv:2", "never closed", "'text'", NULL });
     sb_corpus_destroy(&c);
     write_text("t.csv", "id,audio,split,text\nu1,a.wav,train,\"closed\" late\n");
     expect_err(load(opts_for("t.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"t.csv:2", "after the closing quote", "column 4", NULL});
+               (const char *[]){ "t.csv:2", "after the closing quote", "column 4", NULL });
     sb_corpus_destroy(&c);
 }
 
@@ -418,7 +420,7 @@ Test(manifest, bom_is_stripped)
     write_text("b.csv", "\xEF\xBB\xBFid,audio,split\nu1,a.wav,train\n");
     write_text("b.jsonl", "\xEF\xBB\xBF{\"id\":\"u1\",\"audio\":\"a.wav\",\"split\":\"train\"}\n");
     sb_corpus *a = NULL, *b = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     expect_ok(load(opts_for("b.csv", "check_audio: false\n"), &a, &err), &err);
     expect_ok(load(opts_for("b.jsonl", "check_audio: false\n"), &b, &err), &err);
     cr_assert_str_eq(sb_corpus_utt(a, 0)->id, "u1", "the BOM must not stick to 'id'");
@@ -434,7 +436,7 @@ Test(manifest, crlf_and_lf_agree)
                "id,audio,split,label\r\nu1,a.wav,train,hap\r\nu2,b.wav,dev,sad\r\n\r\n");
     write_text("nolast.csv", "id,audio,split,label\r\nu1,a.wav,train,hap\r\nu2,b.wav,dev,sad");
     sb_corpus *a = NULL, *b = NULL, *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     expect_ok(load(opts_for("lf.csv", "check_audio: false\n"), &a, &err), &err);
     expect_ok(load(opts_for("crlf.csv", "check_audio: false\n"), &b, &err), &err);
     expect_ok(load(opts_for("nolast.csv", "check_audio: false\n"), &c, &err), &err);
@@ -450,7 +452,7 @@ Test(manifest, tsv_by_extension)
 {
     write_text("m.tsv", "id\taudio\tsplit\ttext\nu1\ta.wav\ttrain\tcomma, kept\n");
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     expect_ok(load(opts_for("m.tsv", "check_audio: false\n"), &c, &err), &err);
     cr_assert_str_eq(sb_corpus_utt(c, 0)->text, "comma, kept");
     sb_corpus_destroy(&c);
@@ -460,9 +462,9 @@ Test(manifest, format_option_and_unknown_extension)
 {
     write_text("m.txt", "{\"id\":\"u1\",\"audio\":\"a.wav\",\"split\":\"train\"}\n");
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     expect_err(load(opts_for("m.txt", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"m.txt", "format", NULL});
+               (const char *[]){ "m.txt", "format", NULL });
     sb_corpus_destroy(&c);
     expect_ok(load(opts_for("m.txt", "check_audio: false\nformat: jsonl\n"), &c, &err), &err);
     cr_assert_eq(sb_corpus_size(c), 1);
@@ -481,7 +483,7 @@ Test(manifest, relative_and_absolute_audio_paths)
     mkdir(tpath("sub"), 0755);
     write_text("sub/m.csv", m);
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     expect_ok(load(opts_for("sub/m.csv", NULL), &c, &err), &err);
     cr_assert_str_eq(utt_by_id(c, "u1")->audio, tpath("sub/wav/a.wav"));
     cr_assert_str_eq(utt_by_id(c, "u2")->audio, tpath("sub/wav/a.wav"));
@@ -499,7 +501,7 @@ Test(manifest, spans_and_derived_ids)
                         "long/rec2.wav,,3,train\n"
                         "long/rec3.flac,,,dev\n");
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     expect_ok(load(opts_for("s.csv", "check_audio: false\n"), &c, &err), &err);
     cr_assert_eq(sb_corpus_size(c), 5);
     const sb_utt *u = utt_by_id(c, "rec1_0");
@@ -519,11 +521,11 @@ Test(manifest, spans_and_derived_ids)
 
     write_text("bad.csv", "audio,start,end,split\nr.wav,3,2,train\n");
     expect_err(load(opts_for("bad.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"bad.csv:2", "'end'", "not after start", NULL});
+               (const char *[]){ "bad.csv:2", "'end'", "not after start", NULL });
     sb_corpus_destroy(&c);
     write_text("neg.csv", "audio,start,split\nr.wav,-1,train\n");
     expect_err(load(opts_for("neg.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"neg.csv:2", "'start'", "negative", NULL});
+               (const char *[]){ "neg.csv:2", "'start'", "negative", NULL });
     sb_corpus_destroy(&c);
 }
 
@@ -531,15 +533,15 @@ Test(manifest, duplicate_id_names_both_lines)
 {
     write_text("d.csv", "id,audio,split\nu1,a.wav,train\nu2,b.wav,train\n\nu1,c.wav,dev\n");
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     expect_err(load(opts_for("d.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"d.csv:5", "duplicate id 'u1'", "line 2", NULL});
+               (const char *[]){ "d.csv:5", "duplicate id 'u1'", "line 2", NULL });
     sb_corpus_destroy(&c);
     /* Derived ids: same file twice without spans. */
     write_text("e.jsonl", "{\"audio\":\"x/a.wav\",\"split\":\"train\"}\n"
                           "{\"audio\":\"y/a.wav\",\"split\":\"train\"}\n");
     expect_err(load(opts_for("e.jsonl", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"e.jsonl:2", "duplicate id 'a'", "line 1", "id column", NULL});
+               (const char *[]){ "e.jsonl:2", "duplicate id 'a'", "line 1", "id column", NULL });
     sb_corpus_destroy(&c);
 }
 
@@ -548,7 +550,7 @@ Test(manifest, missing_audio_is_a_warning)
     touch_audio("here.wav");
     write_text("w.csv", "id,audio,split\nu1,here.wav,train\nu2,gone.wav,train\nu3,.,dev\n");
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     g_log_len = 0;
     g_log[0] = '\0';
     expect_ok(load_host(&g_cap_host, opts_for("w.csv", NULL), &c, &err), &err);
@@ -577,7 +579,7 @@ Test(manifest, classes_given_keep_their_order)
     write_text("c.csv", "id,audio,split,label\nu1,a.wav,train,sad\nu2,a.wav,train,neu\n"
                         "u3,a.wav,train,\n");
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     g_log_len = 0;
     g_log[0] = '\0';
     expect_ok(load_host(&g_cap_host,
@@ -600,7 +602,7 @@ Test(manifest, classes_inferred_are_sorted_and_logged)
     write_text("c.csv", "id,audio,split,label\nu1,a.wav,train,sad\nu2,a.wav,train,neu\n"
                         "u3,a.wav,train,ang\nu4,a.wav,dev,sad\nu5,a.wav,dev,\n");
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     g_log_len = 0;
     g_log[0] = '\0';
     expect_ok(load_host(&g_cap_host, opts_for("c.csv", "check_audio: false\n"), &c, &err), &err);
@@ -620,7 +622,7 @@ Test(manifest, no_labels_at_all_is_a_regression_corpus)
 {
     write_text("r.jsonl", "{\"audio\":\"a.wav\",\"split\":\"train\",\"value\":-1.5}\n");
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     expect_ok(load(opts_for("r.jsonl", "check_audio: false\n"), &c, &err), &err);
     cr_assert_eq(sb_corpus_n_classes(c), 0);
     cr_assert_eq(sb_corpus_utt(c, 0)->value, -1.5);
@@ -632,9 +634,9 @@ Test(manifest, unknown_label_is_an_error)
 {
     write_text("c.csv", "id,audio,split,label\nu1,a.wav,train,neu\nu2,a.wav,train,happy\n");
     sb_corpus *c = NULL;
-    sb_error err = {0};
-    expect_err(load(opts_for("c.csv", "check_audio: false\nclasses: [neu, hap]\n"), &c, &err),
-               &err, (const char *[]){"c.csv:3", "'happy'", "'neu', 'hap'", NULL});
+    sb_error err = { 0 };
+    expect_err(load(opts_for("c.csv", "check_audio: false\nclasses: [neu, hap]\n"), &c, &err), &err,
+               (const char *[]){ "c.csv:3", "'happy'", "'neu', 'hap'", NULL });
     sb_corpus_destroy(&c);
 }
 
@@ -644,9 +646,9 @@ Test(manifest, wrong_field_count)
 {
     write_text("f.csv", "id,audio,split\nu1,a.wav,train\nu2,a.wav,train,extra\n");
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     expect_err(load(opts_for("f.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"f.csv:3", "4 fields", "has 3", NULL});
+               (const char *[]){ "f.csv:3", "4 fields", "has 3", NULL });
     sb_corpus_destroy(&c);
 }
 
@@ -656,78 +658,77 @@ Test(manifest, malformed_json_line)
                           "\n"
                           "{\"audio\":\"b.wav\",\"split\":\"train\",\"id\":\"u2\"\n");
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     expect_err(load(opts_for("j.jsonl", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"j.jsonl:3", "malformed JSON", "'}' expected", NULL});
+               (const char *[]){ "j.jsonl:3", "malformed JSON", "'}' expected", NULL });
     sb_corpus_destroy(&c);
     write_text("arr.json", "[{\"audio\":\"a.wav\",\"split\":\"train\"}]\n");
     expect_err(load(opts_for("arr.json", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"arr.json:1", "JSON array", NULL});
+               (const char *[]){ "arr.json:1", "JSON array", NULL });
     sb_corpus_destroy(&c);
     write_text("n.jsonl", "42\n");
     expect_err(load(opts_for("n.jsonl", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"n.jsonl:1", "a number", "object", NULL});
+               (const char *[]){ "n.jsonl:1", "a number", "object", NULL });
     sb_corpus_destroy(&c);
     write_text("o.jsonl", "{\"audio\":\"a.wav\",\"split\":\"train\",\"label\":{\"x\":1}}\n");
     expect_err(load(opts_for("o.jsonl", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"o.jsonl:1", "'label'", "an object", NULL});
+               (const char *[]){ "o.jsonl:1", "'label'", "an object", NULL });
     sb_corpus_destroy(&c);
     write_text("dup.jsonl", "{\"audio\":\"a.wav\",\"audio\":\"b.wav\",\"split\":\"train\"}\n");
     expect_err(load(opts_for("dup.jsonl", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"dup.jsonl:1", "duplicate", NULL});
+               (const char *[]){ "dup.jsonl:1", "duplicate", NULL });
     sb_corpus_destroy(&c);
 }
 
 Test(manifest, bad_numbers_name_the_column)
 {
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     write_text("n.csv", "audio,start,split\na.wav,1.2.3,train\n");
     expect_err(load(opts_for("n.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"n.csv:2", "column 'start'", "'1.2.3'", NULL});
+               (const char *[]){ "n.csv:2", "column 'start'", "'1.2.3'", NULL });
     sb_corpus_destroy(&c);
     write_text("t.jsonl", "{\"audio\":\"a.wav\",\"split\":\"train\",\"idx\":\"2x\"}\n");
     expect_err(load(opts_for("t.jsonl", "check_audio: false\ncolumns: {turn: idx}\n"), &c, &err),
-               &err, (const char *[]){"t.jsonl:1", "column 'idx' (field turn)", "'2x'", NULL});
+               &err, (const char *[]){ "t.jsonl:1", "column 'idx' (field turn)", "'2x'", NULL });
     sb_corpus_destroy(&c);
     write_text("i.csv", "audio,channel,split\na.wav,1.5,train\n");
     expect_err(load(opts_for("i.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"i.csv:2", "'channel'", "whole number", NULL});
+               (const char *[]){ "i.csv:2", "'channel'", "whole number", NULL });
     sb_corpus_destroy(&c);
     write_text("v.csv", "audio,value,split\na.wav,nan,train\n");
     expect_err(load(opts_for("v.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"v.csv:2", "'value'", "finite", NULL});
+               (const char *[]){ "v.csv:2", "'value'", "finite", NULL });
     sb_corpus_destroy(&c);
 }
 
 Test(manifest, missing_required_column)
 {
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     write_text("a.csv", "id,wav,split\nu1,a.wav,train\n");
     expect_err(load(opts_for("a.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"a.csv:1", "no column 'audio'", "'id', 'wav', 'split'", NULL});
+               (const char *[]){ "a.csv:1", "no column 'audio'", "'id', 'wav', 'split'", NULL });
     sb_corpus_destroy(&c);
     write_text("s.csv", "id,audio\nu1,a.wav\n");
     expect_err(load(opts_for("s.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"s.csv:1", "'split'", "split_default", NULL});
+               (const char *[]){ "s.csv:1", "'split'", "split_default", NULL });
     sb_corpus_destroy(&c);
     /* ...which split_default fixes, also for an empty cell. */
-    expect_ok(load(opts_for("s.csv", "check_audio: false\nsplit_default: test\n"), &c, &err),
-              &err);
+    expect_ok(load(opts_for("s.csv", "check_audio: false\nsplit_default: test\n"), &c, &err), &err);
     cr_assert_str_eq(sb_corpus_utt(c, 0)->split, "test");
     sb_corpus_destroy(&c);
     write_text("e.csv", "id,audio,split\nu1,a.wav,train\nu2,b.wav,\n");
     expect_err(load(opts_for("e.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"e.csv:3", "'split'", "empty", NULL});
+               (const char *[]){ "e.csv:3", "'split'", "empty", NULL });
     sb_corpus_destroy(&c);
     write_text("j.jsonl", "{\"id\":\"u1\",\"split\":\"train\"}\n");
     expect_err(load(opts_for("j.jsonl", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"j.jsonl:1", "no key 'audio'", NULL});
+               (const char *[]){ "j.jsonl:1", "no key 'audio'", NULL });
     sb_corpus_destroy(&c);
     write_text("k.csv", "id,audio,split\nu1,,train\n");
     expect_err(load(opts_for("k.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"k.csv:2", "'audio'", "empty", NULL});
+               (const char *[]){ "k.csv:2", "'audio'", "empty", NULL });
     sb_corpus_destroy(&c);
 }
 
@@ -735,7 +736,7 @@ Test(manifest, columns_renames)
 {
     write_text("r.csv", "utt,wav_path,emotion,set,audio\nu1,a.wav,hap,train,ignored.wav\n");
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     g_log_len = 0;
     g_log[0] = '\0';
     expect_ok(load_host(&g_cap_host,
@@ -752,7 +753,7 @@ Test(manifest, columns_renames)
     sb_corpus_destroy(&c);
     /* A rename from a field that does not exist is a config error naming the key. */
     expect_err(load(opts_for("r.csv", "columns: {wav: wav_path}\n"), &c, &err), &err,
-               (const char *[]){"test.yaml", "'wav' is not a field", NULL});
+               (const char *[]){ "test.yaml", "'wav' is not a field", NULL });
     cr_assert_eq(err.code, SB_ERR_CONFIG);
     sb_corpus_destroy(&c);
 }
@@ -763,11 +764,10 @@ Test(manifest, unknown_columns_logged_once_at_debug)
                "{\"audio\":\"a.wav\",\"split\":\"train\",\"mood\":\"x\",\"id\":\"1\"}\n"
                "{\"audio\":\"b.wav\",\"split\":\"train\",\"mood\":\"y\",\"id\":\"2\"}\n");
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     g_log_len = 0;
     g_log[0] = '\0';
-    expect_ok(load_host(&g_cap_host, opts_for("u.jsonl", "check_audio: false\n"), &c, &err),
-              &err);
+    expect_ok(load_host(&g_cap_host, opts_for("u.jsonl", "check_audio: false\n"), &c, &err), &err);
     cr_assert_eq(log_count("DEBUG", "'mood'"), 1, "log:\n%s", g_log);
     cr_assert_eq(sb_corpus_size(c), 2);
     sb_corpus_destroy(&c);
@@ -776,7 +776,7 @@ Test(manifest, unknown_columns_logged_once_at_debug)
 Test(manifest, empty_manifests)
 {
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     write_text("h.csv", "id,audio,split,label\r\n");
     expect_ok(load(opts_for("h.csv", NULL), &c, &err), &err);
     cr_assert_eq(sb_corpus_size(c), 0);
@@ -787,10 +787,10 @@ Test(manifest, empty_manifests)
     sb_corpus_destroy(&c);
     write_text("z.csv", "");
     expect_err(load(opts_for("z.csv", NULL), &c, &err), &err,
-               (const char *[]){"z.csv", "is empty", "header row", NULL});
+               (const char *[]){ "z.csv", "is empty", "header row", NULL });
     sb_corpus_destroy(&c);
     expect_err(load(opts_for("nothere.csv", NULL), &c, &err), &err,
-               (const char *[]){"nothere.csv", "cannot open", NULL});
+               (const char *[]){ "nothere.csv", "cannot open", NULL });
     cr_assert_eq(err.code, SB_ERR_IO);
     sb_corpus_destroy(&c);
 }
@@ -798,14 +798,14 @@ Test(manifest, empty_manifests)
 Test(manifest, hostile_bytes)
 {
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     write_bytes("nul.csv", "id,audio,split\nu1,a\0.wav,train\n", 30);
     expect_err(load(opts_for("nul.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"nul.csv:2", "NUL", NULL});
+               (const char *[]){ "nul.csv:2", "NUL", NULL });
     sb_corpus_destroy(&c);
     write_text("l1.csv", "id,audio,split,text\nu1,a.wav,train,caf\xe9\n");
     expect_err(load(opts_for("l1.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"l1.csv:2", "'text'", "UTF-8", NULL});
+               (const char *[]){ "l1.csv:2", "'text'", "UTF-8", NULL });
     sb_corpus_destroy(&c);
     /* A field just over 1 MiB. */
     size_t n = ((size_t)1 << 20) + 64;
@@ -816,7 +816,7 @@ Test(manifest, hostile_bytes)
     strcpy(big + k + n, "\"\n");
     write_text("big.csv", big);
     expect_err(load(opts_for("big.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){"big.csv:2", "1 MiB", NULL});
+               (const char *[]){ "big.csv:2", "1 MiB", NULL });
     sb_corpus_destroy(&c);
     /* ...and just under it is fine. */
     memset(big + k, 'y', ((size_t)1 << 20) - 10);
@@ -846,12 +846,12 @@ Test(manifest, real_meld_dev_csv)
              " text: Utterance, dialogue: Dialogue_ID, turn: Utterance_ID}\n",
              path);
     sb_corpus *c = NULL;
-    sb_error err = {0};
+    sb_error err = { 0 };
     expect_ok(load(y, &c, &err), &err);
     cr_assert_eq(sb_corpus_size(c), 1109);
-    const char *cls[] = {"anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"};
-    const size_t want[] = {153, 22, 40, 163, 470, 111, 150};
-    size_t count[7] = {0}, text_bytes = 0;
+    const char *cls[] = { "anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise" };
+    const size_t want[] = { 153, 22, 40, 163, 470, 111, 150 };
+    size_t count[7] = { 0 }, text_bytes = 0;
     cr_assert_eq(sb_corpus_n_classes(c), 7);
     for (int k = 0; k < 7; k++)
         cr_assert_str_eq(sb_corpus_class(c, k), cls[k]);
@@ -896,14 +896,15 @@ static const char k_seed_jsonl[] =
  * that matter to the parsers, deletions and chunk copies. */
 static void mutate(sb_rng *r, char *buf, size_t *n, size_t cap)
 {
-    static const char spicy[] = {'"', ',', '\n', '\r', '\0', '\t', ' ', '.', '-', '1', 'e',
-                                 '{', '}', ':', '[', '\\', (char)0xFF, (char)0xC3,
-                                 (char)0xEF, (char)0xBB, (char)0xBF};
+    static const char spicy[] = { '"',        ',',        '\n',      '\r', '\0',       '\t',
+                                  ' ',        '.',        '-',       '1',  'e',        '{',
+                                  '}',        ':',        '[',       '\\', (char)0xFF, (char)0xC3,
+                                  (char)0xEF, (char)0xBB, (char)0xBF };
     int m = 1 + (int)sb_rng_below(r, 8);
     for (int k = 0; k < m; k++) {
         size_t pos = *n ? (size_t)sb_rng_below(r, *n) : 0;
-        char ch = sb_rng_below(r, 4) ? spicy[sb_rng_below(r, sizeof spicy)]
-                                     : (char)sb_rng_below(r, 256);
+        char ch =
+            sb_rng_below(r, 4) ? spicy[sb_rng_below(r, sizeof spicy)] : (char)sb_rng_below(r, 256);
         switch (sb_rng_below(r, 5)) {
         case 0: /* replace */
             if (*n)
@@ -932,9 +933,7 @@ static void mutate(sb_rng *r, char *buf, size_t *n, size_t cap)
             }
             break;
         }
-        default: /* truncate */
-            *n = pos;
-            break;
+        default: /* truncate */ *n = pos; break;
         }
     }
 }
@@ -952,7 +951,7 @@ static void fuzz_run(const char *seed_text, const char *name, int iterations, ui
         mutate(&r, buf, &n, sizeof buf);
         write_bytes(name, buf, n);
         sb_corpus *c = NULL;
-        sb_error err = {0};
+        sb_error err = { 0 };
         /* Options vary too: inferred vs given classes, a split default. */
         const char *extra = (it % 3 == 0)   ? "classes: [neu, hap, sad]\n"
                             : (it % 3 == 1) ? "split_default: train\n"
