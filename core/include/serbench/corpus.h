@@ -23,13 +23,17 @@ typedef struct sb_utt {
     const char *dialogue; /* dialogue id, or NULL */
     int32_t turn;         /* position in the dialogue, or -1 */
     const char *speaker;  /* or NULL */
-    const char *audio;    /* absolute path of the audio file; required */
+    const char *audio;    /* absolute path of the audio file, or NULL when the corpus has
+                             none for this item (text-only use; the feature stage applies
+                             the dataset's on_missing_audio policy) */
     double start, end;    /* seconds into the file; end < 0 means to the end */
     int32_t channel;      /* 0-based channel, or -1 to downmix to mono */
     const char *text;     /* transcript (UTF-8), or NULL */
     const char *split;    /* "train", "dev", "test", "fold3", ...; required */
     int32_t label;        /* gold class index in the corpus's label space, -1 = none */
     double value;         /* gold continuous value (regression), NAN = none */
+    const char *meta;     /* extra fields as JSON object text ({"vad": [2.5, 3, 2],
+                             "sentiment": "positive"}), or NULL; validated on add */
 } sb_utt;
 
 /* Fill u with "unset" values: NULLs, turn/label/channel -1, start 0, end -1, value NAN. */
@@ -47,6 +51,19 @@ SB_API sb_status sb_corpus_set_classes(sb_corpus *c, const char *space_name,
  * missing required field, naming the utterance. */
 SB_API sb_status sb_corpus_add(sb_corpus *c, const sb_utt *u, sb_error *err);
 
+/* Record one rater's label for utterance `utt_id` (already added): rater is an id ("E2",
+ * "F1"), label the rater's own text ("Neutral", "Frustration"), not necessarily a class
+ * of the label space. Used for agreement statistics. */
+SB_API sb_status sb_corpus_add_rating(sb_corpus *c, const char *utt_id, const char *rater,
+                                      const char *label, sb_error *err);
+
+/* Describe the corpus as loaded: key/value text shown by `serbench corpus` and kept in run
+ * provenance. Conventional keys: "protocol" (e.g. "iemocap-4class-loso"),
+ * "protocol_version", "fold", "dev_split" (how dev was carved), "layout", "notes". A key
+ * set twice keeps the last value. */
+SB_API sb_status sb_corpus_set_info(sb_corpus *c, const char *key, const char *value,
+                                    sb_error *err);
+
 /* Record a per-item problem found while loading (a missing audio file, say) without
  * failing the whole load; the host reports these and excludes the item. */
 SB_API void sb_corpus_warn_item(sb_corpus *c, const char *utt_id, const char *fmt, ...)
@@ -62,6 +79,14 @@ SB_API const char *sb_corpus_class(const sb_corpus *c, int i);
 SB_API const char *sb_corpus_label_space(const sb_corpus *c);
 /* Index of a class name, or -1. */
 SB_API int sb_corpus_class_index(const sb_corpus *c, const char *name);
+/* Ratings of utterance i: count, and the k-th (rater id out, label returned). */
+SB_API size_t sb_corpus_n_ratings(const sb_corpus *c, size_t i);
+SB_API const char *sb_corpus_rating(const sb_corpus *c, size_t i, size_t k, const char **rater);
+/* Info set with sb_corpus_set_info: count, the k-th (key out, value returned), or by key
+ * (NULL if unset). */
+SB_API size_t sb_corpus_n_info(const sb_corpus *c);
+SB_API const char *sb_corpus_info_at(const sb_corpus *c, size_t k, const char **key);
+SB_API const char *sb_corpus_info(const sb_corpus *c, const char *key);
 /* Items reported with sb_corpus_warn_item: count, and the i-th id and message. */
 SB_API size_t sb_corpus_n_warnings(const sb_corpus *c);
 SB_API const char *sb_corpus_warning(const sb_corpus *c, size_t i, const char **utt_id);

@@ -13,6 +13,7 @@
 #include "hash.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "text.h"
 #include "nn.h"
 #include "metrics.h"
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include <xxhash.h>
 
 #include "util.h"
@@ -15,6 +16,15 @@ typedef struct warning {
     char *utt_id;
     char *msg;
 } warning;
+
+typedef struct rating {
+    size_t utt;
+    char *rater, *label;
+} rating;
+
+typedef struct info_kv {
+    char *key, *value;
+} info_kv;
 
 struct sb_corpus {
     char *name;
@@ -27,6 +37,11 @@ struct sb_corpus {
     size_t index_cap;
     warning *warnings;
     size_t n_warnings, cap_warnings;
+    rating *ratings; /* in the order added, grouped per utterance via first/count below */
+    size_t n_ratings, cap_ratings;
+    size_t *rating_first, *rating_count; /* [cap] per utterance, built as ratings arrive */
+    info_kv *info;
+    size_t n_info;
 };
 
 void sb_utt_init(sb_utt *u)
@@ -60,6 +75,7 @@ static void utt_free_strings(sb_utt *u)
     free((char *)u->audio);
     free((char *)u->text);
     free((char *)u->split);
+    free((char *)u->meta);
 }
 
 void sb_corpus_destroy(sb_corpus **cp)
@@ -76,6 +92,18 @@ void sb_corpus_destroy(sb_corpus **cp)
         free(c->warnings[i].msg);
     }
     free(c->warnings);
+    for (size_t i = 0; i < c->n_ratings; i++) {
+        free(c->ratings[i].rater);
+        free(c->ratings[i].label);
+    }
+    free(c->ratings);
+    free(c->rating_first);
+    free(c->rating_count);
+    for (size_t i = 0; i < c->n_info; i++) {
+        free(c->info[i].key);
+        free(c->info[i].value);
+    }
+    free(c->info);
     free(c->classes);
     free(c->utts);
     free(c->index);
@@ -157,8 +185,8 @@ sb_status sb_corpus_add(sb_corpus *c, const sb_utt *u, sb_error *err)
         return sb_error_set(err, SB_ERR_INVALID, c->name, "an utterance has no id");
     char where[300];
     snprintf(where, sizeof where, "utterance %s", u->id);
-    if (!u->audio || !*u->audio)
-        return sb_error_set(err, SB_ERR_INVALID, where, "no audio path");
+    if (u->audio && !*u->audio)
+        return sb_error_set(err, SB_ERR_INVALID, where, "empty audio path (use NULL for none)");
     if (!u->split || !*u->split)
         return sb_error_set(err, SB_ERR_INVALID, where, "no split");
     if (u->label >= 0 && u->label >= c->n_classes)
@@ -168,6 +196,16 @@ sb_status sb_corpus_add(sb_corpus *c, const sb_utt *u, sb_error *err)
     if (u->end >= 0 && u->end <= u->start)
         return sb_error_set(err, SB_ERR_INVALID, where, "end %.3f s is not after start %.3f s",
                             u->end, u->start);
+    int has_meta = u->struct_size >= offsetof(sb_utt, meta) + sizeof u->meta && u->meta;
+    if (has_meta) {
+        json_error_t je;
+        json_t *m = json_loads(u->meta, JSON_REJECT_DUPLICATES, &je);
+        int ok = json_is_object(m);
+        json_decref(m);
+        if (!ok)
+            return sb_error_set(err, SB_ERR_INVALID, where, "meta is not a JSON object: %s",
+                                m ? "not an object" : je.text);
+    }
     if (sb_corpus_find(c, u->id) >= 0)
         return sb_error_set(err, SB_ERR_INVALID, where, "duplicate utterance id");
     if (c->n == c->cap) {
@@ -189,12 +227,14 @@ sb_status sb_corpus_add(sb_corpus *c, const sb_utt *u, sb_error *err)
     d->label = u->label < 0 ? -1 : u->label;
     d->value = u->value;
     d->id = strdup(u->id);
-    d->audio = strdup(u->audio);
+    d->audio = sbi_strdup(u->audio);
+    d->meta = has_meta ? sbi_strdup(u->meta) : NULL;
     d->split = strdup(u->split);
     d->dialogue = sbi_strdup(u->dialogue);
     d->speaker = sbi_strdup(u->speaker);
     d->text = sbi_strdup(u->text);
-    if (!d->id || !d->audio || !d->split || (u->dialogue && !d->dialogue) ||
+    if (!d->id || (u->audio && !d->audio) || (has_meta && !d->meta) || !d->split ||
+        (u->dialogue && !d->dialogue) ||
         (u->speaker && !d->speaker) || (u->text && !d->text)) {
         utt_free_strings(d);
         return sb_error_set(err, SB_ERR_NOMEM, where, "out of memory");
