@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "util.h"
 
 int cmd_corpus(int argc, char **argv)
 {
@@ -49,6 +50,35 @@ int cmd_corpus(int argc, char **argv)
                 json_object_set_new(
                     s, "total", json_integer(json_integer_value(json_object_get(s, "total")) + 1));
             }
+            /* Distinct dialogues and speakers, and audio files that are absent (stat only:
+             * loading and this command never decode audio). */
+            json_t *dlg = json_object(), *spk = json_object();
+            size_t no_audio = 0, missing_audio = 0;
+            json_t *missing = json_array();
+            for (size_t u = 0; u < sb_corpus_size(c); u++) {
+                const sb_utt *ut = sb_corpus_utt(c, u);
+                if (ut->dialogue)
+                    json_object_set_new(dlg, ut->dialogue, json_true());
+                if (ut->speaker)
+                    json_object_set_new(spk, ut->speaker, json_true());
+                if (!ut->audio) {
+                    no_audio++;
+                } else if (!sbi_is_file(ut->audio)) {
+                    missing_audio++;
+                    if (json_array_size(missing) < 1000)
+                        json_array_append_new(missing, json_pack("{s:s, s:s}", "utterance", ut->id,
+                                                                 "audio", ut->audio));
+                }
+            }
+            json_t *info = json_object();
+            for (size_t q = 0; q < sb_corpus_n_info(c); q++) {
+                const char *key = NULL;
+                const char *val = sb_corpus_info_at(c, q, &key);
+                json_object_set_new(info, key, json_string(val));
+            }
+            size_t n_ratings = 0;
+            for (size_t u = 0; u < sb_corpus_size(c); u++)
+                n_ratings += sb_corpus_n_ratings(c, u);
             json_t *warn = json_array();
             for (size_t w = 0; w < sb_corpus_n_warnings(c); w++) {
                 const char *id = NULL;
@@ -60,11 +90,18 @@ int cmd_corpus(int argc, char **argv)
             for (int j = 0; j < K; j++)
                 json_array_append_new(classes, json_string(sb_corpus_class(c, j)));
             const char *space = sb_corpus_label_space(c);
-            json_object_set_new(all, in->name,
-                                json_pack("{s:s, s:s, s:I, s:o, s:o, s:o}", "plugin",
-                                          in->plugin->desc->name, "label_space", space ? space : "",
-                                          "utterances", (json_int_t)sb_corpus_size(c), "classes",
-                                          classes, "splits", splits, "problems", warn));
+            json_object_set_new(
+                all, in->name,
+                json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:{s:I, s:I, s:o}}",
+                          "plugin", in->plugin->desc->name, "label_space", space ? space : "",
+                          "utterances", (json_int_t)sb_corpus_size(c), "dialogues",
+                          (json_int_t)json_object_size(dlg), "speakers",
+                          (json_int_t)json_object_size(spk), "ratings", (json_int_t)n_ratings,
+                          "info", info, "classes", classes, "splits", splits, "problems", warn,
+                          "audio", "without_audio", (json_int_t)no_audio, "missing_files",
+                          (json_int_t)missing_audio, "missing", missing));
+            json_decref(dlg);
+            json_decref(spk);
             sb_corpus_destroy(&c);
         }
     }
@@ -77,10 +114,16 @@ int cmd_corpus(int argc, char **argv)
         json_t *d;
         json_object_foreach(all, name, d)
         {
-            printf("%s (%s, label space %s): %lld utterances\n", name,
-                   json_string_value(json_object_get(d, "plugin")),
+            printf("%s (%s, label space %s): %lld utterances, %lld dialogues, %lld speakers\n",
+                   name, json_string_value(json_object_get(d, "plugin")),
                    json_string_value(json_object_get(d, "label_space")),
-                   (long long)json_integer_value(json_object_get(d, "utterances")));
+                   (long long)json_integer_value(json_object_get(d, "utterances")),
+                   (long long)json_integer_value(json_object_get(d, "dialogues")),
+                   (long long)json_integer_value(json_object_get(d, "speakers")));
+            const char *ik;
+            json_t *iv;
+            json_object_foreach(json_object_get(d, "info"), ik, iv)
+                printf("  %s: %s\n", ik, json_string_value(iv));
             const char *sn;
             json_t *s;
             json_object_foreach(json_object_get(d, "splits"), sn, s)
@@ -92,9 +135,27 @@ int cmd_corpus(int argc, char **argv)
                     printf(" %s=%lld", cn, (long long)json_integer_value(v));
                 printf("\n");
             }
-            size_t np = json_array_size(json_object_get(d, "problems"));
+            json_t *probs = json_object_get(d, "problems");
+            size_t np = json_array_size(probs);
+            for (size_t k = 0; k < np && k < 20; k++)
+                printf("  problem: %s: %s\n",
+                       json_string_value(json_object_get(json_array_get(probs, k), "utterance")),
+                       json_string_value(json_object_get(json_array_get(probs, k), "problem")));
             if (np)
-                printf("  %zu problem item%s (see --json)\n", np, np == 1 ? "" : "s");
+                printf("  %zu problem item%s in all%s\n", np, np == 1 ? "" : "s",
+                       np > 20 ? " (all of them with --json)" : "");
+            json_t *au = json_object_get(d, "audio");
+            long long na = (long long)json_integer_value(json_object_get(au, "without_audio"));
+            long long nm = (long long)json_integer_value(json_object_get(au, "missing_files"));
+            for (size_t k = 0; k < json_array_size(json_object_get(au, "missing")) && k < 20; k++) {
+                json_t *m = json_array_get(json_object_get(au, "missing"), k);
+                printf("  missing audio: %s: %s\n",
+                       json_string_value(json_object_get(m, "utterance")),
+                       json_string_value(json_object_get(m, "audio")));
+            }
+            if (nm || na)
+                printf("  audio: %lld file%s missing, %lld utterance%s without audio\n", nm,
+                       nm == 1 ? "" : "s", na, na == 1 ? "" : "s");
         }
     }
     json_decref(all);

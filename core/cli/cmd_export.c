@@ -96,11 +96,16 @@ int cmd_export(int argc, char **argv)
                 field(&b, (const char *)sqlite3_column_text(q, 1), 0);
                 field(&b, (const char *)sqlite3_column_text(q, 2), 0);
                 field(&b, (const char *)sqlite3_column_text(q, 3), 0);
-                field(&b,
-                      json_string_value(json_array_get(classes, (size_t)sqlite3_column_int(q, 2))),
+                /* The test set's scoring space (a label map may differ from training's). */
+                json_t *cls =
+                    json_object_get(json_object_get(json_object_get(pj, "tests"),
+                                                    (const char *)sqlite3_column_text(q, 0)),
+                                    "classes");
+                if (!json_is_array(cls))
+                    cls = classes;
+                field(&b, json_string_value(json_array_get(cls, (size_t)sqlite3_column_int(q, 2))),
                       0);
-                field(&b,
-                      json_string_value(json_array_get(classes, (size_t)sqlite3_column_int(q, 3))),
+                field(&b, json_string_value(json_array_get(cls, (size_t)sqlite3_column_int(q, 3))),
                       0);
                 field(&b, (const char *)sqlite3_column_text(q, 4), 1);
             } else {

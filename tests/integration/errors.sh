@@ -113,32 +113,56 @@ run_sb $T/e10 validate $T/c10.yaml
 expect_exit 2 $T/e10
 expect_in $T/e10.err "undefined symbol: sb_fixture_missing_symbol"
 
-# 11. a missing audio file: the run finishes, the item is reported, exit 1
+# 11. a missing audio file: by default (on_missing_audio: error) the run stops with exit 2,
+# naming the utterance and the policy; what was encoded is kept. With skip, the run finishes
+# (exit 0) and the run's record counts the item left out.
 C2=$T/corpus2; mkdir -p $C2; cp -r $C/wav $C2/; cp $C/manifest.csv $C2/
 missing=$(grep ',test,' $C2/manifest.csv | head -1 | cut -d, -f1)
 rm $C2/wav/$missing.wav
 base $T/c11.yaml; sed -i "s|$C/manifest.csv|$C2/manifest.csv|" $T/c11.yaml
 run_sb $T/e11 run $T/c11.yaml --results $T/r11
-expect_exit 1 $T/e11
+expect_exit 2 $T/e11
 expect_in $T/e11.err "$missing"
-expect_in $T/e11.out "(1)"   # the table is still produced
+expect_in $T/e11.err "on_missing_audio: skip"
+[ "$(sqlite3 $T/r11/serbench.db 'SELECT count(*) FROM features')" -gt 0 ] || fail "encoded items lost"
+ok
+sed -i "s|plugin: manifest,|plugin: manifest, on_missing_audio: skip,|" $T/c11.yaml
+run_sb $T/e11b run $T/c11.yaml --results $T/r11
+expect_exit 0 $T/e11b
+expect_in $T/e11b.err "utterance $missing: skipped (on_missing_audio: skip)"
+expect_in $T/e11b.out "(1)"
+expect_not_in $T/e11b.err "to compute"   # nothing re-encoded after the stop
+lo=$(sqlite3 $T/r11/serbench.db "SELECT provenance FROM runs" | jq '.tests["small/test"].left_out')
+[ "$lo" = 1 ] || fail "the run's record should count 1 test item left out, got $lo"
+ok
 
-# 12. a corrupt audio file (text named .wav): same
+# 12. a corrupt audio file (text named .wav): the same policy, with the file named
 C3=$T/corpus3; mkdir -p $C3; cp -r $C/wav $C3/; cp $C/manifest.csv $C3/
 bad=$(grep ',train,' $C3/manifest.csv | sed -n 3p | cut -d, -f1)
 echo "not audio at all" > $C3/wav/$bad.wav
 base $T/c12.yaml; sed -i "s|$C/manifest.csv|$C3/manifest.csv|" $T/c12.yaml
 run_sb $T/e12 run $T/c12.yaml --results $T/r12
-expect_exit 1 $T/e12
-expect_in $T/e12.err "utterance $bad"
-[ "$(sqlite3 $T/r12/serbench.db "SELECT count(*) FROM item_failures WHERE utt_id='$bad'")" = 1 ] || fail "failure not stored"
-ok
-# Fixing the file and rerunning: only that item is encoded, the run recomputed (inputs changed).
+expect_exit 2 $T/e12
+expect_in $T/e12.err "$bad"
+expect_in $T/e12.err "$bad.wav"
+# Fixing the file and rerunning: only that item is encoded.
 cp $C/wav/$bad.wav $C3/wav/$bad.wav
 run_sb $T/e12b run $T/c12.yaml --results $T/r12
 expect_exit 0 $T/e12b
-expect_in $T/e12b.err "to compute"
 expect_in $T/e12b.err "1 encoded"
+
+# 12b. an encoder that fails on one item (too short for slowenc's frame): exit 1, reported
+base $T/c12c.yaml
+sed -i "1i plugin_path: [$SB_FIXTURE_PLUGINS]" $T/c12c.yaml
+sed -i 's/  encoder: fbank/  encoder: slowenc/' $T/c12c.yaml
+C4=$T/corpus4; mkdir -p $C4; cp -r $C/wav $C4/; cp $C/manifest.csv $C4/
+short=$(grep ',train,' $C4/manifest.csv | sed -n 2p | cut -d, -f1)
+sox $C/wav/$short.wav $C4/wav/$short.wav trim 0 0.01
+sed -i "s|$C/manifest.csv|$C4/manifest.csv|" $T/c12c.yaml
+run_sb $T/e12c run $T/c12c.yaml --results $T/r12c
+expect_exit 1 $T/e12c
+expect_in $T/e12c.err "utterance $short: shorter than one frame"
+expect_in $T/e12c.err "1 failed item"
 
 # 13. an unwritable results folder
 base $T/c13.yaml

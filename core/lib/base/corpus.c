@@ -234,8 +234,7 @@ sb_status sb_corpus_add(sb_corpus *c, const sb_utt *u, sb_error *err)
     d->speaker = sbi_strdup(u->speaker);
     d->text = sbi_strdup(u->text);
     if (!d->id || (u->audio && !d->audio) || (has_meta && !d->meta) || !d->split ||
-        (u->dialogue && !d->dialogue) ||
-        (u->speaker && !d->speaker) || (u->text && !d->text)) {
+        (u->dialogue && !d->dialogue) || (u->speaker && !d->speaker) || (u->text && !d->text)) {
         utt_free_strings(d);
         return sb_error_set(err, SB_ERR_NOMEM, where, "out of memory");
     }
@@ -272,6 +271,129 @@ void sb_corpus_warn_item(sb_corpus *c, const char *utt_id, const char *fmt, ...)
         return;
     }
     c->n_warnings++;
+}
+
+sb_status sb_corpus_add_rating(sb_corpus *c, const char *utt_id, const char *rater,
+                               const char *label, sb_error *err)
+{
+    long k = sb_corpus_find(c, utt_id);
+    if (k < 0)
+        return sb_error_set(err, SB_ERR_NOT_FOUND, utt_id,
+                            "rating for an utterance not added (add the utterance first)");
+    if (!rater || !label)
+        return sb_error_set(err, SB_ERR_INVALID, utt_id, "rating without rater or label");
+    /* Ratings of one utterance are added together, as corpus files list them. */
+    if (c->n_ratings && c->ratings[c->n_ratings - 1].utt != (size_t)k)
+        for (size_t i = 0; i < c->n_ratings; i++)
+            if (c->ratings[i].utt == (size_t)k)
+                return sb_error_set(err, SB_ERR_INTERNAL, utt_id,
+                                    "ratings of one utterance must be added consecutively");
+    if (c->n_ratings == c->cap_ratings) {
+        size_t cap = c->cap_ratings ? c->cap_ratings * 2 : 256;
+        rating *p = realloc(c->ratings, cap * sizeof *p);
+        if (!p)
+            return sb_error_set(err, SB_ERR_NOMEM, utt_id, "out of memory");
+        c->ratings = p;
+        c->cap_ratings = cap;
+    }
+    rating *r = &c->ratings[c->n_ratings];
+    r->utt = (size_t)k;
+    r->rater = strdup(rater);
+    r->label = strdup(label);
+    if (!r->rater || !r->label) {
+        free(r->rater);
+        free(r->label);
+        return sb_error_set(err, SB_ERR_NOMEM, utt_id, "out of memory");
+    }
+    c->n_ratings++;
+    free(c->rating_first); /* the per-utterance index is rebuilt on the next read */
+    free(c->rating_count);
+    c->rating_first = c->rating_count = NULL;
+    return SB_OK;
+}
+
+/* Build the per-utterance index of ratings (first position, count). Reads happen after
+ * loading, single-threaded in the host, before the corpus is shared. */
+static int index_ratings(sb_corpus *c)
+{
+    if (c->rating_first)
+        return 0;
+    c->rating_first = calloc(c->n + 1, sizeof *c->rating_first);
+    c->rating_count = calloc(c->n + 1, sizeof *c->rating_count);
+    if (!c->rating_first || !c->rating_count)
+        return -1;
+    for (size_t i = c->n_ratings; i-- > 0;) {
+        c->rating_first[c->ratings[i].utt] = i;
+        c->rating_count[c->ratings[i].utt]++;
+    }
+    return 0;
+}
+
+size_t sb_corpus_n_ratings(const sb_corpus *c, size_t i)
+{
+    if (i >= c->n || !c->n_ratings || index_ratings((sb_corpus *)c) != 0)
+        return 0;
+    return c->rating_count[i];
+}
+
+const char *sb_corpus_rating(const sb_corpus *c, size_t i, size_t k, const char **rater)
+{
+    if (k >= sb_corpus_n_ratings(c, i))
+        return NULL;
+    const rating *r = &c->ratings[c->rating_first[i] + k];
+    if (rater)
+        *rater = r->rater;
+    return r->label;
+}
+
+sb_status sb_corpus_set_info(sb_corpus *c, const char *key, const char *value, sb_error *err)
+{
+    if (!key || !value)
+        return sb_error_set(err, SB_ERR_INVALID, c->name, "info needs a key and a value");
+    for (size_t i = 0; i < c->n_info; i++)
+        if (strcmp(c->info[i].key, key) == 0) {
+            char *v = strdup(value);
+            if (!v)
+                return sb_error_set(err, SB_ERR_NOMEM, c->name, "out of memory");
+            free(c->info[i].value);
+            c->info[i].value = v;
+            return SB_OK;
+        }
+    info_kv *p = realloc(c->info, (c->n_info + 1) * sizeof *p);
+    if (!p)
+        return sb_error_set(err, SB_ERR_NOMEM, c->name, "out of memory");
+    c->info = p;
+    p[c->n_info].key = strdup(key);
+    p[c->n_info].value = strdup(value);
+    if (!p[c->n_info].key || !p[c->n_info].value) {
+        free(p[c->n_info].key);
+        free(p[c->n_info].value);
+        return sb_error_set(err, SB_ERR_NOMEM, c->name, "out of memory");
+    }
+    c->n_info++;
+    return SB_OK;
+}
+
+size_t sb_corpus_n_info(const sb_corpus *c)
+{
+    return c->n_info;
+}
+
+const char *sb_corpus_info_at(const sb_corpus *c, size_t k, const char **key)
+{
+    if (k >= c->n_info)
+        return NULL;
+    if (key)
+        *key = c->info[k].key;
+    return c->info[k].value;
+}
+
+const char *sb_corpus_info(const sb_corpus *c, const char *key)
+{
+    for (size_t i = 0; key && i < c->n_info; i++)
+        if (strcmp(c->info[i].key, key) == 0)
+            return c->info[i].value;
+    return NULL;
 }
 
 const char *sb_corpus_name(const sb_corpus *c)

@@ -82,6 +82,7 @@ typedef struct corpus_entry {
     unsigned char *excluded;        /* [n] items the dataset plugin warned about */
     char (*item_keys)[SB_HASH_HEX]; /* [n] computed on demand */
     unsigned char *item_state;      /* [n] 0 = not computed, 1 = ok, 2 = failed */
+    int skip_missing_audio;         /* the dataset's on_missing_audio policy is skip */
 } corpus_entry;
 
 typedef struct labels_entry {
@@ -110,15 +111,17 @@ typedef struct ctx {
     const sbi_ui *ui;
     sbi_store *store;
     int threads, blas_threads;
-    corpus_entry *corpora;
+    /* Entries are allocated one by one: run inputs keep pointers to them. */
+    corpus_entry **corpora;
     size_t n_corpora;
-    labels_entry *labels;
+    labels_entry **labels;
     size_t n_labels;
-    feat_entry *feats;
+    feat_entry **feats;
     size_t n_feats;
-    enc_entry *encs;
+    enc_entry **encs;
     size_t n_encs;
-    size_t item_failures;
+    size_t item_failures; /* items that failed (exit 1) */
+    size_t skipped;       /* items left out under on_missing_audio: skip */
     pthread_mutex_t lock; /* guards run-level counters when jobs > 1 */
 } ctx;
 
@@ -177,6 +180,7 @@ static void hash_utt(sb_hasher *h, const sb_utt *u)
     sb_hasher_str(h, u->audio);
     sb_hasher_str(h, u->text);
     sb_hasher_str(h, u->split);
+    sb_hasher_str(h, u->meta);
     snprintf(num, sizeof num, "%d|%.17g|%.17g|%d|%d|%.17g", (int)u->turn, u->start, u->end,
              (int)u->channel, (int)u->label, u->value);
     sb_hasher_str(h, num);
@@ -185,8 +189,8 @@ static void hash_utt(sb_hasher *h, const sb_utt *u)
 static sb_status get_corpus(ctx *c, const sbi_instance *in, corpus_entry **out, sb_error *err)
 {
     for (size_t i = 0; i < c->n_corpora; i++)
-        if (strcmp(c->corpora[i].inst_key, in->key) == 0) {
-            *out = &c->corpora[i];
+        if (strcmp(c->corpora[i]->inst_key, in->key) == 0) {
+            *out = c->corpora[i];
             return SB_OK;
         }
     double t0 = sbi_now();
@@ -194,16 +198,19 @@ static sb_status get_corpus(ctx *c, const sbi_instance *in, corpus_entry **out, 
     sb_status st = sbi_load_corpus(in, c->ui, c->store->root, &corp, err);
     if (st != SB_OK)
         return st;
-    corpus_entry *ne = realloc(c->corpora, (c->n_corpora + 1) * sizeof *ne);
-    if (!ne) {
+    corpus_entry **ne = realloc(c->corpora, (c->n_corpora + 1) * sizeof *ne);
+    corpus_entry *e = ne ? calloc(1, sizeof *e) : NULL;
+    if (!ne || !e) {
+        free(e);
+        if (ne)
+            c->corpora = ne;
         sb_corpus_destroy(&corp);
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     }
     c->corpora = ne;
-    corpus_entry *e = &c->corpora[c->n_corpora];
-    memset(e, 0, sizeof *e);
     snprintf(e->inst_key, sizeof e->inst_key, "%s", in->key);
     e->c = corp;
+    e->skip_missing_audio = in->skip_missing_audio;
     size_t n = sb_corpus_size(corp);
     e->excluded = calloc(n + 1, 1);
     e->item_keys = calloc(n + 1, sizeof *e->item_keys);
@@ -212,10 +219,11 @@ static sb_status get_corpus(ctx *c, const sbi_instance *in, corpus_entry **out, 
         free(e->excluded);
         free(e->item_keys);
         free(e->item_state);
+        free(e);
         sb_corpus_destroy(&corp);
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     }
-    c->n_corpora++;
+    c->corpora[c->n_corpora++] = e;
     sb_hasher *h = sb_hasher_create();
     char *canon = json_dumps(in->canon, JSON_COMPACT | JSON_SORT_KEYS);
     sb_hasher_str(h, "corpus/1");
@@ -364,25 +372,28 @@ static sb_status get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, 
     sb_hasher_destroy(&h);
     free(canon);
     for (size_t i = 0; i < c->n_labels; i++)
-        if (strcmp(c->labels[i].key, key) == 0) {
-            *out = &c->labels[i];
+        if (strcmp(c->labels[i]->key, key) == 0) {
+            *out = c->labels[i];
             return SB_OK;
         }
     size_t n = sb_corpus_size(ce->c);
-    labels_entry *nl = realloc(c->labels, (c->n_labels + 1) * sizeof *nl);
+    labels_entry **nl = realloc(c->labels, (c->n_labels + 1) * sizeof *nl);
     if (!nl)
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     c->labels = nl;
-    labels_entry *le = &c->labels[c->n_labels];
-    memset(le, 0, sizeof *le);
+    labels_entry *le = calloc(1, sizeof *le);
+    if (!le)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     snprintf(le->key, sizeof le->key, "%s", key);
     le->ce = ce;
     le->labels = malloc((n + 1) * sizeof *le->labels);
-    if (!le->labels)
+    if (!le->labels) {
+        free(le);
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
     for (size_t i = 0; i < n; i++)
         le->labels[i] = -1;
-    c->n_labels++;
+    c->labels[c->n_labels++] = le;
 
     /* What the store already has. */
     sqlite3_stmt *q = NULL;
@@ -475,8 +486,8 @@ static sb_status get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, 
 static sb_status get_encoder(ctx *c, const sbi_instance *in, enc_entry **out, sb_error *err)
 {
     for (size_t i = 0; i < c->n_encs; i++)
-        if (strcmp(c->encs[i].inst_key, in->key) == 0) {
-            *out = &c->encs[i];
+        if (strcmp(c->encs[i]->inst_key, in->key) == 0) {
+            *out = c->encs[i];
             return SB_OK;
         }
     /* Create once to learn info and fingerprint. */
@@ -520,12 +531,17 @@ static sb_status get_encoder(ctx *c, const sbi_instance *in, enc_entry **out, sb
     sb_hasher_destroy(&h);
     free(canon);
     snprintf(ne.inst_key, sizeof ne.inst_key, "%s", in->key);
-    enc_entry *arr = realloc(c->encs, (c->n_encs + 1) * sizeof *arr);
+    enc_entry **arr = realloc(c->encs, (c->n_encs + 1) * sizeof *arr);
+    enc_entry *en = arr ? malloc(sizeof *en) : NULL;
+    if (arr)
+        c->encs = arr;
+    if (!en)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     if (!arr)
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-    c->encs = arr;
-    c->encs[c->n_encs] = ne;
-    *out = &c->encs[c->n_encs++];
+    *en = ne;
+    c->encs[c->n_encs++] = en;
+    *out = en;
     return SB_OK;
 }
 
@@ -534,6 +550,10 @@ static sb_status item_key(ctx *c, corpus_entry *ce, size_t i, int rate, sb_error
     if (ce->item_state[i])
         return ce->item_state[i] == 1 ? SB_OK : SB_ERR_AUDIO;
     const sb_utt *u = sb_corpus_utt(ce->c, i);
+    if (!u->audio) {
+        ce->item_state[i] = 2;
+        return sb_error_set(err, SB_ERR_AUDIO, u->id, "the corpus has no audio file for it");
+    }
     char fh[SB_HASH_HEX];
     sb_status st = sbi_store_file_hash(c->store, u->audio, fh, err);
     if (st != SB_OK) {
@@ -559,7 +579,50 @@ static void record_item_failure(ctx *c, const char *stage_key, const sb_utt *u, 
         sbi_store_step_done(c->store, q, NULL);
         sqlite3_finalize(q);
     }
-    c->item_failures++;
+}
+
+/* Utterances whose audio is missing or unreadable, gathered during one feature stage and
+ * then handled by the dataset's on_missing_audio policy. */
+typedef struct audio_problems {
+    sbi_buf first; /* the first few "id (reason)" for the message */
+    size_t n;
+} audio_problems;
+
+static void audio_problem(ctx *c, const sbi_instance *enc, const char *enc_key, corpus_entry *ce,
+                          size_t i, const char *why, audio_problems *ap)
+{
+    const sb_utt *u = sb_corpus_utt(ce->c, i);
+    if (ap->n < 5)
+        sbi_buf_printf(&ap->first, "%s%s (%s)", ap->n ? "; " : "", u->id, why);
+    ap->n++;
+    if (ce->skip_missing_audio) {
+        char reason[700];
+        snprintf(reason, sizeof reason, "skipped (on_missing_audio: skip): %s", why);
+        if (ap->n <= 20)
+            sbi_ui_log(c->ui, SB_LOG_WARN, enc->name, "utterance %s: %s", u->id, reason);
+        record_item_failure(c, enc_key, u, reason); /* a skip by policy: not a failure */
+        c->skipped++;
+    }
+}
+
+/* Apply the policy once the stage has stored all it could. */
+static sb_status audio_policy(ctx *c, corpus_entry *ce, audio_problems *ap, sb_error *err)
+{
+    sb_status st = SB_OK;
+    if (ap->n && ce->skip_missing_audio && ap->n > 20)
+        sbi_ui_log(c->ui, SB_LOG_WARN, sb_corpus_name(ce->c),
+                   "... %zu utterances in all left out for missing or unreadable audio", ap->n);
+    if (ap->n && !ce->skip_missing_audio)
+        st = sb_error_set(err, SB_ERR_AUDIO, sb_corpus_name(ce->c),
+                          "%zu utterance%s ha%s no readable audio: %s%s. Fix or extract the "
+                          "audio, or set on_missing_audio: skip in datasets.%s to leave them "
+                          "out (they are then counted in each run's record)",
+                          ap->n, ap->n == 1 ? "" : "s", ap->n == 1 ? "s" : "ve",
+                          ap->first.s ? ap->first.s : "", ap->n > 5 ? "; ..." : "",
+                          sb_corpus_name(ce->c));
+    sbi_buf_free(&ap->first);
+    ap->n = 0;
+    return st;
 }
 
 /* Ensure features of encoder `in` for items idx[0..n) of corpus ce; fills a feat_entry. */
@@ -572,18 +635,19 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
         return st;
     feat_entry *fe = NULL;
     for (size_t i = 0; i < c->n_feats && !fe; i++)
-        if (strcmp(c->feats[i].enc_key, ee->key) == 0 && c->feats[i].ce == ce)
-            fe = &c->feats[i];
+        if (strcmp(c->feats[i]->enc_key, ee->key) == 0 && c->feats[i]->ce == ce)
+            fe = c->feats[i];
     size_t total = sb_corpus_size(ce->c);
     int L = ee->info.n_layers, D = ee->info.dim;
     size_t width = (size_t)L * (size_t)D;
     if (!fe) {
-        feat_entry *arr = realloc(c->feats, (c->n_feats + 1) * sizeof *arr);
+        feat_entry **arr = realloc(c->feats, (c->n_feats + 1) * sizeof *arr);
         if (!arr)
             return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
         c->feats = arr;
-        fe = &c->feats[c->n_feats];
-        memset(fe, 0, sizeof *fe);
+        fe = calloc(1, sizeof *fe);
+        if (!fe)
+            return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
         snprintf(fe->enc_key, sizeof fe->enc_key, "%s", ee->key);
         fe->ce = ce;
         fe->n_layers = L;
@@ -593,11 +657,12 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
         if (!fe->x || !fe->have) {
             free(fe->x);
             free(fe->have);
+            free(fe);
             return sb_error_set(err, SB_ERR_NOMEM, NULL,
                                 "out of memory for features of %zu utterances × %zu floats", total,
                                 width);
         }
-        c->n_feats++;
+        c->feats[c->n_feats++] = fe;
     }
     *out = fe;
     /* 1. read what the store has; list what must be computed */
@@ -605,6 +670,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
     st = sbi_feat_reader_create(c->store, ee->key, L, D, &rd, err);
     if (st != SB_OK)
         return st;
+    audio_problems ap = { 0 };
     size_t *todo = malloc((n + 1) * sizeof *todo), nt = 0, cached = 0;
     if (!todo) {
         sbi_feat_reader_destroy(&rd);
@@ -617,9 +683,12 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
         sb_error e = { 0 };
         if (item_key(c, ce, i, ee->info.sample_rate, &e) != SB_OK) {
             if (ce->item_state[i] == 2 && e.code) {
-                const sb_utt *u = sb_corpus_utt(ce->c, i);
-                sbi_ui_log(c->ui, SB_LOG_WARN, in->name, "utterance %s: %s", u->id, e.msg);
-                record_item_failure(c, ee->key, u, e.msg);
+                char why[2200];
+                snprintf(why, sizeof why, "%s%s%s",
+                         strcmp(e.where, sb_corpus_utt(ce->c, i)->id) ? e.where : "",
+                         strcmp(e.where, sb_corpus_utt(ce->c, i)->id) && e.where[0] ? ": " : "",
+                         e.msg);
+                audio_problem(c, in, ee->key, ce, i, why, &ap);
             }
             continue;
         }
@@ -641,7 +710,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
     sbi_feat_reader_destroy(&rd);
     if (nt == 0) {
         free(todo);
-        return SB_OK;
+        return audio_policy(c, ce, &ap, err);
     }
     /* 2. encode the rest, chunk by chunk */
     char desc[256];
@@ -678,9 +747,9 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
         sb_error ae = { 0 };
         if (sb_audio_load(u->audio, u->start, u->end, u->channel, ee->info.sample_rate, &audio, &ns,
                           &ae) != SB_OK) {
-            sbi_ui_log(c->ui, SB_LOG_WARN, in->name, "utterance %s: %s%s%s (left out)", u->id,
-                       ae.where, ae.where[0] ? ": " : "", ae.msg);
-            record_item_failure(c, ee->key, u, ae.msg);
+            char why[2100];
+            snprintf(why, sizeof why, "%s%s%s", ae.where, ae.where[0] ? ": " : "", ae.msg);
+            audio_problem(c, in, ee->key, ce, i, why, &ap);
             failed++;
             continue;
         }
@@ -692,6 +761,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
             sbi_ui_log(c->ui, SB_LOG_WARN, in->name, "utterance %s: %s (left out)", u->id,
                        ee2.msg[0] ? ee2.msg : sb_strerror(es));
             record_item_failure(c, ee->key, u, ee2.msg);
+            c->item_failures++;
             failed++;
             continue;
         }
@@ -702,6 +772,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
             sbi_ui_log(c->ui, SB_LOG_WARN, in->name,
                        "utterance %s: encoder produced NaN/Inf (left out)", u->id);
             record_item_failure(c, ee->key, u, "encoder produced NaN/Inf");
+            c->item_failures++;
             failed++;
             continue;
         }
@@ -718,6 +789,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
         vt->destroy(inst);
     free(todo);
     if (st != SB_OK) {
+        sbi_buf_free(&ap.first);
         if (err)
             *err = e;
         return st;
@@ -727,7 +799,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
     snprintf(summary, sizeof summary, "%zu encoded, %zu failed, %.1f s of audio (%.0f× real time)",
              done, failed, audio_s, el > 0 ? audio_s / el : 0.0);
     sbi_progress_finish(&prog, summary);
-    return SB_OK;
+    return audio_policy(c, ce, &ap, err);
 }
 
 /* ---- one run ----------------------------------------------------------------------- */
@@ -739,6 +811,7 @@ typedef struct split_data {
     int32_t *y;
     const char **ids, **dlg;
     int32_t *turn;
+    size_t missing; /* labelled items left out for want of features */
 } split_data;
 
 static void split_data_free(split_data *s)
@@ -771,8 +844,12 @@ static sb_status gather(const feat_entry *fe, const labels_entry *le, const size
     size_t k = 0;
     for (size_t j = 0; j < n; j++) {
         size_t i = idx[j];
-        if (!fe->have[i] || le->labels[i] < 0)
+        if (le->labels[i] < 0)
             continue;
+        if (!fe->have[i]) {
+            out->missing++;
+            continue;
+        }
         const sb_utt *u = sb_corpus_utt(fe->ce->c, i);
         out->idx[k] = i;
         memcpy(out->x + k * width, fe->x + i * width, width * sizeof(float));
@@ -797,6 +874,19 @@ static sb_status gather(const feat_entry *fe, const labels_entry *le, const size
     return SB_OK;
 }
 
+/* A test set scored in another label space than the training corpus's, through a declared
+ * label map. PRED: the map goes train → test classes; a model's probability of test class t
+ * is the sum over the train classes mapped to t, and test items whose class has no preimage
+ * are dropped. GOLD: the map goes test → train classes; gold labels are mapped and items
+ * whose class is not mapped are dropped. IDENTITY: same space. */
+typedef enum { MAP_IDENTITY = 0, MAP_PRED, MAP_GOLD } map_mode;
+struct test_map {
+    map_mode mode;
+    int *to;     /* PRED: [K_train] → test class or -1; GOLD: [K_test] → train class or -1 */
+    int k_score; /* classes of the scoring space */
+    const sb_corpus *space; /* the corpus whose label space scores are in */
+};
+
 typedef struct run_inputs {
     corpus_entry *ce_train, *ce_dev;
     labels_entry *le_train, *le_dev;
@@ -808,6 +898,7 @@ typedef struct run_inputs {
     feat_entry **fe_test;
     size_t **idx_test;
     size_t *n_test;
+    struct test_map *tmap; /* [n_tests] how each test set's labels meet the training space */
     char inputs_key[SB_HASH_HEX];
 } run_inputs;
 
@@ -822,6 +913,9 @@ static void run_inputs_free(run_inputs *ri, size_t n_tests)
     free(ri->ce_test);
     free(ri->le_test);
     free(ri->fe_test);
+    for (size_t i = 0; ri->tmap && i < n_tests; i++)
+        free(ri->tmap[i].to);
+    free(ri->tmap);
 }
 
 static sb_status prepare_split(ctx *c, const sbi_run *r, const sbi_split_ref *ref, const char *what,
@@ -886,6 +980,102 @@ static sb_status features_for_run(ctx *c, const sbi_run *r, run_inputs *ri, sb_e
     return st;
 }
 
+static int same_space(const sb_corpus *a, const sb_corpus *b)
+{
+    int same = sb_corpus_n_classes(a) == sb_corpus_n_classes(b);
+    for (int k = 0; same && k < sb_corpus_n_classes(a); k++)
+        same = strcmp(sb_corpus_class(a, k), sb_corpus_class(b, k)) == 0;
+    return same;
+}
+
+/* Does every key of `map` name a class of `from` and every value a class of `to`? Else the
+ * first name that does not, in *bad. */
+static int map_fits(json_t *map, const sb_corpus *from, const sb_corpus *to, const char **bad)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(map, k, v)
+    {
+        if (sb_corpus_class_index(from, k) < 0) {
+            *bad = k;
+            return 0;
+        }
+        if (!json_is_string(v) || sb_corpus_class_index(to, json_string_value(v)) < 0) {
+            *bad = json_is_string(v) ? json_string_value(v) : "?";
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static char *class_list(const sb_corpus *c)
+{
+    sbi_buf b = { 0 };
+    for (int k = 0; k < sb_corpus_n_classes(c); k++)
+        sbi_buf_printf(&b, "%s%s", k ? ", " : "", sb_corpus_class(c, k));
+    return b.s ? b.s : strdup("");
+}
+
+static sb_status resolve_test_map(const sbi_run *r, const sbi_split_ref *t, const sb_corpus *train,
+                                  const sb_corpus *test, struct test_map *m, sb_error *err)
+{
+    memset(m, 0, sizeof *m);
+    m->space = train;
+    m->k_score = sb_corpus_n_classes(train);
+    if (!t->map) {
+        if (same_space(train, test))
+            return SB_OK;
+        char *a = class_list(train), *b = class_list(test);
+        sb_status st =
+            sb_error_set(err, SB_ERR_CONFIG, t->name,
+                         "test set %s is in label space %s (%s), the training corpus in "
+                         "%s (%s); declare a map under label_maps: and name it in the "
+                         "test entry (label_map: NAME)",
+                         t->name, sb_corpus_label_space(test), b, sb_corpus_label_space(train), a);
+        free(a);
+        free(b);
+        return st;
+    }
+    const char *bad1 = NULL, *bad2 = NULL;
+    int ktr = sb_corpus_n_classes(train), kte = sb_corpus_n_classes(test);
+    const char *k;
+    json_t *v;
+    if (map_fits(t->map, train, test, &bad1)) {
+        m->mode = MAP_PRED;
+        m->space = test;
+        m->k_score = kte;
+        m->to = malloc((size_t)ktr * sizeof *m->to);
+        if (!m->to)
+            return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+        for (int i = 0; i < ktr; i++)
+            m->to[i] = -1;
+        json_object_foreach(t->map, k, v) m->to[sb_corpus_class_index(train, k)] =
+            sb_corpus_class_index(test, json_string_value(v));
+        return SB_OK;
+    }
+    if (map_fits(t->map, test, train, &bad2)) {
+        m->mode = MAP_GOLD;
+        m->to = malloc((size_t)kte * sizeof *m->to);
+        if (!m->to)
+            return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+        for (int i = 0; i < kte; i++)
+            m->to[i] = -1;
+        json_object_foreach(t->map, k, v) m->to[sb_corpus_class_index(test, k)] =
+            sb_corpus_class_index(train, json_string_value(v));
+        return SB_OK;
+    }
+    char *a = class_list(train), *b = class_list(test);
+    sb_status st = sb_error_set(err, SB_ERR_CONFIG, t->name,
+                                "label map '%s' fits neither direction: as training → test classes "
+                                "'%s' is not a class, as test → training classes '%s' is not "
+                                "(training: %s; test: %s)",
+                                t->label_map, bad1 ? bad1 : "?", bad2 ? bad2 : "?", a, b);
+    free(a);
+    free(b);
+    (void)r;
+    return st;
+}
+
 static sb_status prepare_run(ctx *c, const sbi_run *r, run_inputs *ri, sb_error *err)
 {
     memset(ri, 0, sizeof *ri);
@@ -909,19 +1099,15 @@ static sb_status prepare_run(ctx *c, const sbi_run *r, run_inputs *ri, sb_error 
         st = features_for_run(c, r, ri, err);
     if (st != SB_OK || c->o->stage != SBI_STAGE_ALL)
         return st;
-    /* Test sets must share the training label space (label maps arrive with evaluation). */
+    /* Each test set is in the training label space or meets it through a label map. */
     const sb_corpus *tc = ri->ce_train->c;
+    ri->tmap = calloc(nt + 1, sizeof *ri->tmap);
+    if (!ri->tmap)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     for (size_t i = 0; i < nt; i++) {
-        const sb_corpus *x = ri->ce_test[i]->c;
-        int same = sb_corpus_n_classes(x) == sb_corpus_n_classes(tc);
-        for (int k = 0; same && k < sb_corpus_n_classes(tc); k++)
-            same = strcmp(sb_corpus_class(x, k), sb_corpus_class(tc, k)) == 0;
-        if (!same)
-            return sb_error_set(err, SB_ERR_CONFIG, r->tests[i].name,
-                                "test set %s has a different label space (%s) from the training "
-                                "corpus (%s); test on a corpus with the same classes",
-                                r->tests[i].name, sb_corpus_label_space(x),
-                                sb_corpus_label_space(tc));
+        st = resolve_test_map(r, &r->tests[i], tc, ri->ce_test[i]->c, &ri->tmap[i], err);
+        if (st != SB_OK)
+            return st;
     }
     /* The inputs key: everything the run reads, by content. */
     sb_hasher *h = sb_hasher_create();
@@ -1037,37 +1223,74 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
         st = gather(ri->fe_test[t], ri->le_test[t], ri->idx_test[t], ri->n_test[t], K, &te, &e);
         if (st != SB_OK)
             break;
-        float *probs = malloc((te.hd.n + 1) * (size_t)K * sizeof(float));
-        int32_t *pred = malloc((te.hd.n + 1) * sizeof(int32_t));
-        if (!probs || !pred)
+        const struct test_map *tm = &ri->tmap[t];
+        int Ks = tm->k_score;
+        size_t n = te.hd.n;
+        float *probs = malloc((n + 1) * (size_t)K * sizeof(float));
+        float *sprobs = malloc((n + 1) * (size_t)Ks * sizeof(float));
+        int32_t *pred = malloc((n + 1) * sizeof(int32_t));
+        int32_t *gold = malloc((n + 1) * sizeof(int32_t));
+        size_t *keep = malloc((n + 1) * sizeof(size_t));
+        if (!probs || !sprobs || !pred || !gold || !keep)
             st = sb_error_set(&e, SB_ERR_NOMEM, NULL, "out of memory");
-        if (st == SB_OK && te.hd.n == 0)
+        if (st == SB_OK && n == 0)
             st = sb_error_set(&e, SB_ERR_CONFIG, r->tests[t].name,
                               "test set %s has no utterance with a label and features",
                               r->tests[t].name);
         if (st == SB_OK)
             st = vt->predict(inst, &te.hd, probs, &e);
+        /* Into the scoring space (see struct test_map); items with no counterpart dropped. */
+        size_t kept = 0, dropped = 0;
+        for (size_t i = 0; st == SB_OK && i < n; i++) {
+            int g = te.y[i];
+            if (tm->mode == MAP_GOLD)
+                g = tm->to[g];
+            int reachable = 1;
+            if (tm->mode == MAP_PRED) {
+                reachable = 0;
+                for (int k = 0; k < K; k++)
+                    reachable |= tm->to[k] == g;
+            }
+            if (g < 0 || !reachable) {
+                dropped++;
+                continue;
+            }
+            float *sp = sprobs + kept * (size_t)Ks;
+            const float *p_i = probs + i * (size_t)K;
+            if (tm->mode == MAP_PRED) {
+                for (int k = 0; k < Ks; k++)
+                    sp[k] = 0.0f;
+                for (int k = 0; k < K; k++)
+                    if (tm->to[k] >= 0)
+                        sp[tm->to[k]] += p_i[k];
+            } else {
+                memcpy(sp, p_i, (size_t)K * sizeof(float));
+            }
+            int best = 0;
+            for (int k = 1; k < Ks; k++)
+                if (sp[k] > sp[best])
+                    best = k;
+            pred[kept] = best;
+            gold[kept] = g;
+            keep[kept++] = i;
+        }
+        if (st == SB_OK && kept == 0)
+            st = sb_error_set(&e, SB_ERR_CONFIG, r->tests[t].name,
+                              "no item of test set %s has a class that label map '%s' reaches",
+                              r->tests[t].name, r->tests[t].label_map ? r->tests[t].label_map : "");
         sb_cls_metrics m;
         memset(&m, 0, sizeof m);
-        if (st == SB_OK) {
-            for (size_t i = 0; i < te.hd.n; i++) {
-                int best = 0;
-                for (int k = 1; k < K; k++)
-                    if (probs[i * (size_t)K + (size_t)k] > probs[i * (size_t)K + (size_t)best])
-                        best = k;
-                pred[i] = best;
-            }
-            st = sb_metrics_classify(te.y, pred, te.hd.n, K, &m, &e);
-        }
+        if (st == SB_OK)
+            st = sb_metrics_classify(gold, pred, kept, Ks, &m, &e);
         if (st == SB_OK) {
             json_t *preds = json_array();
-            for (size_t i = 0; i < te.hd.n; i++) {
+            for (size_t j = 0; j < kept; j++) {
                 json_t *pv = json_array();
-                for (int k = 0; k < K; k++)
-                    json_array_append_new(pv, json_real(probs[i * (size_t)K + (size_t)k]));
+                for (int k = 0; k < Ks; k++)
+                    json_array_append_new(pv, json_real(sprobs[j * (size_t)Ks + (size_t)k]));
                 json_array_append_new(preds,
-                                      json_pack("{s:s, s:i, s:i, s:o}", "id", te.ids[i], "gold",
-                                                te.y[i], "pred", pred[i], "probs", pv));
+                                      json_pack("{s:s, s:i, s:i, s:o}", "id", te.ids[keep[j]],
+                                                "gold", gold[j], "pred", pred[j], "probs", pv));
             }
             json_t *mj = json_object();
             for (const char *const *name = sb_metrics_names(); *name; name++) {
@@ -1075,10 +1298,19 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
                 if (sb_metrics_get(&m, *name, &v) == 0)
                     json_object_set_new(mj, *name, json_real(v));
             }
-            json_array_append_new(results, json_pack("{s:s, s:o, s:o, s:I}", "test",
-                                                     r->tests[t].name, "metrics", mj, "predictions",
-                                                     preds, "n", (json_int_t)te.hd.n));
+            json_t *classes = json_array();
+            for (int k = 0; k < Ks; k++)
+                json_array_append_new(classes, json_string(sb_corpus_class(tm->space, k)));
+            json_array_append_new(
+                results,
+                json_pack("{s:s, s:o, s:o, s:I, s:o, s:I, s:I, s:s?}", "test", r->tests[t].name,
+                          "metrics", mj, "predictions", preds, "n", (json_int_t)kept, "classes",
+                          classes, "dropped_by_map", (json_int_t)dropped, "left_out",
+                          (json_int_t)te.missing, "label_map", r->tests[t].label_map));
         }
+        free(sprobs);
+        free(gold);
+        free(keep);
         sb_cls_metrics_free(&m);
         free(probs);
         free(pred);
@@ -1086,6 +1318,7 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
     }
     if (inst)
         vt->destroy(inst);
+    size_t miss_tr = tr.missing, miss_dv = r->has_dev ? dv.missing : 0;
     split_data_free(&tr);
     if (r->has_dev)
         split_data_free(&dv);
@@ -1111,6 +1344,25 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
         return st;
     }
     json_t *prov = provenance(c, r, ri->ce_train->c, secs);
+    /* Per test set: the scoring space and what was left out, so exports and reports can
+     * say it; and the training items left out under on_missing_audio: skip. */
+    json_t *tests = json_object();
+    size_t ti0;
+    json_t *res0;
+    json_array_foreach(results, ti0, res0)
+    {
+        json_object_set_new(tests, json_string_value(json_object_get(res0, "test")),
+                            json_pack("{s:O, s:O, s:O, s:O, s:O*}", "classes",
+                                      json_object_get(res0, "classes"), "n",
+                                      json_object_get(res0, "n"), "dropped_by_map",
+                                      json_object_get(res0, "dropped_by_map"), "left_out",
+                                      json_object_get(res0, "left_out"), "label_map",
+                                      json_object_get(res0, "label_map")));
+    }
+    json_object_set_new(prov, "tests", tests);
+    json_object_set_new(
+        prov, "left_out",
+        json_pack("{s:I, s:I}", "train", (json_int_t)miss_tr, "dev", (json_int_t)miss_dv));
     char *provs = json_dumps(prov, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(prov);
     st = sbi_store_begin(store, err);
@@ -1280,20 +1532,26 @@ static void *worker(void *arg)
 static void ctx_free(ctx *c)
 {
     for (size_t i = 0; i < c->n_corpora; i++) {
-        sb_corpus_destroy(&c->corpora[i].c);
-        free(c->corpora[i].excluded);
-        free(c->corpora[i].item_keys);
-        free(c->corpora[i].item_state);
+        sb_corpus_destroy(&c->corpora[i]->c);
+        free(c->corpora[i]->excluded);
+        free(c->corpora[i]->item_keys);
+        free(c->corpora[i]->item_state);
+        free(c->corpora[i]);
     }
     free(c->corpora);
-    for (size_t i = 0; i < c->n_labels; i++)
-        free(c->labels[i].labels);
+    for (size_t i = 0; i < c->n_labels; i++) {
+        free(c->labels[i]->labels);
+        free(c->labels[i]);
+    }
     free(c->labels);
     for (size_t i = 0; i < c->n_feats; i++) {
-        free(c->feats[i].x);
-        free(c->feats[i].have);
+        free(c->feats[i]->x);
+        free(c->feats[i]->have);
+        free(c->feats[i]);
     }
     free(c->feats);
+    for (size_t i = 0; i < c->n_encs; i++)
+        free(c->encs[i]);
     free(c->encs);
 }
 

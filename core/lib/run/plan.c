@@ -12,13 +12,15 @@
 static const char *const top_keys[] = { "include",  "plugin_path", "results",    "threads",
                                         "name",     "description", "datasets",   "labellers",
                                         "encoders", "heads",       "experiment", "sweep",
-                                        "seeds",    "seed",        "report",     NULL };
+                                        "seeds",    "seed",        "report",     "label_maps",
+                                        NULL };
 static const char *const experiment_keys[] = { "train", "dev",     "test", "encoder",
                                                "head",  "metrics", NULL };
-static const char *const split_keys[] = { "dataset", "split", "labels", "name", NULL };
+static const char *const split_keys[] = { "dataset", "split", "labels", "name", "label_map", NULL };
 static const char *const report_keys[] = { "rows",  "cols",     "metric", "metrics",
                                            "title", "reported", NULL };
 static const char *const reserved_inst[] = { "plugin", NULL };
+static const char *const reserved_dataset[] = { "plugin", "on_missing_audio", NULL };
 
 static const char *block_of(sb_kind k)
 {
@@ -141,15 +143,31 @@ static sb_status resolve_instance(sbi_plan *p, const sbi_node *root, sb_kind kin
             *err = e;
         return e.code;
     }
-    sb_status st =
-        sbi_opts_validate(pl->desc->options, pl->desc->name, block, reserved_inst, &out->opts, err);
+    sb_status st = sbi_opts_validate(pl->desc->options, pl->desc->name, block,
+                                     kind == SB_KIND_DATASET ? reserved_dataset : reserved_inst,
+                                     &out->opts, err);
     if (st != SB_OK)
         return st;
+    if (kind == SB_KIND_DATASET) {
+        const sbi_node *oma =
+            block && block->kind == SBI_MAP ? sbi_node_get(block, "on_missing_audio") : NULL;
+        if (oma && (oma->kind != SBI_SCALAR ||
+                    (strcmp(oma->text, "error") != 0 && strcmp(oma->text, "skip") != 0))) {
+            sbi_opts_destroy(&out->opts);
+            return sb_error_set(err, SB_ERR_CONFIG, loc(oma, w, sizeof w),
+                                "on_missing_audio must be 'error' (stop and list the utterances) "
+                                "or 'skip' (leave them out and count them)");
+        }
+        out->skip_missing_audio = oma && strcmp(oma->text, "skip") == 0;
+    }
     out->name = strdup(name);
     out->kind = kind;
     out->plugin = pl;
     out->canon = json_pack("{s:s, s:s, s:O}", "plugin", pl->desc->name, "version",
                            pl->desc->version, "options", sbi_opts_values(out->opts));
+    if (out->canon && kind == SB_KIND_DATASET)
+        json_object_set_new(out->canon, "on_missing_audio",
+                            json_string(out->skip_missing_audio ? "skip" : "error"));
     if (!out->name || !out->canon) {
         instance_free(out);
         return sb_error_set(err, SB_ERR_NOMEM, name, "out of memory");
@@ -187,6 +205,8 @@ const sbi_instance *sbi_run_instance(const sbi_run *r, sb_kind kind, const char 
 
 static void split_free(sbi_split_ref *s)
 {
+    free(s->label_map);
+    json_decref(s->map);
     free(s->name);
     free(s->dataset);
     free(s->split);
@@ -238,6 +258,26 @@ static sb_status read_split(sbi_plan *p, const sbi_node *root, sbi_run *r, const
     out->labels = strdup(lb ? lb : def_labels);
     const char *nm = scalar(n, "name");
     out->name = nm ? strdup(nm) : NULL;
+    const char *lm = scalar(n, "label_map");
+    if (lm) {
+        const sbi_node *maps = sbi_node_get(root, "label_maps");
+        const sbi_node *m = maps ? sbi_node_get(maps, lm) : NULL;
+        if (!m) {
+            const char *cands[64];
+            size_t nc = 0;
+            for (size_t i = 0; maps && maps->kind == SBI_MAP && i < maps->n && nc < 63; i++)
+                cands[nc++] = maps->keys[i];
+            cands[nc] = NULL;
+            const char *best = sbi_did_you_mean(lm, cands);
+            char hint[160] = "";
+            if (best)
+                snprintf(hint, sizeof hint, " (did you mean '%s'?)", best);
+            return sb_error_set(err, SB_ERR_CONFIG, loc(sbi_node_get(n, "label_map"), w, sizeof w),
+                                "no label map '%s' under label_maps:%s", lm, hint);
+        }
+        out->label_map = strdup(lm);
+        out->map = sbi_node_to_json(m);
+    }
     if (!out->dataset || !out->split || !out->labels)
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     const sbi_node *dref = sbi_node_get(n, "dataset");
@@ -255,6 +295,9 @@ static json_t *split_json(const sbi_split_ref *s)
         json_pack("{s:s, s:s, s:s}", "dataset", s->dataset, "split", s->split, "labels", s->labels);
     if (s->name)
         json_object_set_new(j, "name", json_string(s->name));
+    if (s->label_map)
+        json_object_set_new(j, "label_map",
+                            json_pack("{s:s, s:O}", "name", s->label_map, "map", s->map));
     return j;
 }
 
@@ -441,6 +484,25 @@ static sb_status check_top(sbi_plan *p, sb_error *err)
         if (b && b->kind != SBI_MAP && b->kind != SBI_NULL)
             return sb_error_set(err, SB_ERR_CONFIG, loc(b, w, sizeof w),
                                 "%s: must map instance names to plugin blocks", block_of(k));
+    }
+    const sbi_node *maps = sbi_node_get(root, "label_maps");
+    if (maps && maps->kind != SBI_NULL) {
+        if (maps->kind != SBI_MAP)
+            return sb_error_set(err, SB_ERR_CONFIG, loc(maps, w, sizeof w),
+                                "label_maps: must map names to {source_class: target_class}");
+        for (size_t i = 0; i < maps->n; i++) {
+            const sbi_node *m = maps->items[i];
+            if (m->kind != SBI_MAP || m->n == 0)
+                return sb_error_set(err, SB_ERR_CONFIG, loc(m, w, sizeof w),
+                                    "label_maps.%s must be a non-empty mapping like "
+                                    "{joy: hap, anger: ang}",
+                                    maps->keys[i]);
+            for (size_t k = 0; k < m->n; k++)
+                if (m->items[k]->kind != SBI_SCALAR)
+                    return sb_error_set(err, SB_ERR_CONFIG, loc(m->items[k], w, sizeof w),
+                                        "label_maps.%s.%s must be one class name", maps->keys[i],
+                                        m->keys[k]);
+        }
     }
     const sbi_node *rep = sbi_node_get(root, "report");
     if (rep && rep->kind != SBI_NULL) {

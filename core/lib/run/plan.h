@@ -7,9 +7,10 @@
  * hashed into its run id. Runs that differ only in `seed` share a group id.
  *
  * Top-level keys: include, plugin_path, results, threads, name, description, datasets,
- * labellers, encoders, heads, experiment, sweep, seeds, report. docs/config.md documents
- * each. An instance's `plugin:` defaults to its name; an experiment reference that names
- * no defined instance falls back to the installed plugin of that name with its defaults. */
+ * labellers, encoders, heads, label_maps, experiment, sweep, seeds, report. docs/config.md
+ * documents each. Dataset blocks also take the host's `on_missing_audio: error|skip`. An instance's
+ * `plugin:` defaults to its name; an experiment reference that names no defined instance falls back
+ * to the installed plugin of that name with its defaults. */
 #ifndef SBI_PLAN_H
 #define SBI_PLAN_H
 
@@ -24,16 +25,19 @@ typedef struct sbi_instance {
     sb_kind kind;
     const sbi_plugin *plugin;
     sb_opts *opts;
-    json_t *canon;         /* {"plugin", "version", "options"} */
-    char key[SB_HASH_HEX]; /* hash of canon */
-    char where[256];       /* where the block was defined, or "(defaults)" */
+    json_t *canon;          /* {"plugin", "version", "options"} */
+    char key[SB_HASH_HEX];  /* hash of canon */
+    char where[256];        /* where the block was defined, or "(defaults)" */
+    int skip_missing_audio; /* datasets: on_missing_audio is "skip" (default "error") */
 } sbi_instance;
 
 typedef struct sbi_split_ref {
     char *name;    /* display name of a test set ("meld/test"); NULL for train/dev */
     char *dataset; /* instance name */
     char *split;
-    char *labels; /* labeller instance name */
+    char *labels;    /* labeller instance name */
+    char *label_map; /* test sets: name of a map under label_maps:, or NULL */
+    json_t *map;     /* that map: {"source class": "target class", ...}, or NULL */
 } sbi_split_ref;
 
 typedef struct sbi_run {

@@ -1042,8 +1042,9 @@ static const sb_option manifest_options[] = {
       "renames from field to the file's column, e.g. {audio: wav_path, label: emotion}" },
     { "split_default", SB_OPT_STRING, NULL, 0, 0, 0, NULL,
       "split of rows that have none (no split column, or an empty cell)" },
-    { "check_audio", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
-      "check that each audio file exists; a missing one is reported and the item left out" },
+    { "check_audio", SB_OPT_BOOL, "false", 0, 0, 0, NULL,
+      "check at load that each audio file exists and leave missing ones out (default: the "
+      "feature stage checks audio under the dataset's on_missing_audio policy)" },
     { NULL, 0, NULL, 0, 0, 0, NULL, NULL }
 };
 

@@ -144,3 +144,62 @@ Test(corpus, build_find_and_reject)
     sb_corpus_destroy(&c);
     cr_assert_null(c);
 }
+
+Test(corpus, ratings_info_meta_and_text_only)
+{
+    sb_corpus *c = NULL;
+    sb_error e = { 0 };
+    cr_assert_eq(sb_corpus_create("iem", &c, &e), SB_OK);
+    const char *classes[] = { "neu", "ang" };
+    sb_corpus_set_classes(c, "s", classes, 2, &e);
+    const char *ids[] = { "a", "b", "c" };
+    for (int i = 0; i < 3; i++) {
+        sb_utt u;
+        sb_utt_init(&u);
+        u.id = ids[i];
+        u.split = "train";
+        u.audio = i == 2 ? NULL : "/x.wav"; /* text-only item */
+        u.meta = i == 0 ? "{\"vad\": [2.5, 3, 1], \"code\": \"exc\"}" : NULL;
+        cr_assert_eq(sb_corpus_add(c, &u, &e), SB_OK, "%s", e.msg);
+    }
+    cr_assert_null(sb_corpus_utt(c, 2)->audio);
+    cr_assert(strstr(sb_corpus_utt(c, 0)->meta, "\"vad\""));
+    sb_utt bad;
+    sb_utt_init(&bad);
+    bad.id = "d";
+    bad.split = "train";
+    bad.meta = "[1, 2]";
+    cr_assert_eq(sb_corpus_add(c, &bad, &e), SB_ERR_INVALID);
+    cr_assert(strstr(e.msg, "meta is not a JSON object"), "%s", e.msg);
+    sb_error_clear(&e);
+    bad.meta = NULL;
+    bad.audio = "";
+    cr_assert_eq(sb_corpus_add(c, &bad, &e), SB_ERR_INVALID);
+    sb_error_clear(&e);
+
+    cr_assert_eq(sb_corpus_add_rating(c, "a", "E1", "Neutral", &e), SB_OK);
+    cr_assert_eq(sb_corpus_add_rating(c, "a", "E2", "Anger", &e), SB_OK);
+    cr_assert_eq(sb_corpus_add_rating(c, "c", "E1", "Frustration", &e), SB_OK);
+    cr_assert_eq(sb_corpus_add_rating(c, "a", "E3", "late", &e), SB_ERR_INTERNAL);
+    sb_error_clear(&e);
+    cr_assert_eq(sb_corpus_add_rating(c, "zz", "E1", "x", &e), SB_ERR_NOT_FOUND);
+    cr_assert_eq(sb_corpus_n_ratings(c, 0), 2);
+    cr_assert_eq(sb_corpus_n_ratings(c, 1), 0);
+    cr_assert_eq(sb_corpus_n_ratings(c, 2), 1);
+    const char *rater = NULL;
+    cr_assert_str_eq(sb_corpus_rating(c, 0, 1, &rater), "Anger");
+    cr_assert_str_eq(rater, "E2");
+    cr_assert_str_eq(sb_corpus_rating(c, 2, 0, &rater), "Frustration");
+    cr_assert_null(sb_corpus_rating(c, 1, 0, &rater));
+
+    cr_assert_eq(sb_corpus_set_info(c, "protocol", "iemocap-4class-loso", &e), SB_OK);
+    cr_assert_eq(sb_corpus_set_info(c, "fold", "1", &e), SB_OK);
+    cr_assert_eq(sb_corpus_set_info(c, "fold", "2", &e), SB_OK);
+    cr_assert_eq(sb_corpus_n_info(c), 2);
+    cr_assert_str_eq(sb_corpus_info(c, "fold"), "2");
+    const char *key = NULL;
+    cr_assert_str_eq(sb_corpus_info_at(c, 0, &key), "iemocap-4class-loso");
+    cr_assert_str_eq(key, "protocol");
+    cr_assert_null(sb_corpus_info(c, "nope"));
+    sb_corpus_destroy(&c);
+}

@@ -553,7 +553,7 @@ Test(manifest, missing_audio_is_a_warning)
     sb_error err = { 0 };
     g_log_len = 0;
     g_log[0] = '\0';
-    expect_ok(load_host(&g_cap_host, opts_for("w.csv", NULL), &c, &err), &err);
+    expect_ok(load_host(&g_cap_host, opts_for("w.csv", "check_audio: true\n"), &c, &err), &err);
     cr_assert_eq(sb_corpus_size(c), 3, "items stay; the host leaves out warned ones");
     cr_assert_eq(sb_corpus_n_warnings(c), 2);
     const char *id = NULL;
@@ -566,8 +566,11 @@ Test(manifest, missing_audio_is_a_warning)
     cr_assert_not_null(strstr(msg, "not a regular file"), "%s", msg);
     cr_assert_eq(log_count("WARN", "2 of 3 audio files"), 1, "log:\n%s", g_log);
     sb_corpus_destroy(&c);
-    /* check_audio: false looks at nothing. */
+    /* check_audio: false (the default) looks at nothing: the feature stage checks. */
     expect_ok(load(opts_for("w.csv", "check_audio: false\n"), &c, &err), &err);
+    cr_assert_eq(sb_corpus_n_warnings(c), 0);
+    sb_corpus_destroy(&c);
+    expect_ok(load(opts_for("w.csv", NULL), &c, &err), &err);
     cr_assert_eq(sb_corpus_n_warnings(c), 0);
     sb_corpus_destroy(&c);
 }
