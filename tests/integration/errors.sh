@@ -164,6 +164,15 @@ expect_exit 1 $T/e12c
 expect_in $T/e12c.err "utterance $short: shorter than one frame"
 expect_in $T/e12c.err "1 failed item"
 
+# 12d. an unexpected sample rate and channel count: resampled and downmixed, and noted
+C5=$T/corpus5; mkdir -p $C5; cp -r $C/wav $C5/; cp $C/manifest.csv $C5/
+odd=$(grep ',dev,' $C5/manifest.csv | sed -n 2p | cut -d, -f1)
+sox $C/wav/$odd.wav -r 44100 -c 2 $C5/wav/$odd.wav
+base $T/c12d.yaml; sed -i "s|$C/manifest.csv|$C5/manifest.csv|" $T/c12d.yaml
+run_sb $T/e12d run $T/c12d.yaml --results $T/r12d
+expect_exit 0 $T/e12d
+expect_in $T/e12d.err "note: resampled 1 file to 16000 Hz (44100 Hz: 1); averaged the channels of 1 multi-channel file"
+
 # 13. an unwritable results folder
 base $T/c13.yaml
 touch $T/plainfile

@@ -22,6 +22,11 @@ SB_BEGIN_DECLS
 SB_API sb_status sb_audio_load(const char *path, double start, double end, int channel, int rate,
                                float **samples, size_t *n, sb_error *err);
 
+/* Read only the header of `path`: its native sample rate, channel count and duration.
+ * Errors as sb_audio_load's. Any output pointer may be NULL. */
+SB_API sb_status sb_audio_probe(const char *path, int *rate, int *channels, double *seconds,
+                                sb_error *err);
+
 /* Resample n samples from rate `in_rate` to `out_rate` (libsoxr, HQ). *out is released
  * with sb_free. in_rate == out_rate copies. */
 SB_API sb_status sb_audio_resample(const float *in, size_t n, int in_rate, int out_rate,

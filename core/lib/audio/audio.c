@@ -321,3 +321,22 @@ done:
         sf_close(sf);
     return st;
 }
+
+sb_status sb_audio_probe(const char *path, int *rate, int *channels, double *seconds, sb_error *err)
+{
+    if (!path)
+        return sb_error_set(err, SB_ERR_INVALID, "sb_audio_probe", "NULL path");
+    SF_INFO info;
+    memset(&info, 0, sizeof info);
+    SNDFILE *sf = sf_open(path, SFM_READ, &info);
+    if (!sf)
+        return open_error(path, err);
+    sf_close(sf);
+    if (rate)
+        *rate = info.samplerate;
+    if (channels)
+        *channels = info.channels;
+    if (seconds)
+        *seconds = info.samplerate > 0 ? (double)info.frames / info.samplerate : 0.0;
+    return SB_OK;
+}

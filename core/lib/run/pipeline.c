@@ -735,6 +735,8 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
     sbi_progress_start(&prog, c->ui, desc, nt);
     size_t done = 0, failed = 0;
     double audio_s = 0;
+    int rates[8][2] = { { 0 } }; /* native rates met other than the encoder's: (Hz, files) */
+    size_t n_resampled = 0, n_downmixed = 0;
     for (size_t k = 0; st == SB_OK && k < nt; k++) {
         if (sbi_cancel_requested) {
             st = sb_error_set(&e, SB_ERR_CANCELLED, desc, "interrupted; rerun to resume");
@@ -754,6 +756,19 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
             continue;
         }
         audio_s += (double)ns / ee->info.sample_rate;
+        int nat_rate = 0, nat_ch = 0;
+        if (sb_audio_probe(u->audio, &nat_rate, &nat_ch, NULL, NULL) == SB_OK) {
+            if (nat_rate != ee->info.sample_rate) {
+                int slot = 0;
+                while (slot < 7 && rates[slot][0] && rates[slot][0] != nat_rate)
+                    slot++;
+                rates[slot][0] = nat_rate;
+                rates[slot][1]++;
+                n_resampled++;
+            }
+            if (nat_ch > 1 && u->channel < 0)
+                n_downmixed++;
+        }
         sb_error ee2 = { 0 };
         sb_status es = vt->encode(inst, audio, ns, fe->x + i * width, &ee2);
         sb_free(audio);
@@ -799,6 +814,17 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
     snprintf(summary, sizeof summary, "%zu encoded, %zu failed, %.1f s of audio (%.0f× real time)",
              done, failed, audio_s, el > 0 ? audio_s / el : 0.0);
     sbi_progress_finish(&prog, summary);
+    if (n_resampled || n_downmixed) {
+        sbi_buf b = { 0 };
+        for (int k = 0; k < 8 && rates[k][0]; k++)
+            sbi_buf_printf(&b, "%s%d Hz: %d", k ? ", " : "", rates[k][0], rates[k][1]);
+        sbi_ui_log(c->ui, SB_LOG_INFO, in->name,
+                   "note: resampled %zu file%s to %d Hz (%s); averaged the channels of %zu "
+                   "multi-channel file%s",
+                   n_resampled, n_resampled == 1 ? "" : "s", ee->info.sample_rate, b.s ? b.s : "-",
+                   n_downmixed, n_downmixed == 1 ? "" : "s");
+        sbi_buf_free(&b);
+    }
     return audio_policy(c, ce, &ap, err);
 }
 
