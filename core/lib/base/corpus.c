@@ -39,7 +39,9 @@ struct sb_corpus {
     size_t n_warnings, cap_warnings;
     rating *ratings; /* in the order added, grouped per utterance via first/count below */
     size_t n_ratings, cap_ratings;
-    size_t *rating_first, *rating_count; /* [cap] per utterance, built as ratings arrive */
+    size_t *rating_first, *rating_count; /* [n] per utterance, built on first read */
+    unsigned char *rated;                /* [rated_cap] utterance has ratings */
+    size_t rated_cap;
     info_kv *info;
     size_t n_info;
 };
@@ -99,6 +101,7 @@ void sb_corpus_destroy(sb_corpus **cp)
     free(c->ratings);
     free(c->rating_first);
     free(c->rating_count);
+    free(c->rated);
     for (size_t i = 0; i < c->n_info; i++) {
         free(c->info[i].key);
         free(c->info[i].value);
@@ -282,12 +285,21 @@ sb_status sb_corpus_add_rating(sb_corpus *c, const char *utt_id, const char *rat
                             "rating for an utterance not added (add the utterance first)");
     if (!rater || !label)
         return sb_error_set(err, SB_ERR_INVALID, utt_id, "rating without rater or label");
-    /* Ratings of one utterance are added together, as corpus files list them. */
-    if (c->n_ratings && c->ratings[c->n_ratings - 1].utt != (size_t)k)
-        for (size_t i = 0; i < c->n_ratings; i++)
-            if (c->ratings[i].utt == (size_t)k)
-                return sb_error_set(err, SB_ERR_INTERNAL, utt_id,
-                                    "ratings of one utterance must be added consecutively");
+    /* Ratings of one utterance are added together, as corpus files list them: a flag per
+     * utterance that has ratings makes the check constant-time. */
+    if (c->rated_cap < c->n) {
+        size_t cap = c->n * 2;
+        unsigned char *r = realloc(c->rated, cap);
+        if (!r)
+            return sb_error_set(err, SB_ERR_NOMEM, utt_id, "out of memory");
+        memset(r + c->rated_cap, 0, cap - c->rated_cap);
+        c->rated = r;
+        c->rated_cap = cap;
+    }
+    if (c->rated[k] && c->ratings[c->n_ratings - 1].utt != (size_t)k)
+        return sb_error_set(err, SB_ERR_INTERNAL, utt_id,
+                            "ratings of one utterance must be added consecutively");
+    c->rated[k] = 1;
     if (c->n_ratings == c->cap_ratings) {
         size_t cap = c->cap_ratings ? c->cap_ratings * 2 : 256;
         rating *p = realloc(c->ratings, cap * sizeof *p);
