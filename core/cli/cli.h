@@ -53,5 +53,6 @@ int cmd_plugins(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 
 #endif

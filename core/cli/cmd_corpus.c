@@ -79,6 +79,13 @@ int cmd_corpus(int argc, char **argv)
             size_t n_ratings = 0;
             for (size_t u = 0; u < sb_corpus_size(c); u++)
                 n_ratings += sb_corpus_n_ratings(c, u);
+            json_t *notes = json_array();
+            for (size_t w = 0; w < sb_corpus_n_notes(c); w++) {
+                const char *id = NULL;
+                const char *msg = sb_corpus_note(c, w, &id);
+                json_array_append_new(notes, json_pack("{s:s, s:s}", "utterance", id ? id : "",
+                                                       "note", msg ? msg : ""));
+            }
             json_t *warn = json_array();
             for (size_t w = 0; w < sb_corpus_n_warnings(c); w++) {
                 const char *id = NULL;
@@ -92,14 +99,15 @@ int cmd_corpus(int argc, char **argv)
             const char *space = sb_corpus_label_space(c);
             json_object_set_new(
                 all, in->name,
-                json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:{s:I, s:I, s:o}}",
-                          "plugin", in->plugin->desc->name, "label_space", space ? space : "",
-                          "utterances", (json_int_t)sb_corpus_size(c), "dialogues",
-                          (json_int_t)json_object_size(dlg), "speakers",
-                          (json_int_t)json_object_size(spk), "ratings", (json_int_t)n_ratings,
-                          "info", info, "classes", classes, "splits", splits, "problems", warn,
-                          "audio", "without_audio", (json_int_t)no_audio, "missing_files",
-                          (json_int_t)missing_audio, "missing", missing));
+                json_pack(
+                    "{s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:I, s:o}}",
+                    "plugin", in->plugin->desc->name, "label_space", space ? space : "",
+                    "utterances", (json_int_t)sb_corpus_size(c), "dialogues",
+                    (json_int_t)json_object_size(dlg), "speakers",
+                    (json_int_t)json_object_size(spk), "ratings", (json_int_t)n_ratings, "info",
+                    info, "classes", classes, "splits", splits, "problems", warn, "notes", notes,
+                    "audio", "without_audio", (json_int_t)no_audio, "missing_files",
+                    (json_int_t)missing_audio, "missing", missing));
             json_decref(dlg);
             json_decref(spk);
             sb_corpus_destroy(&c);
@@ -144,6 +152,14 @@ int cmd_corpus(int argc, char **argv)
             if (np)
                 printf("  %zu problem item%s in all%s\n", np, np == 1 ? "" : "s",
                        np > 20 ? " (all of them with --json)" : "");
+            json_t *nts = json_object_get(d, "notes");
+            size_t nn = json_array_size(nts);
+            for (size_t k = 0; k < nn && k < 20; k++)
+                printf("  note: %s: %s\n",
+                       json_string_value(json_object_get(json_array_get(nts, k), "utterance")),
+                       json_string_value(json_object_get(json_array_get(nts, k), "note")));
+            if (nn > 20)
+                printf("  %zu notes in all (all of them with --json)\n", nn);
             json_t *au = json_object_get(d, "audio");
             long long na = (long long)json_integer_value(json_object_get(au, "without_audio"));
             long long nm = (long long)json_integer_value(json_object_get(au, "missing_files"));

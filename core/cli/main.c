@@ -20,6 +20,7 @@ static void usage(FILE *f)
         "  serbench encode CONFIG                     the feature stage only\n"
         "  serbench report CONFIG [--format md|csv|tex|json] [--out FILE]\n"
         "  serbench export predictions|metrics CONFIG --out FILE.csv\n"
+        "  serbench embed --checkpoint DIR --out FILE.safetensors AUDIO   SSL hidden states\n"
         "  serbench version\n"
         "\n"
         "exit status: 0 success; 1 finished with failed items or runs (reported);\n"
@@ -47,6 +48,8 @@ int main(int argc, char **argv)
         return cmd_export(argc, argv);
     if (!strcmp(cmd, "corpus"))
         return cmd_corpus(argc, argv);
+    if (!strcmp(cmd, "embed"))
+        return cmd_embed(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("serbench %s (plugin ABI %d.%d)\n", sb_version(), SB_ABI_MAJOR, SB_ABI_MINOR);
         return EXIT_OK;

@@ -64,6 +64,14 @@ SB_API sb_status sb_corpus_add_rating(sb_corpus *c, const char *utt_id, const ch
 SB_API sb_status sb_corpus_set_info(sb_corpus *c, const char *key, const char *value,
                                     sb_error *err);
 
+/* Record a note about one item that does NOT exclude it: the item stays for every stage
+ * that can use it. For facts a user should see — "no clip dia110_utt7.wav (known missing in
+ * MELD)", "llm_label 'comfort' is not one of the 7 emotions (kept unlabelled)". `serbench
+ * corpus` lists notes; when an item has no audio, the feature stage quotes its first note.
+ * Missing audio is a note, never a warning: the dataset's on_missing_audio policy decides. */
+SB_API void sb_corpus_note_item(sb_corpus *c, const char *utt_id, const char *fmt, ...)
+    SB_PRINTF(3, 4);
+
 /* Record a per-item problem found while loading (a missing audio file, say) without
  * failing the whole load; the host reports these and excludes the item. */
 SB_API void sb_corpus_warn_item(sb_corpus *c, const char *utt_id, const char *fmt, ...)
@@ -87,6 +95,11 @@ SB_API const char *sb_corpus_rating(const sb_corpus *c, size_t i, size_t k, cons
 SB_API size_t sb_corpus_n_info(const sb_corpus *c);
 SB_API const char *sb_corpus_info_at(const sb_corpus *c, size_t k, const char **key);
 SB_API const char *sb_corpus_info(const sb_corpus *c, const char *key);
+/* Notes (sb_corpus_note_item): count, the i-th (id out, text returned), and the first note
+ * of utterance index u (NULL if none). */
+SB_API size_t sb_corpus_n_notes(const sb_corpus *c);
+SB_API const char *sb_corpus_note(const sb_corpus *c, size_t i, const char **utt_id);
+SB_API const char *sb_corpus_item_note(const sb_corpus *c, size_t u);
 /* Items reported with sb_corpus_warn_item: count, and the i-th id and message. */
 SB_API size_t sb_corpus_n_warnings(const sb_corpus *c);
 SB_API const char *sb_corpus_warning(const sb_corpus *c, size_t i, const char **utt_id);

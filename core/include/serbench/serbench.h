@@ -14,7 +14,9 @@
 #include "rng.h"
 #include "safetensors.h"
 #include "text.h"
+#include "files.h"
 #include "nn.h"
 #include "metrics.h"
+#include "ssl.h"
 
 #endif

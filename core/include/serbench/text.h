@@ -46,7 +46,12 @@ SB_API int sb_utf8_valid(const char *s, size_t n);
  *     and U+00A0 becomes a space;
  *  3. mojibake of UTF-8 read as Windows-1252 is undone (â€™ → ’, â€œ → “, â€ + U+009D → ”,
  *     â€” → —, â€“ → –, â€¦ → …, Ã© → é, and the other Ã/Â pairs of Latin-1 letters);
- *  4. the lossy forms seen in MELT (€™ → ’, €¦ → …, €œ → “, €“ → –) are repaired.
+ *  4. the lossy forms seen in MELT (€™ → ’, €¦ → …, €œ → “, €“ → –, €” → —; also
+ *     €˜ → ‘ and € + U+009D → ”) are repaired.
+ * Steps 2-4 repeat until nothing changes, so text damaged twice is repaired and the repair
+ * is idempotent: sb_text_repair of its own output returns it unchanged. The five bytes
+ * Windows-1252 leaves undefined (0x81 0x8D 0x8F 0x90 0x9D) stay as their C1 code points.
+ * Valid UTF-8 without the sequences above is returned unchanged. Thread-safe.
  * Returns valid UTF-8 in a new string (release with sb_free; NULL on allocation failure)
  * and sets *changed (if not NULL) when the output differs from the input. */
 SB_API char *sb_text_repair(const char *s, size_t n, int *changed);

@@ -37,6 +37,8 @@ struct sb_corpus {
     size_t index_cap;
     warning *warnings;
     size_t n_warnings, cap_warnings;
+    warning *notes; /* same shape: an id and a text */
+    size_t n_notes, cap_notes;
     rating *ratings; /* in the order added, grouped per utterance via first/count below */
     size_t n_ratings, cap_ratings;
     size_t *rating_first, *rating_count; /* [n] per utterance, built on first read */
@@ -94,6 +96,11 @@ void sb_corpus_destroy(sb_corpus **cp)
         free(c->warnings[i].msg);
     }
     free(c->warnings);
+    for (size_t i = 0; i < c->n_notes; i++) {
+        free(c->notes[i].utt_id);
+        free(c->notes[i].msg);
+    }
+    free(c->notes);
     for (size_t i = 0; i < c->n_ratings; i++) {
         free(c->ratings[i].rater);
         free(c->ratings[i].label);
@@ -249,23 +256,21 @@ sb_status sb_corpus_add(sb_corpus *c, const sb_utt *u, sb_error *err)
     return SB_OK;
 }
 
-void sb_corpus_warn_item(sb_corpus *c, const char *utt_id, const char *fmt, ...)
+static void add_item_text(warning **arr, size_t *n, size_t *cap, const char *utt_id,
+                          const char *fmt, va_list ap)
 {
-    if (c->n_warnings == c->cap_warnings) {
-        size_t cap = c->cap_warnings ? c->cap_warnings * 2 : 16;
-        warning *p = realloc(c->warnings, cap * sizeof *p);
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        warning *p = realloc(*arr, nc * sizeof *p);
         if (!p)
             return;
-        c->warnings = p;
-        c->cap_warnings = cap;
+        *arr = p;
+        *cap = nc;
     }
-    va_list ap;
-    va_start(ap, fmt);
     char *msg = NULL;
     if (vasprintf(&msg, fmt, ap) < 0)
         msg = NULL;
-    va_end(ap);
-    warning *w = &c->warnings[c->n_warnings];
+    warning *w = &(*arr)[*n];
     w->utt_id = sbi_strdup(utt_id ? utt_id : "");
     w->msg = msg;
     if (!w->utt_id || !w->msg) {
@@ -273,7 +278,47 @@ void sb_corpus_warn_item(sb_corpus *c, const char *utt_id, const char *fmt, ...)
         free(w->msg);
         return;
     }
-    c->n_warnings++;
+    (*n)++;
+}
+
+void sb_corpus_warn_item(sb_corpus *c, const char *utt_id, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_item_text(&c->warnings, &c->n_warnings, &c->cap_warnings, utt_id, fmt, ap);
+    va_end(ap);
+}
+
+void sb_corpus_note_item(sb_corpus *c, const char *utt_id, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_item_text(&c->notes, &c->n_notes, &c->cap_notes, utt_id, fmt, ap);
+    va_end(ap);
+}
+
+size_t sb_corpus_n_notes(const sb_corpus *c)
+{
+    return c->n_notes;
+}
+
+const char *sb_corpus_note(const sb_corpus *c, size_t i, const char **utt_id)
+{
+    if (i >= c->n_notes)
+        return NULL;
+    if (utt_id)
+        *utt_id = c->notes[i].utt_id;
+    return c->notes[i].msg;
+}
+
+const char *sb_corpus_item_note(const sb_corpus *c, size_t u)
+{
+    if (u >= c->n)
+        return NULL;
+    for (size_t i = 0; i < c->n_notes; i++)
+        if (strcmp(c->notes[i].utt_id, c->utts[u].id) == 0)
+            return c->notes[i].msg;
+    return NULL;
 }
 
 sb_status sb_corpus_add_rating(sb_corpus *c, const char *utt_id, const char *rater,

@@ -552,7 +552,9 @@ static sb_status item_key(ctx *c, corpus_entry *ce, size_t i, int rate, sb_error
     const sb_utt *u = sb_corpus_utt(ce->c, i);
     if (!u->audio) {
         ce->item_state[i] = 2;
-        return sb_error_set(err, SB_ERR_AUDIO, u->id, "the corpus has no audio file for it");
+        const char *note = sb_corpus_item_note(ce->c, i);
+        return sb_error_set(err, SB_ERR_AUDIO, u->id, "the corpus has no audio file for it%s%s",
+                            note ? ": " : "", note ? note : "");
     }
     char fh[SB_HASH_HEX];
     sb_status st = sbi_store_file_hash(c->store, u->audio, fh, err);

@@ -1,0 +1,118 @@
+/* core/lib/ssl/ssl_internal.h — (internal) kernels of the SSL encoders and the model
+ * object shared by load.c and forward.c. Kernels are plain functions after llm.c:
+ * outputs, then scratch, then inputs, then weights, then dimensions; activations are
+ * time-major [T, C]. Each fast kernel has a loop reference beside it (the _ref suffix) that
+ * the unit tests compare it against. */
+#ifndef SBI_SSL_INTERNAL_H
+#define SBI_SSL_INTERNAL_H
+
+#include <serbench/ssl.h>
+
+/* ---- kernels (kernels.c) --------------------------------------------------------------- */
+
+/* Repack a PyTorch conv weight w (OC, C, K) into (OC, K, C) so one output row is the GEMM
+ * row for an im2col patch laid out tap by tap (time-major input). */
+void sbi_ssl_conv_pack(float *packed, const float *w, int OC, int C, int K);
+
+/* Strided 1-D convolution, no padding. inp is (Tin, C), out is (Tout, OC) with
+ * Tout = (Tin - K) / S + 1 >= 1; weight is packed (OC, K, C), bias (OC) or NULL. Runs as
+ * ceil(K/S) GEMMs over strided views of inp (no copy). */
+void sbi_ssl_conv1d_forward(float *out, const float *inp, const float *wpacked, const float *bias,
+                            int Tin, int C, int OC, int K, int S);
+/* The same with loops over the PyTorch layout w (OC, C, K). */
+void sbi_ssl_conv1d_forward_ref(float *out, const float *inp, const float *w, const float *bias,
+                                int Tin, int C, int OC, int K, int S);
+
+/* Grouped "same" convolution along time: out[t] = bias + sum_k W_k x[t + k - K/2], zero
+ * outside [0, T) (for even K this is PyTorch's padding K/2 followed by dropping the last
+ * frame, HF's SamePad). inp and out are (T, H), weight packed (H, K, H/G), bias (H).
+ * col is scratch of T*K*(H/G) floats. */
+void sbi_ssl_posconv_forward(float *out, float *col, const float *inp, const float *wpacked,
+                             const float *bias, int T, int H, int G, int K);
+/* Loops over the PyTorch layout w (H, H/G, K). */
+void sbi_ssl_posconv_forward_ref(float *out, const float *inp, const float *w, const float *bias,
+                                 int T, int H, int G, int K);
+
+/* LayerNorm over the channels of each row: inp, out (T, C) (may alias), weight and bias (C)
+ * or both NULL for no affine; biased variance. */
+void sbi_ssl_layernorm_forward(float *out, const float *inp, const float *weight, const float *bias,
+                               int T, int C, float eps);
+/* GroupNorm with one channel per group: each channel normalised over time. x (T, C) in
+ * place; weight, bias (C). */
+void sbi_ssl_channelnorm_forward(float *x, const float *weight, const float *bias, int T, int C,
+                                 float eps);
+/* GELU 0.5 x (1 + erf(x / sqrt 2)) in place over n values: vectorised, erf to 1.5e-7
+ * absolute; the _ref version calls libm's erff. */
+void sbi_ssl_gelu_forward(float *x, size_t n);
+void sbi_ssl_gelu_forward_ref(float *x, size_t n);
+
+/* WavLM relative-position bucket of r = key index - query index. */
+int sbi_ssl_wavlm_bucket(long r, int num_buckets, int max_distance);
+/* gate (nh, T): per head and query row, a (b c_h - 1) + 2 with a, b the sigmoids of the
+ * sums of the first and last four outputs of gw (8, d) u + gb, u = inp row restricted to
+ * the head's columns. inp (T, H). */
+void sbi_ssl_wavlm_gate_forward(float *gate, const float *inp, const float *gw, const float *gb,
+                                const float *gconst, int T, int H, int nh);
+
+/* Multi-head self-attention core: qkv (T, 3H) holds Q | K | V, heads are contiguous column
+ * blocks of d = H/nh. out (T, H) = concat_h softmax(Q_h K_h^T / sqrt d + B_h) V_h, where
+ * B_h[i][j] = gate[h][i] * rel[h][j - i + T - 1] when gate and rel are non-NULL (WavLM;
+ * gate (nh, T), rel (nh, 2T-1)), else 0. att is scratch of T*T floats. */
+void sbi_ssl_attention_forward(float *out, float *att, const float *qkv, const float *gate,
+                               const float *rel, int T, int H, int nh);
+void sbi_ssl_attention_forward_ref(float *out, const float *qkv, const float *gate,
+                                   const float *rel, int T, int H, int nh);
+
+/* ---- the model (load.c, forward.c) ----------------------------------------------------- */
+
+typedef struct sbi_ssl_layer {
+    const float *wqkv, *bqkv; /* (3H, H), (3H): q | k | v rows */
+    const float *wo, *bo;     /* (H, H), (H) */
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    const float *w1, *b1, *w2, *b2;     /* (FF, H), (FF), (H, FF), (H) */
+    const float *gru_w, *gru_b, *gru_c; /* WavLM: (8, d), (8), (nh) */
+} sbi_ssl_layer;
+
+typedef struct sbi_ssl_weights {
+    const float *conv_w[SB_SSL_MAX_CONV];                             /* packed (OC, K, C) */
+    const float *conv_b[SB_SSL_MAX_CONV];                             /* or NULL */
+    const float *conv_nw[SB_SSL_MAX_CONV], *conv_nb[SB_SSL_MAX_CONV]; /* or NULL */
+    const float *fp_ln_w, *fp_ln_b;   /* or NULL (feat_proj_layer_norm false) */
+    const float *fp_w, *fp_b;         /* (H, C_last), (H) */
+    const float *pos_w[8], *pos_b[8]; /* packed (H, K, H/G), (H) per pos-conv layer */
+    const float *enc_ln_w, *enc_ln_b;
+    const float *rel_embed; /* WavLM (num_buckets, nh) */
+    sbi_ssl_layer *layers;  /* [n_layers] */
+} sbi_ssl_weights;
+
+/* Scratch sized for the longest utterance seen (grown, never shrunk). */
+typedef struct sbi_ssl_work {
+    size_t cap_samples, cap_frames;
+    float *wav;        /* [cap_samples] normalised copy */
+    float *ca, *cb;    /* conv ping-pong, [max T_l * C_l] each */
+    float *x, *y, *p;  /* (T, H) */
+    float *qkv;        /* (T, 3H) */
+    float *ffn;        /* (T, FF) */
+    float *col;        /* pos-conv im2col (T, K*H/G) */
+    float *att;        /* (T, T) */
+    float *gate, *rel; /* WavLM (nh, T), (nh, 2T-1) */
+    int *bucket;       /* WavLM [2T-1] */
+    size_t size_a, size_b;
+} sbi_ssl_work;
+
+struct sb_ssl_model {
+    sb_ssl_config cfg;
+    char *dir;
+    char **files; /* weight files, sorted; n_files */
+    size_t n_files;
+    float *blob; /* the one allocation of weights */
+    size_t n_params;
+    sbi_ssl_weights w;
+    sbi_ssl_work work;
+};
+
+/* Frame count after conv layer l (0-based) for n samples, or 0 when too short. */
+size_t sbi_ssl_conv_len(const sb_ssl_config *c, size_t n, int l);
+void sbi_ssl_work_free(sbi_ssl_work *w);
+
+#endif

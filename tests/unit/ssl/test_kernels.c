@@ -1,0 +1,246 @@
+/* tests/unit/ssl/test_kernels.c — each fast SSL kernel against its loop reference on
+ * awkward shapes (one frame, odd T, K not a multiple of S, even and odd positional kernels),
+ * and WavLM's bucket function against the reference's worked examples. */
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ssl_internal.h"
+
+static float *randv(size_t n, uint32_t seed)
+{
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (float)((double)(seed >> 8) / 16777216.0 - 0.5) * 2.0f;
+    }
+    return x;
+}
+
+/* max |a-b| <= atol + rtol * max|b|; reports the worst element. */
+static void expect_close(const float *a, const float *b, size_t n, double rtol, const char *what)
+{
+    double worst = 0, ref = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        ref = fabs((double)b[i]) > ref ? fabs((double)b[i]) : ref;
+        if (!(d <= worst)) {
+            worst = d;
+            at = i;
+        }
+    }
+    cr_expect_leq(worst, 1e-6 + rtol * ref, "%s: max-abs %.3g (max|ref| %.3g) at %zu: %g vs %g",
+                  what, worst, ref, at, n ? (double)a[at] : 0.0, n ? (double)b[at] : 0.0);
+}
+
+static void check_conv(int Tin, int C, int OC, int K, int S, int with_bias)
+{
+    const int Tout = (Tin - K) / S + 1;
+    float *x = randv((size_t)Tin * C, 1), *w = randv((size_t)OC * C * K, 2),
+          *b = randv((size_t)OC, 3);
+    float *wp = malloc((size_t)OC * C * K * sizeof *wp);
+    float *got = malloc((size_t)Tout * OC * sizeof *got), *want = malloc((size_t)Tout * OC * 4);
+    sbi_ssl_conv_pack(wp, w, OC, C, K);
+    sbi_ssl_conv1d_forward(got, x, wp, with_bias ? b : NULL, Tin, C, OC, K, S);
+    sbi_ssl_conv1d_forward_ref(want, x, w, with_bias ? b : NULL, Tin, C, OC, K, S);
+    char what[96];
+    snprintf(what, sizeof what, "conv Tin=%d C=%d OC=%d K=%d S=%d", Tin, C, OC, K, S);
+    expect_close(got, want, (size_t)Tout * OC, 1e-5, what);
+    free(x), free(w), free(b), free(wp), free(got), free(want);
+}
+
+Test(ssl_kernels, conv1d_matches_reference)
+{
+    check_conv(10, 1, 8, 10, 5, 1);   /* one output frame, layer-0 shape */
+    check_conv(403, 1, 16, 10, 5, 0); /* K = 2S */
+    check_conv(31, 7, 5, 3, 2, 1);    /* K not a multiple of S */
+    check_conv(33, 16, 12, 2, 2, 0);  /* K == S: a single zero-copy view */
+    check_conv(17, 3, 4, 5, 1, 1);    /* stride 1 */
+    check_conv(9, 6, 3, 4, 3, 1);
+}
+
+static void check_posconv(int T, int H, int G, int K)
+{
+    const int Hg = H / G;
+    float *x = randv((size_t)T * H, 4), *w = randv((size_t)H * Hg * K, 5), *b = randv((size_t)H, 6);
+    float *wp = malloc((size_t)H * Hg * K * sizeof *wp), *col = malloc((size_t)T * K * Hg * 4);
+    float *got = malloc((size_t)T * H * 4), *want = malloc((size_t)T * H * 4);
+    sbi_ssl_conv_pack(wp, w, H, Hg, K);
+    sbi_ssl_posconv_forward(got, col, x, wp, b, T, H, G, K);
+    sbi_ssl_posconv_forward_ref(want, x, w, b, T, H, G, K);
+    char what[96];
+    snprintf(what, sizeof what, "posconv T=%d H=%d G=%d K=%d", T, H, G, K);
+    expect_close(got, want, (size_t)T * H, 1e-5, what);
+    free(x), free(w), free(b), free(wp), free(col), free(got), free(want);
+}
+
+Test(ssl_kernels, posconv_matches_reference)
+{
+    check_posconv(1, 8, 2, 16);  /* one frame: only the centre tap sees data */
+    check_posconv(7, 12, 4, 16); /* T < K */
+    check_posconv(41, 12, 3, 8);
+    check_posconv(23, 16, 4, 5); /* odd K (data2vec) */
+    check_posconv(50, 8, 1, 3);
+}
+
+/* Even K: PyTorch pads K/2 on both sides and HF SamePad drops the last output. Check the
+ * kernel against that literal recipe for one channel. */
+Test(ssl_kernels, posconv_even_kernel_is_samepad)
+{
+    const int T = 9, K = 4, pad = K / 2;
+    float x[9], w[4] = { 0.5f, -1.0f, 2.0f, 0.25f }, b[1] = { 0.1f }, wp[4], col[9 * 4], got[9];
+    for (int t = 0; t < T; t++)
+        x[t] = (float)(t * t % 7) - 3.0f;
+    sbi_ssl_conv_pack(wp, w, 1, 1, K);
+    sbi_ssl_posconv_forward(got, col, x, wp, b, T, 1, 1, K);
+    float padded[9 + 4] = { 0 };
+    memcpy(padded + pad, x, sizeof x);
+    for (int t = 0; t < T; t++) { /* outputs 0..T (T+1 of them) minus the last */
+        float acc = b[0];
+        for (int k = 0; k < K; k++)
+            acc += w[k] * padded[t + k];
+        cr_expect_float_eq(got[t], acc, 1e-6, "t=%d: %g vs %g", t, (double)got[t], (double)acc);
+    }
+}
+
+Test(ssl_kernels, norms)
+{
+    const int T = 13, C = 300; /* C spans two channel blocks */
+    float *x = randv((size_t)T * C, 7), *w = randv(C, 8), *b = randv(C, 9);
+    float *y = malloc((size_t)T * C * 4);
+    for (size_t i = 0; i < (size_t)T * C; i++)
+        x[i] = 3.0f + 2.0f * x[i];
+    /* LayerNorm row: mean 0, variance 1 before the affine; no-affine variant. */
+    sbi_ssl_layernorm_forward(y, x, NULL, NULL, T, C, 1e-5f);
+    for (int t = 0; t < T; t++) {
+        double s = 0, ss = 0;
+        for (int c = 0; c < C; c++)
+            s += y[t * C + c], ss += (double)y[t * C + c] * y[t * C + c];
+        cr_expect_leq(fabs(s / C), 1e-5, "row %d mean %g", t, s / C);
+        cr_expect_leq(fabs(ss / C - 1.0), 1e-4, "row %d var %g", t, ss / C);
+    }
+    float *y2 = malloc((size_t)T * C * 4);
+    sbi_ssl_layernorm_forward(y2, x, w, b, T, C, 1e-5f);
+    for (int i = 0; i < T * C; i++)
+        cr_assert_float_eq(y2[i], y[i] * w[i % C] + b[i % C], 1e-5, "affine at %d", i);
+    /* Channel norm: the per-channel statistics over time, against a direct computation. */
+    memcpy(y, x, (size_t)T * C * 4);
+    sbi_ssl_channelnorm_forward(y, w, b, T, C, 1e-5f);
+    for (int c = 0; c < C; c++) {
+        double m = 0, v = 0;
+        for (int t = 0; t < T; t++)
+            m += x[t * C + c];
+        m /= T;
+        for (int t = 0; t < T; t++)
+            v += (x[t * C + c] - m) * (x[t * C + c] - m);
+        v /= T;
+        for (int t = 0; t < T; t++) {
+            double want = (x[t * C + c] - m) / sqrt(v + 1e-5) * w[c] + b[c];
+            cr_assert_leq(fabs(y[t * C + c] - want), 1e-5, "channel %d t %d: %g vs %g", c, t,
+                          (double)y[t * C + c], want);
+        }
+    }
+    float g[4] = { -3.0f, 0.0f, 1.0f, 0.5f };
+    sbi_ssl_gelu_forward(g, 3); /* a tail shorter than one vector */
+    sbi_ssl_gelu_forward(g + 3, 1);
+    cr_expect_float_eq(g[0], -0.00404969f, 3e-7); /* erf to 1.5e-7: GELU to 0.5|x| 1.5e-7 */
+    cr_expect_float_eq(g[1], 0.0f, 0.0);
+    cr_expect_float_eq(g[2], 0.84134475f, 2e-7);
+    cr_expect_float_eq(g[3], 0.34573123f, 2e-7);
+    free(x), free(w), free(b), free(y), free(y2);
+}
+
+/* The vectorised GELU against libm's erff over [-12, 12] plus extremes: |err| <= 2e-7 |x|
+ * + 1e-7 (erf to 1.5e-7 absolute). */
+Test(ssl_kernels, gelu_matches_erff)
+{
+    const size_t n = 240003;
+    float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    for (size_t i = 0; i < n; i++)
+        a[i] = b[i] = -12.0f + 24.0f * (float)i / (float)(n - 1);
+    a[0] = b[0] = -1e30f;
+    a[1] = b[1] = 1e30f;
+    a[2] = b[2] = -0.0f;
+    sbi_ssl_gelu_forward(a, n);
+    sbi_ssl_gelu_forward_ref(b, n);
+    for (size_t i = 0; i < n; i++) {
+        const double x = i == 0   ? -1e30
+                         : i == 1 ? 1e30
+                                  : -12.0 + 24.0 * (double)i / (double)(n - 1);
+        const double tol = 2e-7 * fabs(i < 2 ? 12.0 : x) + 1e-7;
+        cr_assert(fabs((double)a[i] - (double)b[i]) <= (i < 2 ? 0 : tol) || (i < 2 && a[i] == b[i]),
+                  "gelu(%g): %.9g vs erff %.9g", x, (double)a[i], (double)b[i]);
+    }
+    free(a);
+    free(b);
+}
+
+Test(ssl_kernels, wavlm_buckets_match_reference_examples)
+{
+    cr_expect_eq(sbi_ssl_wavlm_bucket(0, 320, 800), 0);
+    cr_expect_eq(sbi_ssl_wavlm_bucket(1, 320, 800), 161);
+    cr_expect_eq(sbi_ssl_wavlm_bucket(-1, 320, 800), 1);
+    cr_expect_eq(sbi_ssl_wavlm_bucket(80, 320, 800), 240);
+    cr_expect_eq(sbi_ssl_wavlm_bucket(777, 320, 800), 318);
+    cr_expect_eq(sbi_ssl_wavlm_bucket(778, 320, 800), 319);
+    cr_expect_eq(sbi_ssl_wavlm_bucket(100000, 320, 800), 319);
+    cr_expect_eq(sbi_ssl_wavlm_bucket(-800, 320, 800), 159);
+    cr_expect_eq(sbi_ssl_wavlm_bucket(-79, 320, 800), 79);
+}
+
+static void check_attention(int T, int H, int nh, int wavlm)
+{
+    float *qkv = randv((size_t)T * 3 * H, 11), *gate = NULL, *rel = NULL;
+    for (size_t i = 0; i < (size_t)T * 3 * H; i++)
+        qkv[i] *= 3.0f; /* peaky softmax */
+    if (wavlm) {
+        gate = randv((size_t)nh * T, 12);
+        rel = randv((size_t)nh * (2 * T - 1), 13);
+        for (size_t i = 0; i < (size_t)nh * T; i++)
+            gate[i] += 1.5f;
+    }
+    float *att = malloc((size_t)T * T * 4), *got = malloc((size_t)T * H * 4),
+          *want = malloc((size_t)T * H * 4);
+    sbi_ssl_attention_forward(got, att, qkv, gate, rel, T, H, nh);
+    sbi_ssl_attention_forward_ref(want, qkv, gate, rel, T, H, nh);
+    char what[96];
+    snprintf(what, sizeof what, "attention T=%d H=%d nh=%d wavlm=%d", T, H, nh, wavlm);
+    expect_close(got, want, (size_t)T * H, 1e-5, what);
+    free(qkv), free(gate), free(rel), free(att), free(got), free(want);
+}
+
+Test(ssl_kernels, attention_matches_reference)
+{
+    check_attention(1, 8, 2, 0);
+    check_attention(1, 8, 2, 1);
+    check_attention(37, 24, 3, 0);
+    check_attention(37, 24, 3, 1);
+    check_attention(64, 32, 4, 1);
+}
+
+Test(ssl_kernels, wavlm_gate)
+{
+    const int T = 3, H = 8, nh = 2, d = 4;
+    float *x = randv((size_t)T * H, 21), *gw = randv(8 * d, 22), *gb = randv(8, 23);
+    float c[2] = { 0.7f, 1.3f }, gate[6];
+    sbi_ssl_wavlm_gate_forward(gate, x, gw, gb, c, T, H, nh);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < nh; h++) {
+            double z[8];
+            for (int j = 0; j < 8; j++) {
+                z[j] = gb[j];
+                for (int k = 0; k < d; k++)
+                    z[j] += (double)gw[j * d + k] * x[t * H + h * d + k];
+            }
+            double a = 1 / (1 + exp(-(z[0] + z[1] + z[2] + z[3])));
+            double b = 1 / (1 + exp(-(z[4] + z[5] + z[6] + z[7])));
+            double want = a * (b * c[h] - 1) + 2;
+            cr_expect_leq(fabs(gate[h * T + t] - want), 1e-6, "t %d h %d: %g vs %g", t, h,
+                          (double)gate[h * T + t], want);
+        }
+    free(x), free(gw), free(gb);
+}
