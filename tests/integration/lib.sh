@@ -49,4 +49,21 @@ demo_corpus() {
   echo "$d"
 }
 
+# gen_once NAME SCRIPT [ARGS...]: a generated corpus under the build tree, made once
+# (deterministic generators, so sharing between tests and runs is safe).
+gen_once() {
+  local name=$1 script=$2; shift 2
+  local d="$SB_BUILD_ROOT/test-data/int-$name"
+  if [ ! -e "$d/.complete" ]; then
+    mkdir -p "$SB_BUILD_ROOT/test-data"
+    local tmp
+    tmp=$(mktemp -d "$SB_BUILD_ROOT/test-data/int-$name.XXXXXX")
+    "$SB_SOURCE_ROOT/scripts/$script" "$tmp" "$@" >"$tmp.log" 2>&1 || { cat "$tmp.log" >&2; fail "$script"; }
+    touch "$tmp/.complete"
+    mv -T "$tmp" "$d" 2>/dev/null || rm -rf "$tmp"
+    rm -f "$tmp.log"
+  fi
+  echo "$d"
+}
+
 done_ok() { echo "ok: $n_checks checks"; exit 0; }
