@@ -808,7 +808,6 @@ void sb_ssl_close(sb_ssl_model **pm)
         return;
     sb_ssl_model *m = *pm;
     sbi_ssl_work_free(&m->work);
-    sbi_ssl_pool_destroy(&m->pool);
     free(m->blob);
     free(m->w.layers);
     for (size_t i = 0; i < m->n_files; i++)
