@@ -2,6 +2,9 @@
  * the repair table item by item, what must stay unchanged, idempotence, and the property
  * that every real MELD utterance, damaged the two ways older copies are, repairs back. */
 #include <criterion/criterion.h>
+
+#include "shared_data.h"
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,8 +399,10 @@ static int has_damage(const char *s)
 Test(repair, real_meld_rows_repair_back_from_old_forms)
 {
     const char *root = getenv("SB_SHARED_DATA");
-    if (!root)
-        cr_skip_test("SB_SHARED_DATA is not set");
+    char probe[1024];
+    snprintf(probe, sizeof probe, "%s/meld/train_sent_emo.csv", root ? root : "");
+    if (!root || access(probe, R_OK) != 0)
+        SB_MISSING_SHARED("no real MELD CSVs at %s", probe);
     static const char *files[] = { "train_sent_emo.csv", "dev_sent_emo.csv", "test_sent_emo.csv" };
     size_t rows = 0, touched = 0, chars = 0;
     char dmg[8192];

@@ -4,6 +4,8 @@
  * mutation run that must never crash. */
 #include <criterion/criterion.h>
 
+#include "shared_data.h"
+
 #include <dlfcn.h>
 #include <ftw.h>
 #include <math.h>
@@ -841,7 +843,7 @@ Test(manifest, real_meld_dev_csv)
     char path[1024];
     snprintf(path, sizeof path, "%s/meld/dev_sent_emo.csv", shared ? shared : "");
     if (!shared || access(path, R_OK) != 0)
-        cr_skip_test("no %s", path);
+        SB_MISSING_SHARED("no %s", path);
     char y[2048];
     snprintf(y, sizeof y,
              "path: \"%s\"\ncheck_audio: false\nsplit_default: dev\n"

@@ -7,6 +7,8 @@
 
 #include <criterion/criterion.h>
 
+#include "shared_data.h"
+
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdarg.h>

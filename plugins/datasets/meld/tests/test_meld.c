@@ -13,10 +13,10 @@ static const char *real_root(void)
     static char buf[1024];
     const char *d = getenv("SB_SHARED_DATA");
     if (!d)
-        cr_skip_test("SB_SHARED_DATA is not set");
+        SB_MISSING_SHARED("SB_SHARED_DATA is not set%s", "");
     snprintf(buf, sizeof buf, "%s/meld", d);
     if (access(buf, R_OK) != 0)
-        cr_skip_test("no real MELD CSVs at %s", buf);
+        SB_MISSING_SHARED("no real MELD CSVs at %s", buf);
     return buf;
 }
 
