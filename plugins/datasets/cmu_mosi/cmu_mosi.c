@@ -223,7 +223,7 @@ typedef struct sbuf {
     int oom;
 } sbuf;
 
-static void sb_add(sbuf *b, const char *s, size_t n)
+static void sbuf_add(sbuf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
@@ -244,12 +244,12 @@ static void sb_add(sbuf *b, const char *s, size_t n)
     b->s[b->n] = '\0';
 }
 
-static void sb_adds(sbuf *b, const char *s)
+static void sbuf_adds(sbuf *b, const char *s)
 {
-    sb_add(b, s, strlen(s));
+    sbuf_add(b, s, strlen(s));
 }
 
-static void sb_reset(sbuf *b)
+static void sbuf_reset(sbuf *b)
 {
     b->n = 0;
     if (b->s)
@@ -257,28 +257,28 @@ static void sb_reset(sbuf *b)
 }
 
 /* s as a JSON string literal. */
-static void sb_json_str(sbuf *b, const char *s)
+static void sbuf_json_str(sbuf *b, const char *s)
 {
-    sb_add(b, "\"", 1);
+    sbuf_add(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char esc[8];
         if (*p == '"' || *p == '\\') {
             esc[0] = '\\';
             esc[1] = (char)*p;
-            sb_add(b, esc, 2);
+            sbuf_add(b, esc, 2);
         } else if (*p < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", *p);
-            sb_adds(b, esc);
+            sbuf_adds(b, esc);
         } else {
-            sb_add(b, (const char *)p, 1);
+            sbuf_add(b, (const char *)p, 1);
         }
     }
-    sb_add(b, "\"", 1);
+    sbuf_add(b, "\"", 1);
 }
 
 /* The shortest decimal that reads back as exactly x (x finite): 0.6, not
  * 0.59999999999999998. */
-static void sb_json_num(sbuf *b, double x)
+static void sbuf_json_num(sbuf *b, double x)
 {
     char num[40];
     for (int prec = 1; prec <= 17; prec++) {
@@ -286,7 +286,7 @@ static void sb_json_num(sbuf *b, double x)
         if (strtod(num, NULL) == x)
             break;
     }
-    sb_adds(b, num);
+    sbuf_adds(b, num);
 }
 
 /* ---- labels ------------------------------------------------------------------------ */
@@ -339,8 +339,8 @@ static int find_audio(const mosi_loader *L, const mosi_clip *c, char **path, dou
     int n = 0, rc = 0;
     sbuf name = { 0 };
     if (L->layout == MOSI_MMSA) {
-        sb_adds(&name, c->clip);
-        sb_adds(&name, ".wav");
+        sbuf_adds(&name, c->clip);
+        sbuf_adds(&name, ".wav");
         if (name.oom)
             return -1;
         if (L->audio_root) {
@@ -351,10 +351,10 @@ static int find_audio(const mosi_loader *L, const mosi_clip *c, char **path, dou
             cand[n++] = sbi_mosi_join(L->root, "wav", c->video, name.s, NULL);
         }
     } else {
-        sb_adds(&name, c->video);
-        sb_adds(&name, "_");
-        sb_adds(&name, c->clip);
-        sb_adds(&name, ".wav");
+        sbuf_adds(&name, c->video);
+        sbuf_adds(&name, "_");
+        sbuf_adds(&name, c->clip);
+        sbuf_adds(&name, ".wav");
         if (name.oom)
             return -1;
         if (L->audio_root)
@@ -371,9 +371,9 @@ static int find_audio(const mosi_loader *L, const mosi_clip *c, char **path, dou
 
     if (rc == 0 && !*path && L->layout == MOSI_SDK && !L->audio_root) {
         /* The full recording, with the clip's span from the label file. */
-        sb_reset(&name);
-        sb_adds(&name, c->video);
-        sb_adds(&name, ".wav");
+        sbuf_reset(&name);
+        sbuf_adds(&name, c->video);
+        sbuf_adds(&name, ".wav");
         char *full =
             name.oom ? NULL : sbi_mosi_join(L->root, "Audio", "WAV_16000", "Full", name.s, NULL);
         if (!full) {
@@ -396,9 +396,9 @@ static int find_audio(const mosi_loader *L, const mosi_clip *c, char **path, dou
                 (size_t)snprintf(why + k, why_size - k,
                                  " and Audio/WAV_16000/Full/%s.wav with the clip's span", c->video);
         if (L->layout == MOSI_MMSA) {
-            sb_reset(&name);
-            sb_adds(&name, c->clip);
-            sb_adds(&name, ".mp4");
+            sbuf_reset(&name);
+            sbuf_adds(&name, c->clip);
+            sbuf_adds(&name, ".mp4");
             char *mp4 = name.oom ? NULL : sbi_mosi_join(L->root, "Raw", c->video, name.s, NULL);
             if (!mp4) {
                 rc = -1;
@@ -615,10 +615,10 @@ static sb_status mosi_load(const sb_host *host, const sb_opts *opts, sb_corpus *
             st = sb_error_set(err, SB_ERR_CANCELLED, L.label_path, "cancelled while loading");
             goto done;
         }
-        sb_reset(&id);
-        sb_adds(&id, c->video);
-        sb_adds(&id, "$_$");
-        sb_adds(&id, c->clip);
+        sbuf_reset(&id);
+        sbuf_adds(&id, c->video);
+        sbuf_adds(&id, "$_$");
+        sbuf_adds(&id, c->clip);
         if (id.oom) {
             st = sb_error_set(err, SB_ERR_NOMEM, L.label_path, "out of memory");
             goto done;
@@ -650,22 +650,22 @@ static sb_status mosi_load(const sb_host *host, const sb_opts *opts, sb_corpus *
                                                : (c->score < 0   ? "Negative"
                                                   : c->score > 0 ? "Positive"
                                                                  : "Neutral");
-        sb_reset(&meta);
-        sb_adds(&meta, "{\"score\":");
-        sb_json_num(&meta, c->score);
-        sb_adds(&meta, ",\"annotation\":");
-        sb_json_str(&meta, annotation);
-        sb_adds(&meta, ",\"video\":");
-        sb_json_str(&meta, c->video);
-        sb_adds(&meta, ",\"clip\":");
-        sb_json_str(&meta, c->clip);
+        sbuf_reset(&meta);
+        sbuf_adds(&meta, "{\"score\":");
+        sbuf_json_num(&meta, c->score);
+        sbuf_adds(&meta, ",\"annotation\":");
+        sbuf_json_str(&meta, annotation);
+        sbuf_adds(&meta, ",\"video\":");
+        sbuf_json_str(&meta, c->video);
+        sbuf_adds(&meta, ",\"clip\":");
+        sbuf_json_str(&meta, c->clip);
         if (L.layout == MOSI_SDK) {
-            sb_adds(&meta, ",\"start\":");
-            sb_json_num(&meta, c->start);
-            sb_adds(&meta, ",\"end\":");
-            sb_json_num(&meta, c->end);
+            sbuf_adds(&meta, ",\"start\":");
+            sbuf_json_num(&meta, c->start);
+            sbuf_adds(&meta, ",\"end\":");
+            sbuf_json_num(&meta, c->end);
         }
-        sb_adds(&meta, "}");
+        sbuf_adds(&meta, "}");
         if (meta.oom) {
             free(audio);
             st = sb_error_set(err, SB_ERR_NOMEM, L.label_path, "out of memory");
