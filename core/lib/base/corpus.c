@@ -257,6 +257,8 @@ sb_status sb_corpus_add(sb_corpus *c, const sb_utt *u, sb_error *err)
 }
 
 static void add_item_text(warning **arr, size_t *n, size_t *cap, const char *utt_id,
+                          const char *fmt, va_list ap) SB_PRINTF(5, 0);
+static void add_item_text(warning **arr, size_t *n, size_t *cap, const char *utt_id,
                           const char *fmt, va_list ap)
 {
     if (*n == *cap) {

@@ -1119,7 +1119,7 @@ static sb_status add_all(loader *L, const protocol *pr)
 
 static sb_status set_info(loader *L, const protocol *pr)
 {
-    char buf[1024];
+    char buf[5120]; /* room for a root path of PATH_MAX plus the text */
     sb_status st;
     const char *proto = pr->kind == PROTO_LOSO ? "iemocap-4class-loso" : "iemocap-6class-erc";
     if ((st = sb_corpus_set_info(L->corpus, "protocol", proto, L->err)) != SB_OK ||

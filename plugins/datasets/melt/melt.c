@@ -398,9 +398,10 @@ static sb_status add_rows(loader *L)
 /* One WARN line per file with out-of-schema LLM labels: each value, its count and ids. */
 static void report_invalid(loader *L)
 {
+    static const char pol_invalid[] = "invalid: rows kept; with labels: llm they are "
+                                      "unlabelled, each with an item note";
     static const char *const pol[] = { "drop: rows left out", "map: renamed by llm_label_map",
-                                       "invalid: rows kept; with labels: llm their label is "
-                                       "none and the host reports them" };
+                                       pol_invalid };
     for (int f = 0; f < 2; f++) {
         char buf[1500] = "";
         size_t total = 0;

@@ -128,8 +128,8 @@ Test(walk, finds_clips_with_splits_in_sorted_order)
     cr_assert_eq(sb_walk_clips(g_root, "wav, flac,.mp4", collect, &s, &e), SB_OK, "%s", e.msg);
     static const char *want[] = {
         "MELD.Raw/dev_splits_complete/dia1_utt2.MP4 mp4 2 1 2 dev",
-        "MELD.Raw/test/output_repeated_splits_test/final_videos_testdia101_utt0.mp4 mp4 2 101 0 "
-        "test",
+        ("MELD.Raw/test/output_repeated_splits_test/final_videos_testdia101_utt0.mp4 mp4 2 101 0 "
+         "test"),
         "MELD.Raw/train/train_splits/dia0_utt0.mp4 mp4 2 0 0 train",
         "MELD.Raw/train/train_splits/dia0_utt0.wav wav 0 0 0 train",
         "MELD.Raw/train/train_splits/dia10_utt1.wav wav 0 10 1 train",
