@@ -11,9 +11,12 @@
  * pre-LN models, after the final LayerNorm).
  *
  * Threading: GEMMs run on OpenBLAS with whatever thread count the process set
- * (openblas_set_num_threads; the serbench host sets it to the stage's budget). serbench adds
- * no threads of its own. A model may be used by one thread at a time (it owns the scratch
- * buffers); open one model per thread to run several at once. */
+ * (openblas_set_num_threads; the serbench host sets it to the stage's thread budget). The
+ * element-wise work between GEMMs (GELU, norms, softmax) is split over a small pool of
+ * openblas_get_num_threads() - 1 threads owned by the model, which run only while OpenBLAS's
+ * threads are idle, so the budget is not exceeded. Results are reproducible for a given
+ * thread count. A model may be used by one thread at a time (it owns the scratch buffers
+ * and the pool); open one model per thread to run several at once. */
 #ifndef SERBENCH_SSL_H
 #define SERBENCH_SSL_H
 

@@ -5,6 +5,7 @@
  * utterance; nothing is allocated per frame or per layer. */
 #include "ssl_internal.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,13 +69,90 @@ static sb_status work_reserve(sb_ssl_model *m, size_t n, size_t T, sb_error *err
         !w->att || (wavlm && (!w->gate || !w->rel || !w->bucket))) {
         sbi_ssl_work_free(w);
         return sb_error_set(err, SB_ERR_NOMEM, m->dir,
-                            "out of memory for the buffers of a %zu-sample utterance", n);
+                            "out of memory for the buffers of a %zu-sample utterance "
+                            "(attention needs T^2 floats, T = %zu frames); cut long audio "
+                            "with the encoder's max_seconds option",
+                            n, T);
     }
     w->cap_samples = n;
     w->cap_frames = T;
     w->size_a = a;
     w->size_b = b;
     return SB_OK;
+}
+
+/* ---- element-wise work on the pool ---------------------------------------------------- */
+
+typedef struct ew_job {
+    float *out;
+    const float *inp, *w, *b;
+    int T, C;
+    float eps;
+} ew_job;
+
+static void gelu_task(void *ctx, size_t b, size_t e)
+{
+    const ew_job *j = ctx;
+    sbi_ssl_gelu_forward(j->out + b, e - b);
+}
+
+static void layernorm_task(void *ctx, size_t b, size_t e)
+{
+    const ew_job *j = ctx;
+    const size_t C = (size_t)j->C;
+    sbi_ssl_layernorm_forward(j->out + b * C, j->inp + b * C, j->w, j->b, (int)(e - b), j->C,
+                              j->eps);
+}
+
+static void channelnorm_task(void *ctx, size_t b, size_t e)
+{
+    const ew_job *j = ctx;
+    sbi_ssl_channelnorm_range(j->out, j->w, j->b, j->T, j->C, (int)b, (int)e, j->eps);
+}
+
+static void add_task(void *ctx, size_t b, size_t e)
+{
+    const ew_job *j = ctx;
+    for (size_t i = b; i < e; i++)
+        j->out[i] += j->inp[i];
+}
+
+static void gelu(sb_ssl_model *m, float *x, size_t n)
+{
+    ew_job j = { .out = x };
+    sbi_ssl_parallel(m->pool, n, 4096, gelu_task, &j);
+}
+
+static void layernorm(sb_ssl_model *m, float *out, const float *inp, const float *w, const float *b,
+                      int T, int C, float eps)
+{
+    ew_job j = { out, inp, w, b, T, C, eps };
+    sbi_ssl_parallel(m->pool, (size_t)T, 8, layernorm_task, &j);
+}
+
+static void channelnorm(sb_ssl_model *m, float *x, const float *w, const float *b, int T, int C)
+{
+    ew_job j = { x, NULL, w, b, T, C, 1e-5f };
+    sbi_ssl_parallel(m->pool, (size_t)C, 64, channelnorm_task, &j);
+}
+
+/* out += inp over n floats. */
+static void add(sb_ssl_model *m, float *out, const float *inp, size_t n)
+{
+    ew_job j = { .out = out, .inp = inp };
+    sbi_ssl_parallel(m->pool, n, 16384, add_task, &j);
+}
+
+/* The pool follows the OpenBLAS thread count the host set (the thread budget). */
+static void pool_sync(sb_ssl_model *m)
+{
+    int n = openblas_get_num_threads();
+    n = n < 1 ? 1 : n > 64 ? 64 : n;
+    if (n == m->pool_threads)
+        return;
+    sbi_ssl_pool_destroy(&m->pool);
+    m->pool = sbi_ssl_pool_create(n);
+    m->pool_threads = n;
 }
 
 /* HF Wav2Vec2FeatureExtractor: (x - mean) / sqrt(var + 1e-7), population variance. */
@@ -118,6 +196,7 @@ sb_status sb_ssl_forward(sb_ssl_model *m, const float *audio, size_t n, int norm
         return st;
     sbi_ssl_work *w = &m->work;
     const sbi_ssl_weights *W = &m->w;
+    pool_sync(m);
     const int Ti = (int)T;
 
     /* Input. */
@@ -136,10 +215,10 @@ sb_status sb_ssl_forward(sb_ssl_model *m, const float *audio, size_t n, int norm
         const int Tout = (Tin - K) / S + 1;
         sbi_ssl_conv1d_forward(out, in, W->conv_w[l], W->conv_b[l], Tin, Cin, OC, K, S);
         if (c->conv_layer_norm)
-            sbi_ssl_layernorm_forward(out, out, W->conv_nw[l], W->conv_nb[l], Tout, OC, 1e-5f);
+            layernorm(m, out, out, W->conv_nw[l], W->conv_nb[l], Tout, OC, 1e-5f);
         else if (l == 0)
-            sbi_ssl_channelnorm_forward(out, W->conv_nw[0], W->conv_nb[0], Tout, OC, 1e-5f);
-        sbi_ssl_gelu_forward(out, (size_t)Tout * OC);
+            channelnorm(m, out, W->conv_nw[0], W->conv_nb[0], Tout, OC);
+        gelu(m, out, (size_t)Tout * OC);
         in = cur = out;
         Tin = Tout;
         Cin = OC;
@@ -147,7 +226,7 @@ sb_status sb_ssl_forward(sb_ssl_model *m, const float *audio, size_t n, int norm
 
     /* Feature projection: h = Linear(LN(feat)), into x. */
     if (W->fp_ln_w)
-        sbi_ssl_layernorm_forward(cur, cur, W->fp_ln_w, W->fp_ln_b, Ti, Cin, c->layer_norm_eps);
+        layernorm(m, cur, cur, W->fp_ln_w, W->fp_ln_b, Ti, Cin, c->layer_norm_eps);
     sb_nn_linear_forward(w->x, cur, W->fp_w, W->fp_b, Ti, Cin, H);
 
     /* Positional convolution, added once: x = h + pos(h). */
@@ -157,24 +236,22 @@ sb_status sb_ssl_forward(sb_ssl_model *m, const float *audio, size_t n, int norm
         for (int l = 0; l < c->pos_conv_layers; l++) {
             sbi_ssl_posconv_forward(dst, w->col, src, W->pos_w[l], W->pos_b[l], Ti, H,
                                     c->pos_conv_groups, c->pos_conv_kernel);
-            sbi_ssl_layernorm_forward(dst, dst, NULL, NULL, Ti, H, 1e-5f);
-            sbi_ssl_gelu_forward(dst, (size_t)T * H);
+            layernorm(m, dst, dst, NULL, NULL, Ti, H, 1e-5f);
+            gelu(m, dst, (size_t)T * H);
             src = dst;
             dst = dst == w->p ? w->y : w->p;
         }
-        for (size_t i = 0; i < T * (size_t)H; i++)
-            w->x[i] += src[i];
+        add(m, w->x, src, T * (size_t)H);
     } else {
         sbi_ssl_posconv_forward(w->p, w->col, w->x, W->pos_w[0], W->pos_b[0], Ti, H,
                                 c->pos_conv_groups, c->pos_conv_kernel);
-        sbi_ssl_gelu_forward(w->p, (size_t)T * H);
-        for (size_t i = 0; i < T * (size_t)H; i++)
-            w->x[i] += w->p[i];
+        gelu(m, w->p, (size_t)T * H);
+        add(m, w->x, w->p, T * (size_t)H);
     }
     if (!c->pre_ln)
-        sbi_ssl_layernorm_forward(w->x, w->x, W->enc_ln_w, W->enc_ln_b, Ti, H, c->layer_norm_eps);
+        layernorm(m, w->x, w->x, W->enc_ln_w, W->enc_ln_b, Ti, H, c->layer_norm_eps);
     if (N == 0 && c->pre_ln) {
-        sbi_ssl_layernorm_forward(w->y, w->x, W->enc_ln_w, W->enc_ln_b, Ti, H, c->layer_norm_eps);
+        layernorm(m, w->y, w->x, W->enc_ln_w, W->enc_ln_b, Ti, H, c->layer_norm_eps);
         return fn(user, 0, w->y, T, H, err);
     }
     if ((st = fn(user, 0, w->x, T, H, err)))
@@ -195,7 +272,7 @@ sb_status sb_ssl_forward(sb_ssl_model *m, const float *audio, size_t n, int norm
         const sbi_ssl_layer *L = &W->layers[l];
         const float *ain = w->x; /* the attention module's input */
         if (c->pre_ln) {
-            sbi_ssl_layernorm_forward(w->y, w->x, L->ln1_w, L->ln1_b, Ti, H, c->layer_norm_eps);
+            layernorm(m, w->y, w->x, L->ln1_w, L->ln1_b, Ti, H, c->layer_norm_eps);
             ain = w->y;
         }
         sb_nn_linear_forward(w->qkv, ain, L->wqkv, L->bqkv, Ti, H, 3 * H);
@@ -204,28 +281,26 @@ sb_status sb_ssl_forward(sb_ssl_model *m, const float *audio, size_t n, int norm
             sbi_ssl_wavlm_gate_forward(w->gate, ain, L->gru_w, L->gru_b, L->gru_c, Ti, H, nh);
             gate = w->gate;
         }
-        sbi_ssl_attention_forward(w->p, w->att, w->qkv, gate, gate ? w->rel : NULL, Ti, H, nh);
+        sbi_ssl_attention_forward(w->p, w->att, w->qkv, gate, gate ? w->rel : NULL, Ti, H, nh,
+                                  m->pool);
         sb_nn_linear_forward(w->y, w->p, L->wo, L->bo, Ti, H, H);
-        for (size_t i = 0; i < TH; i++)
-            w->x[i] += w->y[i];
+        add(m, w->x, w->y, TH);
         const float *fin = w->x;
         if (c->pre_ln) {
-            sbi_ssl_layernorm_forward(w->y, w->x, L->ln2_w, L->ln2_b, Ti, H, c->layer_norm_eps);
+            layernorm(m, w->y, w->x, L->ln2_w, L->ln2_b, Ti, H, c->layer_norm_eps);
             fin = w->y;
         } else {
-            sbi_ssl_layernorm_forward(w->x, w->x, L->ln1_w, L->ln1_b, Ti, H, c->layer_norm_eps);
+            layernorm(m, w->x, w->x, L->ln1_w, L->ln1_b, Ti, H, c->layer_norm_eps);
         }
         sb_nn_linear_forward(w->ffn, fin, L->w1, L->b1, Ti, H, FF);
-        sbi_ssl_gelu_forward(w->ffn, T * (size_t)FF);
+        gelu(m, w->ffn, T * (size_t)FF);
         sb_nn_linear_forward(w->p, w->ffn, L->w2, L->b2, Ti, FF, H);
-        for (size_t i = 0; i < TH; i++)
-            w->x[i] += w->p[i];
+        add(m, w->x, w->p, TH);
         if (!c->pre_ln)
-            sbi_ssl_layernorm_forward(w->x, w->x, L->ln2_w, L->ln2_b, Ti, H, c->layer_norm_eps);
+            layernorm(m, w->x, w->x, L->ln2_w, L->ln2_b, Ti, H, c->layer_norm_eps);
         const float *hs = w->x;
         if (c->pre_ln && l == N - 1) {
-            sbi_ssl_layernorm_forward(w->y, w->x, W->enc_ln_w, W->enc_ln_b, Ti, H,
-                                      c->layer_norm_eps);
+            layernorm(m, w->y, w->x, W->enc_ln_w, W->enc_ln_b, Ti, H, c->layer_norm_eps);
             hs = w->y;
         }
         if ((st = fn(user, l + 1, hs, T, H, err)))

@@ -137,14 +137,14 @@ void sbi_ssl_layernorm_forward(float *out, const float *inp, const float *weight
 
 /* x (T, C): channel c normalised by its mean and biased variance over the T rows. The
  * statistics accumulate row by row in blocks of channels, so memory is read in order. */
-void sbi_ssl_channelnorm_forward(float *x, const float *weight, const float *bias, int T, int C,
-                                 float eps)
+void sbi_ssl_channelnorm_range(float *x, const float *weight, const float *bias, int T, int C,
+                               int c_begin, int c_end, float eps)
 {
     enum { BLK = 256 };
     double sum[BLK], ss[BLK];
     float mean[BLK], scale[BLK];
-    for (int c0 = 0; c0 < C; c0 += BLK) {
-        const int nc = C - c0 < BLK ? C - c0 : BLK;
+    for (int c0 = c_begin; c0 < c_end; c0 += BLK) {
+        const int nc = c_end - c0 < BLK ? c_end - c0 : BLK;
         memset(sum, 0, sizeof sum);
         memset(ss, 0, sizeof ss);
         for (int t = 0; t < T; t++) {
@@ -169,6 +169,12 @@ void sbi_ssl_channelnorm_forward(float *x, const float *weight, const float *bia
                 x_t[c] = (x_t[c] - mean[c]) * scale[c] + bias[c0 + c];
         }
     }
+}
+
+void sbi_ssl_channelnorm_forward(float *x, const float *weight, const float *bias, int T, int C,
+                                 float eps)
+{
+    sbi_ssl_channelnorm_range(x, weight, bias, T, C, 0, C, eps);
 }
 
 /* ---- vector helpers -------------------------------------------------------------------
@@ -324,9 +330,32 @@ static void softmax_row_ref(float *s, int n)
         s[j] /= sum;
 }
 
+typedef struct softmax_job {
+    float *att;
+    const float *gate, *rel; /* this head's rows, or NULL */
+    int T;
+} softmax_job;
+
+/* Rows [b, e) of one head's scores: add the WavLM bias, then softmax. */
+static void softmax_rows(void *ctx, size_t b, size_t e)
+{
+    const softmax_job *j = ctx;
+    const int T = j->T;
+    for (size_t i = b; i < e; i++) {
+        float *att_i = j->att + i * (size_t)T;
+        if (j->gate) {
+            const float g = j->gate[i];
+            const float *rel_i = j->rel + (T - 1 - (long)i); /* rel[j - i + T - 1] */
+            for (int k = 0; k < T; k++)
+                att_i[k] += g * rel_i[k];
+        }
+        softmax_row(att_i, T);
+    }
+}
+
 /* qkv (T, 3H), out (T, H), att (T, T); gate (nh, T), rel (nh, 2T-1) or NULL. */
 void sbi_ssl_attention_forward(float *out, float *att, const float *qkv, const float *gate,
-                               const float *rel, int T, int H, int nh)
+                               const float *rel, int T, int H, int nh, sbi_ssl_pool *pool)
 {
     const int d = H / nh, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)d);
@@ -335,16 +364,12 @@ void sbi_ssl_attention_forward(float *out, float *att, const float *qkv, const f
         const float *v = qkv + 2 * (size_t)H + (size_t)h * d;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, d, scale, q, ld, k, ld, 0.0f,
                     att, T);
-        for (int i = 0; i < T; i++) {
-            float *att_i = att + (size_t)i * T;
-            if (gate && rel) {
-                const float g = gate[(size_t)h * T + i];
-                const float *rel_i = rel + (size_t)h * (2 * T - 1) + (T - 1 - i); /* j - i + T-1 */
-                for (int j = 0; j < T; j++)
-                    att_i[j] += g * rel_i[j];
-            }
-            softmax_row(att_i, T);
+        softmax_job job = { att, NULL, NULL, T };
+        if (gate && rel) {
+            job.gate = gate + (size_t)h * T;
+            job.rel = rel + (size_t)h * (2 * T - 1);
         }
+        sbi_ssl_parallel(pool, (size_t)T, 8, softmax_rows, &job);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, T, 1.0f, att, T, v, ld, 0.0f,
                     out + (size_t)h * d, H);
     }

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <serbench/safetensors.h>
 
@@ -647,11 +649,26 @@ static sb_status missing(const loader *L, const sb_ssl_model *m, const char *nam
                         name, ws, m->cfg.model_type);
 }
 
+/* Release the file pages of a tensor once copied (they are a read-only file mapping, so
+ * this only drops them from the resident set), so loading peaks near one copy of the
+ * weights rather than two. */
+static void drop_pages(const void *data, size_t n)
+{
+    const long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0)
+        return;
+    const uintptr_t b = ((uintptr_t)data + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    const uintptr_t e = ((uintptr_t)data + n) & ~((uintptr_t)pg - 1);
+    if (e > b)
+        (void)madvise((void *)b, e - b, MADV_DONTNEED);
+}
+
 /* Convert e's tensor to F32 into out. */
 static sb_status read_f32(const loader *L, const named *e, float *out, sb_error *err)
 {
     sb_error local = { 0 };
     sb_status st = sb_st_to_f32(e->t, out, &local);
+    drop_pages(e->t->data, e->t->nbytes);
     if (st != SB_OK) {
         char where[512];
         snprintf(where, sizeof where, "%s/%s", L->dir, e->file);
@@ -808,6 +825,7 @@ void sb_ssl_close(sb_ssl_model **pm)
         return;
     sb_ssl_model *m = *pm;
     sbi_ssl_work_free(&m->work);
+    sbi_ssl_pool_destroy(&m->pool);
     free(m->blob);
     free(m->w.layers);
     for (size_t i = 0; i < m->n_files; i++)

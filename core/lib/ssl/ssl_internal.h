@@ -8,6 +8,8 @@
 
 #include <serbench/ssl.h>
 
+typedef struct sbi_ssl_pool sbi_ssl_pool; /* pool.c */
+
 /* ---- kernels (kernels.c) --------------------------------------------------------------- */
 
 /* Repack a PyTorch conv weight w (OC, C, K) into (OC, K, C) so one output row is the GEMM
@@ -41,6 +43,9 @@ void sbi_ssl_layernorm_forward(float *out, const float *inp, const float *weight
  * place; weight, bias (C). */
 void sbi_ssl_channelnorm_forward(float *x, const float *weight, const float *bias, int T, int C,
                                  float eps);
+/* The same for channels [c0, c1) only. */
+void sbi_ssl_channelnorm_range(float *x, const float *weight, const float *bias, int T, int C,
+                               int c0, int c1, float eps);
 /* GELU 0.5 x (1 + erf(x / sqrt 2)) in place over n values: vectorised, erf to 1.5e-7
  * absolute; the _ref version calls libm's erff. */
 void sbi_ssl_gelu_forward(float *x, size_t n);
@@ -59,9 +64,22 @@ void sbi_ssl_wavlm_gate_forward(float *gate, const float *inp, const float *gw, 
  * B_h[i][j] = gate[h][i] * rel[h][j - i + T - 1] when gate and rel are non-NULL (WavLM;
  * gate (nh, T), rel (nh, 2T-1)), else 0. att is scratch of T*T floats. */
 void sbi_ssl_attention_forward(float *out, float *att, const float *qkv, const float *gate,
-                               const float *rel, int T, int H, int nh);
+                               const float *rel, int T, int H, int nh, sbi_ssl_pool *pool);
 void sbi_ssl_attention_forward_ref(float *out, const float *qkv, const float *gate,
                                    const float *rel, int T, int H, int nh);
+
+/* ---- fork-join pool for element-wise work (pool.c) ---------------------------------- */
+
+/* Process items [begin, end). */
+typedef void (*sbi_ssl_task)(void *ctx, size_t begin, size_t end);
+/* A pool of n threads counting the caller (n - 1 workers); NULL when n < 2 or on failure
+ * (then everything runs in the caller). */
+sbi_ssl_pool *sbi_ssl_pool_create(int n);
+int sbi_ssl_pool_size(const sbi_ssl_pool *p);
+void sbi_ssl_pool_destroy(sbi_ssl_pool **p);
+/* Split [0, items) into one range per thread, in multiples of grain, and wait for all.
+ * p may be NULL. */
+void sbi_ssl_parallel(sbi_ssl_pool *p, size_t items, size_t grain, sbi_ssl_task fn, void *ctx);
 
 /* ---- the model (load.c, forward.c) ----------------------------------------------------- */
 
@@ -109,6 +127,8 @@ struct sb_ssl_model {
     size_t n_params;
     sbi_ssl_weights w;
     sbi_ssl_work work;
+    sbi_ssl_pool *pool; /* sized by openblas_get_num_threads() at the last forward */
+    int pool_threads;
 };
 
 /* Frame count after conv layer l (0-based) for n samples, or 0 when too short. */

@@ -72,7 +72,7 @@ int main(int argc, char **argv)
             return 1;
         }
         double dt = now() - t0;
-        if (r > 0 && dt < best)
+        if ((r > 0 || repeat == 0) && dt < best)
             best = dt;
     }
     printf("forward_s=%.4f audio_s=%.3f frames=%zu sgemm_gflops=%.1f\n", best, n / 16000.0,

@@ -192,7 +192,7 @@ Test(ssl_kernels, wavlm_buckets_match_reference_examples)
     cr_expect_eq(sbi_ssl_wavlm_bucket(-79, 320, 800), 79);
 }
 
-static void check_attention(int T, int H, int nh, int wavlm)
+static void check_attention(int T, int H, int nh, int wavlm, sbi_ssl_pool *pool)
 {
     float *qkv = randv((size_t)T * 3 * H, 11), *gate = NULL, *rel = NULL;
     for (size_t i = 0; i < (size_t)T * 3 * H; i++)
@@ -205,7 +205,7 @@ static void check_attention(int T, int H, int nh, int wavlm)
     }
     float *att = malloc((size_t)T * T * 4), *got = malloc((size_t)T * H * 4),
           *want = malloc((size_t)T * H * 4);
-    sbi_ssl_attention_forward(got, att, qkv, gate, rel, T, H, nh);
+    sbi_ssl_attention_forward(got, att, qkv, gate, rel, T, H, nh, pool);
     sbi_ssl_attention_forward_ref(want, qkv, gate, rel, T, H, nh);
     char what[96];
     snprintf(what, sizeof what, "attention T=%d H=%d nh=%d wavlm=%d", T, H, nh, wavlm);
@@ -215,11 +215,18 @@ static void check_attention(int T, int H, int nh, int wavlm)
 
 Test(ssl_kernels, attention_matches_reference)
 {
-    check_attention(1, 8, 2, 0);
-    check_attention(1, 8, 2, 1);
-    check_attention(37, 24, 3, 0);
-    check_attention(37, 24, 3, 1);
-    check_attention(64, 32, 4, 1);
+    sbi_ssl_pool *pool = sbi_ssl_pool_create(3);
+    cr_assert_eq(sbi_ssl_pool_size(pool), 3);
+    for (int k = 0; k < 2; k++) { /* without, then with the pool */
+        sbi_ssl_pool *p = k ? pool : NULL;
+        check_attention(1, 8, 2, 0, p);
+        check_attention(1, 8, 2, 1, p);
+        check_attention(37, 24, 3, 0, p);
+        check_attention(37, 24, 3, 1, p);
+        check_attention(64, 32, 4, 1, p);
+    }
+    sbi_ssl_pool_destroy(&pool);
+    cr_expect_null(pool);
 }
 
 Test(ssl_kernels, wavlm_gate)

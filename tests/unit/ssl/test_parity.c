@@ -4,6 +4,7 @@
  * generated WAV, runs sb_ssl_forward on the same file and compares layer by layer:
  * max|c - ref| <= 1e-4 * max|ref| per hidden state. Skipped (with the reason) when
  * python3-torchaudio is missing. */
+#include <cblas.h>
 #include <criterion/criterion.h>
 
 #include <math.h>
@@ -15,7 +16,7 @@
 
 #include "helpers.h"
 
-TestSuite(ssl_parity, .fini = ssl_cleanup, .timeout = 600);
+TestSuite(ssl_parity, .fini = ssl_cleanup);
 
 typedef struct cmp {
     sb_st_file *ref;
@@ -84,6 +85,16 @@ static void parity(const char *name, const char *make_args, size_t n, int normal
     sb_error err = { 0 };
     sb_ssl_model *m = NULL;
     cr_assert_eq(sb_ssl_open(ckpt, &m, &err), SB_OK, "%s: %s", err.where, err.msg);
+    /* The standard 7-layer stack: 400-sample receptive field, 320-sample hop. */
+    cr_expect_eq(sb_ssl_n_frames(m, 399), 0);
+    cr_expect_eq(sb_ssl_n_frames(m, 400), 1);
+    cr_expect_eq(sb_ssl_n_frames(m, 16000), 49);
+    cr_expect_eq(sb_ssl_n_frames(m, 160000), 499);
+    static float silence[399];
+    cr_expect_eq(sb_ssl_forward(m, silence, 399, -1, -1, compare_layer, NULL, &err), SB_ERR_AUDIO);
+    cr_expect(strstr(err.msg, "shorter than one encoder frame (400 samples, 25.0 ms"), "%s",
+              err.msg);
+    sb_error_clear(&err);
     float *x = NULL;
     size_t nx = 0;
     cr_assert_eq(sb_audio_load(wav, 0, -1, -1, 16000, &x, &nx, &err), SB_OK, "%s", err.msg);
@@ -149,23 +160,23 @@ Test(ssl_parity, small_data2vec)
     parity("d2v-small", "--arch data2vec-audio --seed 8", 40000, -1, "auto");
 }
 
-Test(ssl_parity, base_wav2vec2_post_ln, .timeout = 900)
+Test(ssl_parity, base_wav2vec2_post_ln)
 {
     parity("w2v-base-post", "--arch wav2vec2 --size base --seed 11", 32000, -1, "auto");
 }
 
-Test(ssl_parity, base_wav2vec2_pre_ln, .timeout = 900)
+Test(ssl_parity, base_wav2vec2_pre_ln)
 {
     parity("w2v-base-pre", "--arch wav2vec2 --size base --pre-ln --conv-bias --seed 12", 32000, -1,
            "auto");
 }
 
-Test(ssl_parity, base_wavlm_post_ln, .timeout = 900)
+Test(ssl_parity, base_wavlm_post_ln)
 {
     parity("wavlm-base-post", "--arch wavlm --size base --seed 13", 32000, -1, "auto");
 }
 
-Test(ssl_parity, base_data2vec, .timeout = 900)
+Test(ssl_parity, base_data2vec)
 {
     parity("d2v-base", "--arch data2vec-audio --size base --seed 14", 32000, -1, "auto");
 }
@@ -226,4 +237,68 @@ Test(ssl_parity, cli_embed_matches_reference)
                          "2>/dev/null",
                          exe, ckpt, out, wav),
                  2);
+}
+
+/* Results are reproducible for a given thread count (the element-wise pool writes disjoint
+ * outputs; OpenBLAS itself may round differently at another thread count, so across counts
+ * the hidden states agree to 1e-5 of their scale rather than bitwise). */
+static float *hidden_copy;
+static size_t hidden_len;
+
+static sb_status keep_all(void *user, int index, const float *h, size_t T, int H, sb_error *err)
+{
+    const size_t n = T * (size_t)H;
+    hidden_copy = realloc(hidden_copy, (hidden_len + n) * sizeof *hidden_copy);
+    memcpy(hidden_copy + hidden_len, h, n * sizeof *h);
+    hidden_len += n;
+    return SB_OK;
+}
+
+static float *run_all(sb_ssl_model *m, const float *x, size_t n, size_t *len)
+{
+    sb_error err = { 0 };
+    hidden_copy = NULL;
+    hidden_len = 0;
+    cr_assert_eq(sb_ssl_forward(m, x, n, -1, -1, keep_all, NULL, &err), SB_OK, "%s", err.msg);
+    *len = hidden_len;
+    return hidden_copy;
+}
+
+Test(ssl_parity, reproducible_per_thread_count)
+{
+    if (!ssl_have_torch())
+        cr_skip_test("python3-torchaudio is not installed");
+    const char *ckpt = ssl_tmp("threads");
+    cr_assert_eq(ssl_run("/usr/bin/python3 '%s' '%s' --arch wavlm --seed 31",
+                         ssl_source("scripts/ssl-make-checkpoint.py"), ckpt),
+                 0);
+    sb_error err = { 0 };
+    sb_ssl_model *m = NULL;
+    cr_assert_eq(sb_ssl_open(ckpt, &m, &err), SB_OK, "%s", err.msg);
+    const size_t n = 48000;
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(0.2 * sin(0.01 * (double)i) + 0.05 * sin(0.37 * (double)i));
+    openblas_set_num_threads(1);
+    size_t len1, len;
+    float *one = run_all(m, x, n, &len1);
+    double scale = 0;
+    for (size_t i = 0; i < len1; i++)
+        scale = fmax(scale, fabs((double)one[i]));
+    for (int threads = 1; threads <= 3; threads++) {
+        openblas_set_num_threads(threads);
+        float *a = run_all(m, x, n, &len), *b = run_all(m, x, n, &len);
+        cr_assert_eq(len, len1);
+        cr_expect_eq(memcmp(a, b, len * sizeof *a), 0, "two runs at %d threads differ", threads);
+        double worst = 0;
+        for (size_t i = 0; i < len; i++)
+            worst = fmax(worst, fabs((double)a[i] - (double)one[i]));
+        cr_expect_leq(worst, 1e-5 * scale, "%d threads vs 1: max-abs %.3g (scale %.3g)", threads,
+                      worst, scale);
+        free(a);
+        free(b);
+    }
+    free(one);
+    free(x);
+    sb_ssl_close(&m);
 }
