@@ -9,6 +9,9 @@
 #include "util.h"
 
 #define CHUNK_ITEMS 64
+/* A chunk is also written once this much time has passed since the last write, so a slow
+ * encoder loses at most about this much work to an interruption (seconds). */
+#define CHUNK_SECONDS 2.0
 
 struct sbi_feat_writer {
     sbi_store *s;
@@ -19,6 +22,7 @@ struct sbi_feat_writer {
     char (*keys)[SB_HASH_HEX];
     float *data; /* [CHUNK_ITEMS, n_layers, dim] */
     size_t n;
+    double last_write; /* sbi_now() of creation or the last flush */
 };
 
 sb_status sbi_feat_writer_create(sbi_store *s, const char *enc_key, const char *enc_json,
@@ -45,6 +49,7 @@ sb_status sbi_feat_writer_create(sbi_store *s, const char *enc_key, const char *
         sbi_feat_writer_destroy(&w);
         return st;
     }
+    w->last_write = sbi_now();
     *out = w;
     return SB_OK;
 }
@@ -59,7 +64,9 @@ sb_status sbi_feat_writer_add(sbi_feat_writer *w, const char *item_key, const fl
     snprintf(w->keys[w->n], SB_HASH_HEX, "%s", item_key);
     memcpy(w->data + w->n * width, vec, width * sizeof(float));
     w->n++;
-    return w->n == CHUNK_ITEMS ? sbi_feat_writer_flush(w, err) : SB_OK;
+    if (w->n == CHUNK_ITEMS || sbi_now() - w->last_write >= CHUNK_SECONDS)
+        return sbi_feat_writer_flush(w, err);
+    return SB_OK;
 }
 
 sb_status sbi_feat_writer_flush(sbi_feat_writer *w, sb_error *err)
@@ -109,8 +116,10 @@ sb_status sbi_feat_writer_flush(sbi_feat_writer *w, sb_error *err)
         sbi_store_rollback(w->s);
     free(file);
     free(rel);
-    if (st == SB_OK)
+    if (st == SB_OK) {
         w->n = 0;
+        w->last_write = sbi_now();
+    }
     return st;
 }
 

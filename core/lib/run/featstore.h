@@ -1,11 +1,12 @@
 /* core/lib/run/featstore.h — (internal) pooled features on disk.
  *
- * Layout: RESULTS/features/<enc_key>/<chunk>.safetensors, each file holding up to a chunk
- * of utterances as F32 tensors [n_layers, dim] named by the item key (a hash of the audio
- * file's content, span and channel). Files are written to a temporary name, fsynced and
- * renamed; only then are their items indexed in the `features` table, in one transaction.
- * So an interrupted extraction loses at most the chunk in flight, and a rerun encodes only
- * items not indexed. Python reads the files with safetensors.numpy.load_file. */
+ * Layout: RESULTS/features/<enc_key>/<chunk>.safetensors, each file holding a chunk (up to
+ * 64 utterances, or what was encoded in the last 2 seconds, whichever comes first) as F32 tensors
+ * [n_layers, dim] named by the item key (a hash of the audio file's content, span and channel).
+ * Files are written to a temporary name, fsynced and renamed; only then are their items indexed in
+ * the `features` table, in one transaction. So an interrupted extraction loses at most the chunk in
+ * flight (about 2 s of encoding for a slow encoder), and a rerun encodes only items not indexed.
+ * Python reads the files with safetensors.numpy.load_file. */
 #ifndef SBI_FEATSTORE_H
 #define SBI_FEATSTORE_H
 
