@@ -12,6 +12,8 @@
 
 #include <serbench/audio.h>
 
+#include "audio_native.h"
+
 /* Frames read per sf_readf_float call: bounds the interleaved scratch buffer to
  * CHUNK_FRAMES * channels floats whatever the file's length. */
 #define CHUNK_FRAMES 16384
@@ -142,6 +144,13 @@ static int wav_truncated(SNDFILE *sf, const SF_INFO *info, long long *declared, 
 sb_status sb_audio_load(const char *path, double start, double end, int channel, int rate,
                         float **samples, size_t *n, sb_error *err)
 {
+    return sbi_audio_load_native(path, start, end, channel, rate, samples, n, NULL, NULL, err);
+}
+
+sb_status sbi_audio_load_native(const char *path, double start, double end, int channel, int rate,
+                                float **samples, size_t *n, int *native_rate, int *native_channels,
+                                sb_error *err)
+{
     if (!samples || !n || !path)
         return sb_error_set(err, SB_ERR_INVALID, path ? path : "sb_audio_load",
                             "NULL argument (path, samples and n must be given)");
@@ -174,6 +183,10 @@ sb_status sb_audio_load(const char *path, double start, double end, int channel,
     SNDFILE *sf = sf_open(path, SFM_READ, &info);
     if (!sf)
         return open_error(path, err);
+    if (native_rate)
+        *native_rate = info.samplerate;
+    if (native_channels)
+        *native_channels = info.channels;
 
     sb_status st = SB_OK;
     float *mono = NULL, *chunk = NULL;

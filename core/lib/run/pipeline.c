@@ -12,6 +12,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "audio/audio_native.h"
 #include "featstore.h"
 #include "sb_build_config.h"
 #include "util.h"
@@ -749,8 +750,9 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
         float *audio = NULL;
         size_t ns = 0;
         sb_error ae = { 0 };
-        if (sb_audio_load(u->audio, u->start, u->end, u->channel, ee->info.sample_rate, &audio, &ns,
-                          &ae) != SB_OK) {
+        int nat_rate = 0, nat_ch = 0;
+        if (sbi_audio_load_native(u->audio, u->start, u->end, u->channel, ee->info.sample_rate,
+                                  &audio, &ns, &nat_rate, &nat_ch, &ae) != SB_OK) {
             char why[2100];
             snprintf(why, sizeof why, "%s%s%s", ae.where, ae.where[0] ? ": " : "", ae.msg);
             audio_problem(c, in, ee->key, ce, i, why, &ap);
@@ -758,19 +760,16 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
             continue;
         }
         audio_s += (double)ns / ee->info.sample_rate;
-        int nat_rate = 0, nat_ch = 0;
-        if (sb_audio_probe(u->audio, &nat_rate, &nat_ch, NULL, NULL) == SB_OK) {
-            if (nat_rate != ee->info.sample_rate) {
-                int slot = 0;
-                while (slot < 7 && rates[slot][0] && rates[slot][0] != nat_rate)
-                    slot++;
-                rates[slot][0] = nat_rate;
-                rates[slot][1]++;
-                n_resampled++;
-            }
-            if (nat_ch > 1 && u->channel < 0)
-                n_downmixed++;
+        if (nat_rate != ee->info.sample_rate) {
+            int slot = 0;
+            while (slot < 7 && rates[slot][0] && rates[slot][0] != nat_rate)
+                slot++;
+            rates[slot][0] = nat_rate;
+            rates[slot][1]++;
+            n_resampled++;
         }
+        if (nat_ch > 1 && u->channel < 0)
+            n_downmixed++;
         sb_error ee2 = { 0 };
         sb_status es = vt->encode(inst, audio, ns, fe->x + i * width, &ee2);
         sb_free(audio);
