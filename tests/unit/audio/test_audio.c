@@ -12,6 +12,8 @@
 
 #include <serbench/serbench.h>
 
+#include "audio/audio_native.h"
+
 /* A fresh folder per test (Criterion runs each test in its own process). */
 static char tmpdir[512];
 
@@ -446,4 +448,39 @@ Test(audio, first_error_wins)
     cr_expect_eq(sb_audio_load(tmp_path("nope.wav"), 0, -1, -1, 16000, &y, &m, &err), SB_ERR_IO);
     cr_expect_eq(err.code, SB_ERR_CONFIG);
     cr_expect_str_eq(err.msg, "earlier problem");
+}
+
+/* ---- header probe and native format ------------------------------------------------ */
+
+Test(audio, probe_reads_the_header)
+{
+    const size_t n = 44100;
+    float *x = malloc(2 * n * sizeof *x);
+    for (size_t i = 0; i < 2 * n; i++)
+        x[i] = 0.1f;
+    const char *p = tmp_path("probe.wav");
+    write_audio(p, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, x, n);
+    free(x);
+    int rate = 0, ch = 0;
+    double secs = 0;
+    sb_error err = { 0 };
+    cr_assert_eq(sb_audio_probe(p, &rate, &ch, &secs, &err), SB_OK, "%s", err.msg);
+    cr_assert_eq(rate, 44100);
+    cr_assert_eq(ch, 2);
+    cr_assert_float_eq(secs, 1.0, 1e-9);
+    cr_assert_eq(sb_audio_probe(p, NULL, NULL, NULL, &err), SB_OK);
+    /* The loader that the feature stage uses reports the same from its own open. */
+    float *y = NULL;
+    size_t m = 0;
+    int nr = 0, nc = 0;
+    cr_assert_eq(sbi_audio_load_native(p, 0, -1, -1, 16000, &y, &m, &nr, &nc, &err), SB_OK, "%s",
+                 err.msg);
+    cr_assert_eq(nr, 44100);
+    cr_assert_eq(nc, 2);
+    cr_assert(m >= 15999 && m <= 16001, "%zu samples", m);
+    sb_free(y);
+    /* Errors are sb_audio_load's. */
+    sb_error e2 = { 0 };
+    cr_assert_eq(sb_audio_probe(tmp_path("absent.wav"), &rate, &ch, NULL, &e2), SB_ERR_IO);
+    cr_assert(strstr(e2.msg, "No such file"), "%s", e2.msg);
 }
