@@ -40,6 +40,13 @@ int cmd_run(int argc, char **argv)
     int rc = cli_parse(argc, argv, 1, &a);
     sbi_plan *plan = NULL;
     sbi_store *store = NULL;
+    if (!rc && a.plan_only && strcmp(a.cmd, "label") != 0) {
+        fprintf(stderr,
+                "serbench: error: --plan belongs to serbench label (use --dry-run to "
+                "list the runs of serbench %s)\n",
+                a.cmd);
+        rc = EXIT_USAGE;
+    }
     if (!rc)
         rc = cli_load_plan(&a, &plan);
     if (!rc && a.dry_run) {
@@ -68,6 +75,7 @@ int cmd_run(int argc, char **argv)
                         .threads = a.threads,
                         .shard_i = a.shard_i,
                         .shard_n = a.shard_n,
+                        .label_plan = a.plan_only,
                         .ui = &ui };
     o.stage = !strcmp(a.cmd, "label")    ? SBI_STAGE_LABELS
               : !strcmp(a.cmd, "encode") ? SBI_STAGE_FEATURES

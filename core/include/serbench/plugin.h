@@ -32,7 +32,7 @@
 SB_BEGIN_DECLS
 
 #define SB_ABI_MAJOR 1
-#define SB_ABI_MINOR 0
+#define SB_ABI_MINOR 1
 #define SB_PLUGIN_ENTRY serbench_plugin_v1
 #define SB_PLUGIN_ENTRY_NAME "serbench_plugin_v1"
 
@@ -69,6 +69,17 @@ typedef struct sb_host {
     const char *cache_dir; /* an existing folder private to this plugin */
     uint64_t seed;         /* the run's seed; derive every random stream from it */
     int threads;           /* thread budget for this instance, >= 1 */
+    /* Since ABI 1.1 (check struct_size before use). A persistent key-value cache in the
+     * results store, shared by every instance of the same plugin (keys are namespaced by
+     * the plugin's name, not its version or options), for work that costs money or time:
+     * the llm labeller's responses, a Batch job's id. Keys are text (use a hash of the
+     * canonical request); values are bytes. Never put secrets in either.
+     * cache_get: 1 and *value a malloc'ed copy (NUL-terminated beyond *len; release with
+     * free) when present, 0 when absent, -1 when the store cannot be read. */
+    int (*cache_get)(const struct sb_host *h, const char *key, char **value, size_t *len);
+    /* Insert or replace; durable when it returns SB_OK. */
+    sb_status (*cache_put)(const struct sb_host *h, const char *key, const void *value, size_t len,
+                           sb_error *err);
 } sb_host;
 
 /* ---- datasets ---------------------------------------------------------------------- */
@@ -93,9 +104,36 @@ typedef struct sb_label_sink sb_label_sink;
  * the raw answer text (may be NULL). Thread-safe. */
 SB_API sb_status sb_label_put(sb_label_sink *sink, size_t utt, int32_t label, double confidence,
                               const char *raw);
-/* Report that utterance `utt` could not be labelled, with the reason (e.g. "answer
- * 'comfort' is not one of the 7 labels"). The run finishes and exits 1. Thread-safe. */
+/* Report that utterance `utt` could not be labelled this time (the server failed, the
+ * answer was cut at max tokens, a refusal), with the reason. Nothing is stored as its
+ * label, so the next run asks again; this run finishes and exits 1. Thread-safe. */
 SB_API sb_status sb_label_fail(sb_label_sink *sink, size_t utt, const char *reason);
+
+/* Since ABI 1.1: the full result of labelling one utterance. */
+typedef enum sb_label_status {
+    SB_LABEL_OK = 0,     /* label is a class of the label space */
+    SB_LABEL_INVALID = 1 /* a final answer that is not a class of the label space (after any
+                            re-ask): stored with its raw text and reason, never coerced,
+                            never used as a training target, not asked again */
+} sb_label_status;
+
+typedef struct sb_label_result {
+    uint32_t struct_size;   /* sizeof(sb_label_result) */
+    sb_label_status status;
+    int32_t label;          /* class index (SB_LABEL_OK) */
+    double confidence;      /* in [0,1], or negative when unknown */
+    const double *dist;     /* [n_classes] distribution over the label space, or NULL */
+    const char *raw;        /* the answer text as received, or NULL */
+    const char *reason;     /* why it is invalid (SB_LABEL_INVALID), or NULL */
+    const char *detail;     /* a JSON object with provenance, or NULL: for the llm labeller
+                               {"model", "request_id", "attempts", "cached",
+                               "usage": {"prompt_tokens", "completion_tokens",
+                               "cached_tokens"}, "cost_usd"}; the host sums usage and cost
+                               over a stage from these keys */
+} sb_label_result;
+
+/* Deliver a label with its distribution and provenance; stored at once. Thread-safe. */
+SB_API sb_status sb_label_deliver(sb_label_sink *sink, size_t utt, const sb_label_result *r);
 
 typedef struct sb_labeller_vtable {
     uint32_t struct_size;
@@ -106,6 +144,14 @@ typedef struct sb_labeller_vtable {
     sb_status (*label)(void *inst, const sb_corpus *corpus, const size_t *todo, size_t n_todo,
                        sb_label_sink *sink, sb_error *err);
     void (*destroy)(void *inst);
+    /* Since ABI 1.1, may be NULL. Say what label() would do for todo without doing any of
+     * it (nothing sent, nothing charged): *json a malloc'ed JSON object (release with free)
+     * with any of "requests" (to send), "cached" (answered from the cache),
+     * "prompt_tokens", "completion_tokens" (estimates), "cost_usd" (estimate, or null
+     * without a price), "example" (one fully rendered request, as text) and "notes" (an
+     * array of strings). `serbench label --plan` prints it. */
+    sb_status (*plan)(void *inst, const sb_corpus *corpus, const size_t *todo, size_t n_todo,
+                      char **json, sb_error *err);
 } sb_labeller_vtable;
 
 /* ---- encoders ---------------------------------------------------------------------- */

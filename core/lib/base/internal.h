@@ -9,6 +9,13 @@
  * under $TMPDIR. Static storage; for tests and simple tools. */
 const sb_host *sbi_test_host(uint64_t seed, int threads);
 
+/* The test host's cache_get/cache_put: an in-memory table shared by the process (the
+ * store's is SQLite). Thread-safe. sbi_test_cache_clear empties it. */
+int sbi_test_cache_get(const sb_host *h, const char *key, char **value, size_t *len);
+sb_status sbi_test_cache_put(const sb_host *h, const char *key, const void *value, size_t len,
+                             sb_error *err);
+void sbi_test_cache_clear(void);
+
 /* Validate YAML mapping text (e.g. "epochs: 5\nlr: 0.01") against an option table and
  * build the values a plugin receives, exactly as the host does for a config block.
  * `name` labels locations in messages. Free with sbi_opts_destroy. */

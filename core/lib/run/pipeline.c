@@ -17,114 +17,7 @@
 #include "sb_build_config.h"
 #include "util.h"
 
-volatile sig_atomic_t sbi_cancel_requested = 0;
-
-/* ---- the host lent to plugins ------------------------------------------------------ */
-
-typedef struct host_priv {
-    const sbi_ui *ui;
-    char who[160];
-    sbi_progress *prog;
-} host_priv;
-
-static void host_log(const sb_host *h, sb_log_level level, const char *fmt, ...) SB_PRINTF(3, 4);
-static void host_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
-{
-    const host_priv *hp = h->priv;
-    va_list ap;
-    va_start(ap, fmt);
-    sbi_ui_logv(hp->ui, level, hp->who, fmt, ap);
-    va_end(ap);
-}
-
-static void host_progress(const sb_host *h, uint64_t done, uint64_t total)
-{
-    const host_priv *hp = h->priv;
-    if (hp->prog) {
-        hp->prog->total = total;
-        sbi_progress_update(hp->prog, done);
-    }
-}
-
-static int host_cancelled(const sb_host *h)
-{
-    (void)h;
-    return sbi_cancel_requested != 0;
-}
-
-/* Fill host + priv for a plugin instance; cache_dir = ROOT/cache/<plugin>. */
-static sb_status host_init(sb_host *h, host_priv *hp, const sbi_ui *ui, const char *cache_root,
-                           const sbi_instance *in, uint64_t seed, int threads, char *cache_buf,
-                           size_t cache_size, sb_error *err)
-{
-    memset(h, 0, sizeof *h);
-    memset(hp, 0, sizeof *hp);
-    hp->ui = ui;
-    snprintf(hp->who, sizeof hp->who, "%s %s", sb_kind_name(in->kind), in->name);
-    snprintf(cache_buf, cache_size, "%s/cache/%s", cache_root, in->plugin->desc->name);
-    sb_status st = sbi_mkdir_p(cache_buf, err);
-    h->struct_size = sizeof *h;
-    h->priv = hp;
-    h->log = host_log;
-    h->progress = host_progress;
-    h->cancelled = host_cancelled;
-    h->cache_dir = cache_buf;
-    h->seed = seed;
-    h->threads = threads > 0 ? threads : 1;
-    return st;
-}
-
-/* ---- in-memory caches for one invocation ------------------------------------------- */
-
-typedef struct corpus_entry {
-    char inst_key[SB_HASH_HEX];
-    char key[SB_HASH_HEX];
-    sb_corpus *c;
-    unsigned char *excluded;        /* [n] items the dataset plugin warned about */
-    char (*item_keys)[SB_HASH_HEX]; /* [n] computed on demand */
-    unsigned char *item_state;      /* [n] 0 = not computed, 1 = ok, 2 = failed */
-    int skip_missing_audio;         /* the dataset's on_missing_audio policy is skip */
-} corpus_entry;
-
-typedef struct labels_entry {
-    char key[SB_HASH_HEX];
-    const corpus_entry *ce;
-    int32_t *labels; /* [n] -1 = none */
-} labels_entry;
-
-typedef struct feat_entry {
-    char enc_key[SB_HASH_HEX];
-    const corpus_entry *ce;
-    int n_layers, dim;
-    float *x;            /* [n, n_layers, dim] */
-    unsigned char *have; /* [n] */
-} feat_entry;
-
-typedef struct enc_entry {
-    char inst_key[SB_HASH_HEX];
-    char key[SB_HASH_HEX];
-    sb_encoder_info info;
-} enc_entry;
-
-typedef struct ctx {
-    sbi_plan *plan;
-    const sbi_exec_opts *o;
-    const sbi_ui *ui;
-    sbi_store *store;
-    int threads, blas_threads;
-    /* Entries are allocated one by one: run inputs keep pointers to them. */
-    corpus_entry **corpora;
-    size_t n_corpora;
-    labels_entry **labels;
-    size_t n_labels;
-    feat_entry **feats;
-    size_t n_feats;
-    enc_entry **encs;
-    size_t n_encs;
-    size_t item_failures; /* items that failed (exit 1) */
-    size_t skipped;       /* items left out under on_missing_audio: skip */
-    pthread_mutex_t lock; /* guards run-level counters when jobs > 1 */
-} ctx;
+#include "stage.h"
 
 static void log_info(ctx *c, const char *fmt, ...) SB_PRINTF(2, 3);
 static void log_info(ctx *c, const char *fmt, ...)
@@ -144,7 +37,7 @@ sb_status sbi_load_corpus(const sbi_instance *in, const sbi_ui *ui, const char *
     sb_host h;
     host_priv hp;
     char cache[4096];
-    sb_status st = host_init(&h, &hp, ui, cache_root, in, 0, 1, cache, sizeof cache, err);
+    sb_status st = sbi_host_init(&h, &hp, ui, NULL, cache_root, in, 0, 1, cache, sizeof cache, err);
     if (st != SB_OK)
         return st;
     sb_corpus *c = NULL;
@@ -293,195 +186,6 @@ static sb_status split_items(const corpus_entry *e, const char *split, const cha
     return SB_OK;
 }
 
-/* ---- labels ------------------------------------------------------------------------ */
-
-struct sb_label_sink {
-    ctx *c;
-    sbi_store *store;
-    const char *stage_key;
-    const corpus_entry *ce;
-    int32_t *labels;
-    size_t n_ok, n_fail, n_todo;
-    sbi_progress *prog;
-    pthread_mutex_t lock;
-    sqlite3_stmt *put, *fail;
-};
-
-sb_status sb_label_put(sb_label_sink *s, size_t utt, int32_t label, double confidence,
-                       const char *raw)
-{
-    if (!s || utt >= sb_corpus_size(s->ce->c))
-        return SB_ERR_INVALID;
-    int nc = sb_corpus_n_classes(s->ce->c);
-    if (label < 0 || label >= nc)
-        return sb_label_fail(s, utt, "label index outside the label space (plugin bug)");
-    pthread_mutex_lock(&s->lock);
-    const sb_utt *u = sb_corpus_utt(s->ce->c, utt);
-    sqlite3_bind_text(s->put, 1, s->stage_key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s->put, 2, u->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s->put, 3, label);
-    sqlite3_bind_text(s->put, 4, sb_corpus_class(s->ce->c, label), -1, SQLITE_STATIC);
-    if (confidence >= 0)
-        sqlite3_bind_double(s->put, 5, confidence);
-    else
-        sqlite3_bind_null(s->put, 5);
-    if (raw)
-        sqlite3_bind_text(s->put, 6, raw, -1, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(s->put, 6);
-    sb_status st = sbi_store_step_done(s->store, s->put, NULL);
-    sqlite3_clear_bindings(s->put);
-    if (st == SB_OK) {
-        s->labels[utt] = label;
-        s->n_ok++;
-        if (s->prog)
-            sbi_progress_update(s->prog, s->n_ok + s->n_fail);
-    }
-    pthread_mutex_unlock(&s->lock);
-    return st;
-}
-
-sb_status sb_label_fail(sb_label_sink *s, size_t utt, const char *reason)
-{
-    if (!s || utt >= sb_corpus_size(s->ce->c))
-        return SB_ERR_INVALID;
-    pthread_mutex_lock(&s->lock);
-    const sb_utt *u = sb_corpus_utt(s->ce->c, utt);
-    sqlite3_bind_text(s->fail, 1, s->stage_key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s->fail, 2, u->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s->fail, 3, reason ? reason : "unknown", -1, SQLITE_TRANSIENT);
-    sb_status st = sbi_store_step_done(s->store, s->fail, NULL);
-    s->n_fail++;
-    if (s->n_fail <= 20)
-        sbi_ui_log(s->c->ui, SB_LOG_WARN, "labels", "utterance %s: %s", u->id,
-                   reason ? reason : "unknown");
-    pthread_mutex_unlock(&s->lock);
-    return st;
-}
-
-static sb_status get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, corpus_entry *ce,
-                            labels_entry **out, sb_error *err)
-{
-    const sbi_instance *in = sbi_run_instance(r, SB_KIND_LABELLER, ref->labels);
-    char key[SB_HASH_HEX];
-    sb_hasher *h = sb_hasher_create();
-    char *canon = json_dumps(in->canon, JSON_COMPACT | JSON_SORT_KEYS);
-    sb_hasher_str(h, "labels/1");
-    sb_hasher_str(h, canon);
-    sb_hasher_str(h, ce->key);
-    sb_hasher_hex(h, key);
-    sb_hasher_destroy(&h);
-    free(canon);
-    for (size_t i = 0; i < c->n_labels; i++)
-        if (strcmp(c->labels[i]->key, key) == 0) {
-            *out = c->labels[i];
-            return SB_OK;
-        }
-    size_t n = sb_corpus_size(ce->c);
-    labels_entry **nl = realloc(c->labels, (c->n_labels + 1) * sizeof *nl);
-    if (!nl)
-        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-    c->labels = nl;
-    labels_entry *le = calloc(1, sizeof *le);
-    if (!le)
-        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-    snprintf(le->key, sizeof le->key, "%s", key);
-    le->ce = ce;
-    le->labels = malloc((n + 1) * sizeof *le->labels);
-    if (!le->labels) {
-        free(le);
-        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-    }
-    for (size_t i = 0; i < n; i++)
-        le->labels[i] = -1;
-    c->labels[c->n_labels++] = le;
-
-    /* What the store already has. */
-    sqlite3_stmt *q = NULL;
-    sb_status st =
-        sbi_store_prepare(c->store, "SELECT utt_id, label FROM labels WHERE stage_key=?1", &q, err);
-    if (st != SB_OK)
-        return st;
-    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
-    size_t have = 0;
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        long k = sb_corpus_find(ce->c, (const char *)sqlite3_column_text(q, 0));
-        int lab = sqlite3_column_int(q, 1);
-        if (k >= 0 && lab >= 0 && lab < sb_corpus_n_classes(ce->c)) {
-            le->labels[k] = lab;
-            have++;
-        }
-    }
-    sqlite3_finalize(q);
-    char desc[256];
-    snprintf(desc, sizeof desc, "labels %s on %s", in->name, sb_corpus_name(ce->c));
-    if (sbi_store_stage_complete(c->store, key)) {
-        sbi_ui_log(c->ui, SB_LOG_DEBUG, NULL, "%s: complete in store (%zu labels)", desc, have);
-        *out = le;
-        return SB_OK;
-    }
-    /* Label what is missing (everything not yet labelled and not excluded). */
-    size_t *todo = malloc((n + 1) * sizeof *todo), nt = 0;
-    if (!todo)
-        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        if (le->labels[i] < 0 && !ce->excluded[i])
-            todo[nt++] = i;
-    sb_label_sink sink = {
-        .c = c, .store = c->store, .stage_key = key, .ce = ce, .labels = le->labels, .n_todo = nt
-    };
-    pthread_mutex_init(&sink.lock, NULL);
-    sbi_progress prog;
-    sbi_progress_start(&prog, c->ui, desc, nt);
-    sink.prog = &prog;
-    st = sbi_store_stage_mark(c->store, key, "labels", desc, "running", NULL, err);
-    if (st == SB_OK)
-        st = sbi_store_prepare(c->store, "INSERT OR REPLACE INTO labels VALUES(?1,?2,?3,?4,?5,?6)",
-                               &sink.put, err);
-    if (st == SB_OK)
-        st = sbi_store_prepare(c->store, "INSERT OR REPLACE INTO item_failures VALUES(?1,?2,?3)",
-                               &sink.fail, err);
-    if (st == SB_OK)
-        st = sbi_store_exec(c->store, "DELETE FROM item_failures WHERE stage_key IS NULL", err);
-    void *inst = NULL;
-    const sb_labeller_vtable *vt = in->plugin->desc->vtable;
-    sb_host host;
-    host_priv hp;
-    char cache[4096];
-    if (st == SB_OK)
-        st = host_init(&host, &hp, c->ui, c->store->root, in, (uint64_t)r->seed, c->threads, cache,
-                       sizeof cache, err);
-    hp.prog = &prog;
-    if (st == SB_OK) {
-        sb_error e = { 0 };
-        st = vt->create(&host, in->opts, &inst, &e);
-        if (st == SB_OK)
-            st = vt->label(inst, ce->c, todo, nt, &sink, &e);
-        if (inst)
-            vt->destroy(inst);
-        if (st != SB_OK && err) {
-            if (!e.code)
-                sb_error_set(&e, st, in->name, "labeller %s failed", in->plugin->desc->name);
-            *err = e;
-        }
-    }
-    sqlite3_finalize(sink.put);
-    sqlite3_finalize(sink.fail);
-    pthread_mutex_destroy(&sink.lock);
-    free(todo);
-    c->item_failures += sink.n_fail;
-    if (st != SB_OK)
-        return st;
-    char summary[160];
-    snprintf(summary, sizeof summary, "%zu labelled, %zu failed, %zu from the store", sink.n_ok,
-             sink.n_fail, have);
-    sbi_progress_finish(&prog, summary);
-    if (sink.n_fail == 0)
-        st = sbi_store_stage_mark(c->store, key, "labels", desc, "complete", NULL, err);
-    *out = le;
-    return st;
-}
-
 /* ---- features ---------------------------------------------------------------------- */
 
 static sb_status get_encoder(ctx *c, const sbi_instance *in, enc_entry **out, sb_error *err)
@@ -496,8 +200,8 @@ static sb_status get_encoder(ctx *c, const sbi_instance *in, enc_entry **out, sb
     sb_host host;
     host_priv hp;
     char cache[4096];
-    sb_status st =
-        host_init(&host, &hp, c->ui, c->store->root, in, 0, c->threads, cache, sizeof cache, err);
+    sb_status st = sbi_host_init(&host, &hp, c->ui, c->store, c->store->root, in, 0, c->threads,
+                                 cache, sizeof cache, err);
     void *inst = NULL;
     sb_error e = { 0 };
     enc_entry ne;
@@ -723,8 +427,8 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
     sb_host host;
     host_priv hp;
     char cache[4096];
-    st = host_init(&host, &hp, c->ui, c->store->root, in, (uint64_t)r->seed, c->threads, cache,
-                   sizeof cache, err);
+    st = sbi_host_init(&host, &hp, c->ui, c->store, c->store->root, in, (uint64_t)r->seed,
+                       c->threads, cache, sizeof cache, err);
     void *inst = NULL;
     sb_error e = { 0 };
     if (st == SB_OK)
@@ -954,7 +658,7 @@ static sb_status prepare_split(ctx *c, const sbi_run *r, const sbi_split_ref *re
     if (st == SB_OK)
         st = split_items(*ce, ref->split, what, idx, n, err);
     if (st == SB_OK && c->o->stage != SBI_STAGE_FEATURES)
-        st = get_labels(c, r, ref, *ce, le, err);
+        st = sbi_get_labels(c, r, ref, *ce, le, err);
     (void)fe; /* features are gathered per corpus in prepare_run */
     return st;
 }
@@ -1231,8 +935,8 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
     char who[64];
     snprintf(who, sizeof who, "run %.8s", r->run_id);
     if (st == SB_OK)
-        st = host_init(&host, &hp, c->ui, c->store->root, hin, (uint64_t)r->seed, c->blas_threads,
-                       cache, sizeof cache, err);
+        st = sbi_host_init(&host, &hp, c->ui, c->store, c->store->root, hin, (uint64_t)r->seed,
+                           c->blas_threads, cache, sizeof cache, err);
     void *inst = NULL;
     sb_error e = { 0 };
     if (st == SB_OK && tr.hd.n == 0)

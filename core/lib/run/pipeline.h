@@ -26,6 +26,7 @@ typedef struct sbi_exec_opts {
     int threads;          /* total thread budget (0 = config or nproc) */
     int shard_i, shard_n; /* run only runs with index % shard_n == shard_i - 1; 0/0 = all */
     int stage;            /* SBI_STAGE_* */
+    int label_plan;       /* SBI_STAGE_LABELS only: print each labeller's plan, send nothing */
     const sbi_ui *ui;
 } sbi_exec_opts;
 

@@ -32,6 +32,14 @@ static const char *const migrations[] = {
     " tensor TEXT NOT NULL, PRIMARY KEY(enc_key, item_key));"
     "CREATE TABLE file_hashes(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
     " inode INTEGER, hash TEXT NOT NULL);",
+    /* 1 → 2: label status, distribution and provenance (ABI 1.1 sb_label_deliver); the
+     * plugins' key-value cache (sb_host.cache_get/cache_put). */
+    "ALTER TABLE labels ADD COLUMN status TEXT NOT NULL DEFAULT 'ok';"
+    "ALTER TABLE labels ADD COLUMN reason TEXT;"
+    "ALTER TABLE labels ADD COLUMN dist TEXT;"
+    "ALTER TABLE labels ADD COLUMN detail TEXT;"
+    "CREATE TABLE plugin_cache(plugin TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
+    " created TEXT, PRIMARY KEY(plugin, key));",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == SBI_SCHEMA_VERSION, "one migration per schema version");

@@ -11,7 +11,10 @@
  *   predictions(run_id, test, utt_id, gold, pred, probs)
  *   stages(key, kind, description, status, created, finished, info)
  *                                        label and feature stages; status running|complete
- *   labels(stage_key, utt_id, label, label_name, confidence, raw)
+ *   labels(stage_key, utt_id, label, label_name, confidence, raw, status, reason, dist,
+ *          detail)                       status ok|invalid; dist a JSON array over the
+ *                                        label space; detail the labeller's provenance JSON
+ *   plugin_cache(plugin, key, value, created)  sb_host.cache_get/cache_put (schema 2)
  *   item_failures(stage_key, utt_id, reason)
  *   features(enc_key, item_key, file, tensor) index of pooled features in features/ files
  *   file_hashes(path, size, mtime_ns, inode, hash)  content-hash cache keyed by stat()
@@ -22,7 +25,7 @@
 #include <sqlite3.h>
 #include <serbench/serbench.h>
 
-#define SBI_SCHEMA_VERSION 1
+#define SBI_SCHEMA_VERSION 2
 
 typedef struct sbi_store {
     char *root; /* results folder */

@@ -123,8 +123,14 @@ static int cap_cancelled(const sb_host *h)
     return 0;
 }
 
-static const sb_host g_cap_host = { sizeof(sb_host), NULL,   cap_log, cap_progress,
-                                    cap_cancelled,   "/tmp", 1,       1 };
+/* Dataset plugins do not use the cache, so cache_get/cache_put stay NULL here. */
+static const sb_host g_cap_host = { .struct_size = sizeof(sb_host),
+                                    .log = cap_log,
+                                    .progress = cap_progress,
+                                    .cancelled = cap_cancelled,
+                                    .cache_dir = "/tmp",
+                                    .seed = 1,
+                                    .threads = 1 };
 
 /* Load with options given as YAML text, exactly as the host validates them. */
 static sb_status load_yaml(const char *yaml, sb_corpus **out, sb_error *err)

@@ -121,8 +121,14 @@ static int cap_cancelled(const sb_host *h)
     return 0;
 }
 
-static const sb_host g_cap_host = { sizeof(sb_host), NULL,   cap_log, cap_progress,
-                                    cap_cancelled,   "/tmp", 1,       1 };
+/* Dataset plugins do not use the cache, so cache_get/cache_put stay NULL here. */
+static const sb_host g_cap_host = { .struct_size = sizeof(sb_host),
+                                    .log = cap_log,
+                                    .progress = cap_progress,
+                                    .cancelled = cap_cancelled,
+                                    .cache_dir = "/tmp",
+                                    .seed = 1,
+                                    .threads = 1 };
 
 /* Count of lines in the captured log at `level` containing `needle`. */
 static int log_count(const char *level, const char *needle)

@@ -1,0 +1,403 @@
+/* core/lib/run/labels.c — the label stage: a labeller plugin labels what the store does
+ * not have yet, delivering each label through a sink that stores it at once. */
+#include "stage.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+struct sb_label_sink {
+    ctx *c;
+    sbi_store *store;
+    const char *stage_key;
+    const corpus_entry *ce;
+    int32_t *labels;
+    size_t n_ok, n_invalid, n_fail, n_todo, n_cached;
+    double prompt_tokens, completion_tokens, cost;
+    int have_cost;
+    sbi_progress *prog;
+    pthread_mutex_t lock;
+    sqlite3_stmt *put, *fail, *unfail;
+};
+
+/* Add the usage of one delivered label (its detail JSON) to the stage totals. */
+static void add_usage(sb_label_sink *s, const char *detail)
+{
+    if (!detail)
+        return;
+    json_t *d = json_loads(detail, 0, NULL);
+    if (!json_is_object(d)) {
+        json_decref(d);
+        return;
+    }
+    json_t *u = json_object_get(d, "usage");
+    s->prompt_tokens += json_number_value(json_object_get(u, "prompt_tokens"));
+    s->completion_tokens += json_number_value(json_object_get(u, "completion_tokens"));
+    json_t *cost = json_object_get(d, "cost_usd");
+    if (json_is_number(cost)) {
+        s->cost += json_number_value(cost);
+        s->have_cost = 1;
+    }
+    if (json_is_true(json_object_get(d, "cached")))
+        s->n_cached++;
+    json_decref(d);
+}
+
+static char *dist_json(const double *dist, int n)
+{
+    json_t *a = json_array();
+    for (int k = 0; k < n; k++)
+        json_array_append_new(a, json_real(dist[k]));
+    char *t = json_dumps(a, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    json_decref(a);
+    return t;
+}
+
+sb_status sb_label_deliver(sb_label_sink *s, size_t utt, const sb_label_result *r)
+{
+    if (!s || !r || r->struct_size < offsetof(sb_label_result, detail) + sizeof r->detail ||
+        utt >= sb_corpus_size(s->ce->c))
+        return SB_ERR_INVALID;
+    const int nc = sb_corpus_n_classes(s->ce->c);
+    const int ok = r->status == SB_LABEL_OK;
+    if (ok && (r->label < 0 || r->label >= nc))
+        return sb_label_fail(s, utt, "label index outside the label space (plugin bug)");
+    if (!ok && r->status != SB_LABEL_INVALID)
+        return sb_label_fail(s, utt, "unknown label status (plugin bug)");
+    if (r->detail) {
+        json_t *d = json_loads(r->detail, 0, NULL);
+        int is_obj = json_is_object(d);
+        json_decref(d);
+        if (!is_obj)
+            return sb_label_fail(s, utt, "label detail is not a JSON object (plugin bug)");
+    }
+    char *dist = r->dist ? dist_json(r->dist, nc) : NULL;
+    pthread_mutex_lock(&s->lock);
+    const sb_utt *u = sb_corpus_utt(s->ce->c, utt);
+    sqlite3_stmt *q = s->put;
+    sqlite3_bind_text(q, 1, s->stage_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, u->id, -1, SQLITE_STATIC);
+    if (ok) {
+        sqlite3_bind_int(q, 3, r->label);
+        sqlite3_bind_text(q, 4, sb_corpus_class(s->ce->c, r->label), -1, SQLITE_STATIC);
+    }
+    if (r->confidence >= 0 && r->confidence <= 1)
+        sqlite3_bind_double(q, 5, r->confidence);
+    if (r->raw)
+        sqlite3_bind_text(q, 6, r->raw, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 7, ok ? "ok" : "invalid", -1, SQLITE_STATIC);
+    if (!ok)
+        sqlite3_bind_text(q, 8, r->reason ? r->reason : "not a class of the label space", -1,
+                          SQLITE_TRANSIENT);
+    if (dist)
+        sqlite3_bind_text(q, 9, dist, -1, SQLITE_TRANSIENT);
+    if (r->detail)
+        sqlite3_bind_text(q, 10, r->detail, -1, SQLITE_TRANSIENT);
+    sb_status st = sbi_store_step_done(s->store, q, NULL);
+    sqlite3_clear_bindings(q);
+    if (st == SB_OK) {
+        sqlite3_bind_text(s->unfail, 1, s->stage_key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s->unfail, 2, u->id, -1, SQLITE_STATIC);
+        st = sbi_store_step_done(s->store, s->unfail, NULL);
+    }
+    if (st == SB_OK) {
+        add_usage(s, r->detail);
+        if (ok) {
+            s->labels[utt] = r->label;
+            s->n_ok++;
+        } else {
+            s->n_invalid++;
+            if (s->n_invalid <= 20)
+                sbi_ui_log(s->c->ui, SB_LOG_WARN, "labels", "utterance %s: invalid answer: %s",
+                           u->id, r->reason ? r->reason : "not a class of the label space");
+        }
+        if (s->prog)
+            sbi_progress_update(s->prog, s->n_ok + s->n_invalid + s->n_fail);
+    }
+    pthread_mutex_unlock(&s->lock);
+    free(dist);
+    return st;
+}
+
+sb_status sb_label_put(sb_label_sink *s, size_t utt, int32_t label, double confidence,
+                       const char *raw)
+{
+    sb_label_result r = { .struct_size = sizeof r,
+                          .status = SB_LABEL_OK,
+                          .label = label,
+                          .confidence = confidence,
+                          .raw = raw };
+    return sb_label_deliver(s, utt, &r);
+}
+
+sb_status sb_label_fail(sb_label_sink *s, size_t utt, const char *reason)
+{
+    if (!s || utt >= sb_corpus_size(s->ce->c))
+        return SB_ERR_INVALID;
+    pthread_mutex_lock(&s->lock);
+    const sb_utt *u = sb_corpus_utt(s->ce->c, utt);
+    sqlite3_bind_text(s->fail, 1, s->stage_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->fail, 2, u->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->fail, 3, reason ? reason : "unknown", -1, SQLITE_TRANSIENT);
+    sb_status st = sbi_store_step_done(s->store, s->fail, NULL);
+    s->n_fail++;
+    if (s->prog)
+        sbi_progress_update(s->prog, s->n_ok + s->n_invalid + s->n_fail);
+    if (s->n_fail <= 20)
+        sbi_ui_log(s->c->ui, SB_LOG_WARN, "labels", "utterance %s: %s", u->id,
+                   reason ? reason : "unknown");
+    pthread_mutex_unlock(&s->lock);
+    return st;
+}
+
+/* serbench label --plan: what the labeller would do, printed to stdout; nothing is sent. */
+static sb_status plan_labels(ctx *c, const sbi_run *r, const sbi_instance *in,
+                             const corpus_entry *ce, const char *desc, const size_t *todo,
+                             size_t nt, size_t have, sb_error *err)
+{
+    const sb_labeller_vtable *vt = in->plugin->desc->vtable;
+    const int has_plan =
+        vt->struct_size >= offsetof(sb_labeller_vtable, plan) + sizeof vt->plan && vt->plan;
+    printf("%s: %zu utterances to label, %zu already in the store\n", desc, nt, have);
+    if (!has_plan) {
+        printf("  labeller %s (plugin %s) sends no requests; it has no plan to show\n", in->name,
+               in->plugin->desc->name);
+        return SB_OK;
+    }
+    sb_host host;
+    host_priv hp;
+    char cache[4096];
+    sb_status st = sbi_host_init(&host, &hp, c->ui, c->store, c->store->root, in, (uint64_t)r->seed,
+                                 c->threads, cache, sizeof cache, err);
+    if (st != SB_OK)
+        return st;
+    void *inst = NULL;
+    char *text = NULL;
+    sb_error e = { 0 };
+    st = vt->create(&host, in->opts, &inst, &e);
+    if (st == SB_OK)
+        st = vt->plan(inst, ce->c, todo, nt, &text, &e);
+    if (inst)
+        vt->destroy(inst);
+    if (st != SB_OK) {
+        if (!e.code)
+            sb_error_set(&e, st, in->name, "labeller %s could not plan", in->plugin->desc->name);
+        if (err)
+            *err = e;
+        free(text);
+        return st;
+    }
+    json_error_t je;
+    json_t *p = text ? json_loads(text, 0, &je) : NULL;
+    free(text);
+    if (!json_is_object(p)) {
+        json_decref(p);
+        return sb_error_set(err, SB_ERR_PLUGIN, in->name,
+                            "labeller %s returned a plan that is not a JSON object (plugin bug)",
+                            in->plugin->desc->name);
+    }
+    json_t *v;
+    if ((v = json_object_get(p, "requests")))
+        printf("  requests to send:   %" JSON_INTEGER_FORMAT "\n", json_integer_value(v));
+    if ((v = json_object_get(p, "cached")))
+        printf("  from the cache:     %" JSON_INTEGER_FORMAT "\n", json_integer_value(v));
+    if ((v = json_object_get(p, "prompt_tokens")))
+        printf("  prompt tokens:      ~%.0f (estimate)\n", json_number_value(v));
+    if ((v = json_object_get(p, "completion_tokens")))
+        printf("  completion tokens:  ~%.0f (at most)\n", json_number_value(v));
+    if ((v = json_object_get(p, "cost_usd")) && json_is_number(v))
+        printf("  cost:               ~$%.4f (estimate)\n", json_number_value(v));
+    else if (v)
+        printf("  cost:               unknown (no price for this model in the config)\n");
+    size_t i;
+    json_t *note;
+    json_array_foreach(json_object_get(p, "notes"), i, note)
+        printf("  note: %s\n", json_string_value(note) ? json_string_value(note) : "?");
+    if ((v = json_object_get(p, "example")) && json_is_string(v))
+        printf("  one request, fully rendered:\n%s\n", json_string_value(v));
+    json_decref(p);
+    fflush(stdout);
+    return SB_OK;
+}
+
+sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, corpus_entry *ce,
+                         labels_entry **out, sb_error *err)
+{
+    const sbi_instance *in = sbi_run_instance(r, SB_KIND_LABELLER, ref->labels);
+    char key[SB_HASH_HEX];
+    sb_hasher *h = sb_hasher_create();
+    char *canon = json_dumps(in->canon, JSON_COMPACT | JSON_SORT_KEYS);
+    sb_hasher_str(h, "labels/1");
+    sb_hasher_str(h, canon);
+    sb_hasher_str(h, ce->key);
+    sb_hasher_hex(h, key);
+    sb_hasher_destroy(&h);
+    free(canon);
+    for (size_t i = 0; i < c->n_labels; i++)
+        if (strcmp(c->labels[i]->key, key) == 0) {
+            *out = c->labels[i];
+            return SB_OK;
+        }
+    size_t n = sb_corpus_size(ce->c);
+    labels_entry **nl = realloc(c->labels, (c->n_labels + 1) * sizeof *nl);
+    if (!nl)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    c->labels = nl;
+    labels_entry *le = calloc(1, sizeof *le);
+    if (!le)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    snprintf(le->key, sizeof le->key, "%s", key);
+    le->ce = ce;
+    le->labels = malloc((n + 1) * sizeof *le->labels);
+    if (!le->labels) {
+        free(le);
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        le->labels[i] = -1;
+    c->labels[c->n_labels++] = le;
+
+    /* What the store already has. */
+    sqlite3_stmt *q = NULL;
+    sb_status st = sbi_store_prepare(
+        c->store, "SELECT utt_id, label, status FROM labels WHERE stage_key=?1", &q, err);
+    if (st != SB_OK)
+        return st;
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    unsigned char *done = calloc(n + 1, 1);
+    if (!done) {
+        sqlite3_finalize(q);
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    size_t have = 0, have_invalid = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        long k = sb_corpus_find(ce->c, (const char *)sqlite3_column_text(q, 0));
+        if (k < 0)
+            continue;
+        const char *status = (const char *)sqlite3_column_text(q, 2);
+        if (status && strcmp(status, "invalid") == 0) {
+            done[k] = 1; /* a final answer: not asked again */
+            have_invalid++;
+            continue;
+        }
+        int lab = sqlite3_column_type(q, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 1);
+        if (lab >= 0 && lab < sb_corpus_n_classes(ce->c)) {
+            le->labels[k] = lab;
+            done[k] = 1;
+            have++;
+        }
+    }
+    sqlite3_finalize(q);
+    char desc[256];
+    snprintf(desc, sizeof desc, "labels %s on %s", in->name, sb_corpus_name(ce->c));
+    if (sbi_store_stage_complete(c->store, key) && !c->o->label_plan) {
+        sbi_ui_log(c->ui, SB_LOG_DEBUG, NULL, "%s: complete in store (%zu labels, %zu invalid)",
+                   desc, have, have_invalid);
+        free(done);
+        *out = le;
+        return SB_OK;
+    }
+    /* Label what is missing (everything not yet answered and not excluded). */
+    size_t *todo = malloc((n + 1) * sizeof *todo), nt = 0;
+    if (!todo) {
+        free(done);
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!done[i] && !ce->excluded[i])
+            todo[nt++] = i;
+    free(done);
+    if (c->o->label_plan) {
+        st = plan_labels(c, r, in, ce, desc, todo, nt, have + have_invalid, err);
+        free(todo);
+        *out = le;
+        return st;
+    }
+    sb_label_sink sink = {
+        .c = c, .store = c->store, .stage_key = key, .ce = ce, .labels = le->labels, .n_todo = nt
+    };
+    pthread_mutex_init(&sink.lock, NULL);
+    sbi_progress prog;
+    sbi_progress_start(&prog, c->ui, desc, nt);
+    sink.prog = &prog;
+    st = sbi_store_stage_mark(c->store, key, "labels", desc, "running", NULL, err);
+    if (st == SB_OK)
+        st = sbi_store_prepare(
+            c->store,
+            "INSERT OR REPLACE INTO labels(stage_key, utt_id, label, label_name, confidence, raw,"
+            " status, reason, dist, detail) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+            &sink.put, err);
+    if (st == SB_OK)
+        st = sbi_store_prepare(c->store, "INSERT OR REPLACE INTO item_failures VALUES(?1,?2,?3)",
+                               &sink.fail, err);
+    if (st == SB_OK)
+        st = sbi_store_prepare(c->store,
+                               "DELETE FROM item_failures WHERE stage_key=?1 AND utt_id=?2",
+                               &sink.unfail, err);
+    void *inst = NULL;
+    const sb_labeller_vtable *vt = in->plugin->desc->vtable;
+    sb_host host;
+    host_priv hp;
+    char cache[4096];
+    if (st == SB_OK)
+        st = sbi_host_init(&host, &hp, c->ui, c->store, c->store->root, in, (uint64_t)r->seed,
+                           c->threads, cache, sizeof cache, err);
+    hp.prog = &prog;
+    if (st == SB_OK) {
+        sb_error e = { 0 };
+        st = vt->create(&host, in->opts, &inst, &e);
+        if (st == SB_OK)
+            st = vt->label(inst, ce->c, todo, nt, &sink, &e);
+        if (inst)
+            vt->destroy(inst);
+        if (st != SB_OK && err) {
+            if (!e.code)
+                sb_error_set(&e, st, in->name, "labeller %s failed", in->plugin->desc->name);
+            *err = e;
+        }
+    }
+    sqlite3_finalize(sink.put);
+    sqlite3_finalize(sink.fail);
+    sqlite3_finalize(sink.unfail);
+    pthread_mutex_destroy(&sink.lock);
+    free(todo);
+    c->item_failures += sink.n_fail;
+    if (st != SB_OK)
+        return st;
+    char summary[320];
+    int len = snprintf(summary, sizeof summary,
+                       "%zu labelled, %zu invalid, %zu failed, %zu from the store", sink.n_ok,
+                       sink.n_invalid, sink.n_fail, have + have_invalid);
+    if (sink.prompt_tokens > 0 || sink.completion_tokens > 0)
+        len += snprintf(summary + len, sizeof summary - (size_t)len,
+                        "; %.0f prompt + %.0f completion tokens", sink.prompt_tokens,
+                        sink.completion_tokens);
+    if (sink.have_cost)
+        len += snprintf(summary + len, sizeof summary - (size_t)len, ", $%.4f", sink.cost);
+    if (sink.n_cached)
+        snprintf(summary + len, sizeof summary - (size_t)len,
+                 "; %zu answers from the response cache", sink.n_cached);
+    sbi_progress_finish(&prog, summary);
+    if (sink.n_invalid)
+        sbi_ui_log(c->ui, SB_LOG_WARN, NULL,
+                   "%s: %zu answers were not a class of the label space; they are stored as "
+                   "invalid (serbench export labels shows them) and are not used as targets",
+                   desc, sink.n_invalid);
+    json_t *info =
+        json_pack("{s:I, s:I, s:I, s:f, s:f, s:I}", "labelled", (json_int_t)sink.n_ok, "invalid",
+                  (json_int_t)sink.n_invalid, "failed", (json_int_t)sink.n_fail, "prompt_tokens",
+                  sink.prompt_tokens, "completion_tokens", sink.completion_tokens,
+                  "from_response_cache", (json_int_t)sink.n_cached);
+    if (info && sink.have_cost)
+        json_object_set_new(info, "cost_usd", json_real(sink.cost));
+    char *info_text = info ? json_dumps(info, JSON_COMPACT) : NULL;
+    json_decref(info);
+    st = sbi_store_stage_mark(c->store, key, "labels", desc,
+                              sink.n_fail == 0 ? "complete" : "running", info_text, err);
+    free(info_text);
+    *out = le;
+    return st;
+}
