@@ -26,6 +26,7 @@ typedef struct cli_args {
     const char *results;
     const char *format;
     const char *out;
+    const char *dataset, *labeller, *encoder, *split; /* --dataset NAME etc. (instance names) */
 } cli_args;
 
 /* Parse argv[2..]; `takes_config` says whether the first positional is a config file.
@@ -54,5 +55,8 @@ int cmd_report(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+int cmd_agree(int argc, char **argv);
+/* `serbench export labels`: argv as cmd_export got it. */
+int cmd_export_labels(int argc, char **argv);
 
 #endif

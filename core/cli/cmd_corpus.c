@@ -77,8 +77,20 @@ int cmd_corpus(int argc, char **argv)
                 json_object_set_new(info, key, json_string(val));
             }
             size_t n_ratings = 0;
-            for (size_t u = 0; u < sb_corpus_size(c); u++)
-                n_ratings += sb_corpus_n_ratings(c, u);
+            json_t *raters = json_object(); /* rater id -> utterances rated */
+            for (size_t u = 0; u < sb_corpus_size(c); u++) {
+                const size_t nr = sb_corpus_n_ratings(c, u);
+                n_ratings += nr;
+                for (size_t j = 0; j < nr; j++) {
+                    const char *who = NULL;
+                    sb_corpus_rating(c, u, j, &who);
+                    if (!who)
+                        continue;
+                    json_t *cnt = json_object_get(raters, who);
+                    json_object_set_new(raters, who,
+                                        json_integer(cnt ? json_integer_value(cnt) + 1 : 1));
+                }
+            }
             json_t *notes = json_array();
             for (size_t w = 0; w < sb_corpus_n_notes(c); w++) {
                 const char *id = NULL;
@@ -99,15 +111,16 @@ int cmd_corpus(int argc, char **argv)
             const char *space = sb_corpus_label_space(c);
             json_object_set_new(
                 all, in->name,
-                json_pack(
-                    "{s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:I, s:o}}",
-                    "plugin", in->plugin->desc->name, "label_space", space ? space : "",
-                    "utterances", (json_int_t)sb_corpus_size(c), "dialogues",
-                    (json_int_t)json_object_size(dlg), "speakers",
-                    (json_int_t)json_object_size(spk), "ratings", (json_int_t)n_ratings, "info",
-                    info, "classes", classes, "splits", splits, "problems", warn, "notes", notes,
-                    "audio", "without_audio", (json_int_t)no_audio, "missing_files",
-                    (json_int_t)missing_audio, "missing", missing));
+                json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:{s:I, "
+                          "s:I, s:o}}",
+                          "plugin", in->plugin->desc->name, "label_space", space ? space : "",
+                          "utterances", (json_int_t)sb_corpus_size(c), "dialogues",
+                          (json_int_t)json_object_size(dlg), "speakers",
+                          (json_int_t)json_object_size(spk), "ratings", (json_int_t)n_ratings,
+                          "raters", raters, "info", info, "classes", classes, "splits", splits,
+                          "problems", warn, "notes", notes, "audio", "without_audio",
+                          (json_int_t)no_audio, "missing_files", (json_int_t)missing_audio,
+                          "missing", missing));
             json_decref(dlg);
             json_decref(spk);
             sb_corpus_destroy(&c);
@@ -142,6 +155,18 @@ int cmd_corpus(int argc, char **argv)
                 json_object_foreach(s, cn, v)
                     printf(" %s=%lld", cn, (long long)json_integer_value(v));
                 printf("\n");
+            }
+            json_t *raters = json_object_get(d, "raters");
+            if (json_object_size(raters)) {
+                printf("  raters (%zu; for the human labeller's rater option and serbench "
+                       "agree):",
+                       json_object_size(raters));
+                const char *rk;
+                json_t *rv;
+                size_t shown = 0;
+                json_object_foreach(raters, rk, rv) if (shown++ < 30)
+                    printf(" %s=%lld", rk, (long long)json_integer_value(rv));
+                printf("%s\n", shown > 30 ? " ..." : "");
             }
             json_t *probs = json_object_get(d, "problems");
             size_t np = json_array_size(probs);

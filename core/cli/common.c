@@ -68,7 +68,8 @@ int cli_parse(int argc, char **argv, int takes_config, cli_args *a)
             a->shard_i = n1;
             a->shard_n = n2;
             i++;
-        } else if (FLAG("--results") || FLAG("--format") || FLAG("--out")) {
+        } else if (FLAG("--results") || FLAG("--format") || FLAG("--out") || FLAG("--dataset") ||
+                   FLAG("--labeller") || FLAG("--encoder") || FLAG("--split")) {
             if (!val) {
                 fprintf(stderr, "serbench: error: %s needs a value\n", s);
                 return EXIT_USAGE;
@@ -77,6 +78,14 @@ int cli_parse(int argc, char **argv, int takes_config, cli_args *a)
                 a->results = val;
             else if (FLAG("--format"))
                 a->format = val;
+            else if (FLAG("--dataset"))
+                a->dataset = val;
+            else if (FLAG("--labeller"))
+                a->labeller = val;
+            else if (FLAG("--encoder"))
+                a->encoder = val;
+            else if (FLAG("--split"))
+                a->split = val;
             else
                 a->out = val;
             i++;

@@ -293,10 +293,27 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
     sqlite3_finalize(q);
     char desc[256];
     snprintf(desc, sizeof desc, "labels %s on %s", in->name, sb_corpus_name(ce->c));
+    if (c->o->label_readonly) {
+        free(done);
+        size_t want = 0;
+        for (size_t i = 0; i < n; i++)
+            want += !ce->excluded[i];
+        if (!sbi_store_stage_complete(c->store, key))
+            sbi_ui_log(c->ui, SB_LOG_WARN, NULL,
+                       "%s: the store has %zu answers for %zu utterances (the stage is not "
+                       "complete; serbench label CONFIG finishes it)",
+                       desc, have + have_invalid, want);
+        if (c->o->on_labels)
+            c->o->on_labels(c->o->on_labels_user, in, ce->c, key, le->labels);
+        *out = le;
+        return SB_OK;
+    }
     if (sbi_store_stage_complete(c->store, key) && !c->o->label_plan) {
         sbi_ui_log(c->ui, SB_LOG_DEBUG, NULL, "%s: complete in store (%zu labels, %zu invalid)",
                    desc, have, have_invalid);
         free(done);
+        if (c->o->on_labels)
+            c->o->on_labels(c->o->on_labels_user, in, ce->c, key, le->labels);
         *out = le;
         return SB_OK;
     }
@@ -398,6 +415,8 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
     st = sbi_store_stage_mark(c->store, key, "labels", desc,
                               sink.n_fail == 0 ? "complete" : "running", info_text, err);
     free(info_text);
+    if (st == SB_OK && c->o->on_labels)
+        c->o->on_labels(c->o->on_labels_user, in, ce->c, key, le->labels);
     *out = le;
     return st;
 }

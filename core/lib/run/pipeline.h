@@ -27,6 +27,12 @@ typedef struct sbi_exec_opts {
     int shard_i, shard_n; /* run only runs with index % shard_n == shard_i - 1; 0/0 = all */
     int stage;            /* SBI_STAGE_* */
     int label_plan;       /* SBI_STAGE_LABELS only: print each labeller's plan, send nothing */
+    int label_readonly;   /* SBI_STAGE_LABELS only: read what the store has, label nothing */
+    /* Called once per label stage (labeller x corpus) the plan uses, after it is resolved:
+     * labels[i] is the class of corpus item i or -1 (none, invalid or not yet labelled). */
+    void (*on_labels)(void *user, const sbi_instance *labeller, const sb_corpus *corpus,
+                      const char *stage_key, const int32_t *labels);
+    void *on_labels_user;
     const sbi_ui *ui;
 } sbi_exec_opts;
 
