@@ -17,6 +17,7 @@
 #include "files.h"
 #include "nn.h"
 #include "metrics.h"
+#include "agree.h"
 #include "ssl.h"
 
 #endif
