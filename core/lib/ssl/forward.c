@@ -2,7 +2,14 @@
  * conv feature extractor, the feature projection, the positional convolution, and the
  * post-LN or pre-LN transformer layers, handing each Hugging Face hidden state to the
  * caller as soon as it exists. Scratch buffers live in the model and grow to the longest
- * utterance; nothing is allocated per frame or per layer. */
+ * utterance; nothing is allocated per frame or per layer.
+ *
+ * Threading: the whole pass runs on the model's pool, sized by the OpenBLAS thread count
+ * the host set (the thread budget), with OpenBLAS itself at one thread. Everything but
+ * attention and the GroupNorm statistics is row-local, so each stage is one pool job over
+ * blocks of rows in which every thread runs its GEMMs and the element-wise work that
+ * follows them on its own rows while they are in cache: a transformer layer is three jobs
+ * (LN + QKV, attention by head, out-projection + residual + LN + FFN + residual + LN). */
 #include "ssl_internal.h"
 
 #include <cblas.h>
@@ -24,22 +31,29 @@ void sbi_ssl_work_free(sbi_ssl_work *w)
     free(w->ffn);
     free(w->col);
     free(w->att);
+    free(w->w0t);
+    free(w->cn);
+    free(w->stats);
     free(w->gate);
     free(w->rel);
     free(w->bucket);
     memset(w, 0, sizeof *w);
 }
 
-/* Make the scratch hold n samples (T frames). Buffers grow only. */
-static sb_status work_reserve(sb_ssl_model *m, size_t n, size_t T, sb_error *err)
+/* Make the scratch hold n samples (T frames) for a pool of `threads`. Buffers grow only. */
+static sb_status work_reserve(sb_ssl_model *m, size_t n, size_t T, int threads, sb_error *err)
 {
     sbi_ssl_work *w = &m->work;
     const sb_ssl_config *c = &m->cfg;
-    if (n <= w->cap_samples)
+    if (n <= w->cap_samples && threads <= w->threads)
         return SB_OK;
+    if (w->cap_samples > n)
+        n = w->cap_samples, T = w->cap_frames; /* growing the thread count only */
+    if (w->threads > threads)
+        threads = w->threads;
     sbi_ssl_work_free(w);
     const size_t H = (size_t)c->hidden_size, FF = (size_t)c->intermediate_size;
-    const size_t nh = (size_t)c->n_heads;
+    const size_t nh = (size_t)c->n_heads, C0 = (size_t)c->conv_dim[0];
     size_t a = 1, b = 1;
     for (int l = 0; l < c->n_conv; l++) {
         const size_t sz = sbi_ssl_conv_len(c, n, l) * (size_t)c->conv_dim[l];
@@ -60,13 +74,17 @@ static sb_status work_reserve(sb_ssl_model *m, size_t n, size_t T, sb_error *err
     w->ffn = malloc(T * FF * sizeof *w->ffn);
     w->col =
         malloc(T * (size_t)c->pos_conv_kernel * (H / (size_t)c->pos_conv_groups) * sizeof *w->col);
-    w->att = malloc(T * T * sizeof *w->att);
+    w->att = malloc(sbi_ssl_attention_scratch(T, threads) * sizeof *w->att);
+    w->w0t = malloc((size_t)c->conv_kernel[0] * C0 * sizeof *w->w0t);
+    w->cn = malloc(2 * C0 * sizeof *w->cn);
+    w->stats = malloc((size_t)threads * 2 * C0 * sizeof *w->stats);
     const int wavlm = c->family == SB_SSL_WAVLM;
     w->gate = wavlm ? malloc(nh * T * sizeof *w->gate) : NULL;
     w->rel = wavlm ? malloc(nh * (2 * T - 1) * sizeof *w->rel) : NULL;
     w->bucket = wavlm ? malloc((2 * T - 1) * sizeof *w->bucket) : NULL;
     if (!w->wav || !w->ca || !w->cb || !w->x || !w->y || !w->p || !w->qkv || !w->ffn || !w->col ||
-        !w->att || (wavlm && (!w->gate || !w->rel || !w->bucket))) {
+        !w->att || !w->w0t || !w->cn || !w->stats ||
+        (wavlm && (!w->gate || !w->rel || !w->bucket))) {
         sbi_ssl_work_free(w);
         return sb_error_set(err, SB_ERR_NOMEM, m->dir,
                             "out of memory for the buffers of a %zu-sample utterance "
@@ -76,77 +94,182 @@ static sb_status work_reserve(sb_ssl_model *m, size_t n, size_t T, sb_error *err
     }
     w->cap_samples = n;
     w->cap_frames = T;
+    w->threads = threads;
     w->size_a = a;
     w->size_b = b;
     return SB_OK;
 }
 
-/* ---- element-wise work on the pool ---------------------------------------------------- */
+/* ---- pool jobs ---------------------------------------------------------------------------
+ * Each job covers rows [b, e) of one stage; see the file comment. */
 
-typedef struct ew_job {
+typedef struct job {
+    sb_ssl_model *m;
+    const sb_ssl_config *c;
+    const sbi_ssl_weights *W;
+    sbi_ssl_work *w;
+    const sbi_ssl_layer *L;
+    int T, H;
+    /* conv layer l: in (Tin, Cin) -> out (Tout, OC) */
+    int l, Cin, OC;
+    const float *in;
     float *out;
-    const float *inp, *w, *b;
-    int T, C;
-    float eps;
-} ew_job;
+    /* transformer: h the hidden state (T, H), o and t two more (T, H) buffers */
+    float *h, *o, *t;
+    int last_layer;      /* pre-LN: this layer's output goes through the final LN into t */
+    const float *src;    /* positional conv input */
+    int pos_l, pos_last; /* positional conv layer, and whether it is the last one */
+} job;
 
-static void gelu_task(void *ctx, size_t b, size_t e)
+static void layernorm_rows(float *out, const float *inp, const float *wt, const float *bias,
+                           size_t b, size_t e, int C, float eps)
 {
-    const ew_job *j = ctx;
-    sbi_ssl_gelu_forward(j->out + b, e - b);
+    sbi_ssl_layernorm_forward(out + b * C, inp + b * C, wt, bias, (int)(e - b), C, eps);
 }
 
-static void layernorm_task(void *ctx, size_t b, size_t e)
+/* Conv layer l on output rows [b, e): a GEMM over the rows' strided view of the input (or
+ * the direct layer-0 kernel), then LayerNorm (layer-norm stacks) and GELU, except layer 0
+ * of a group-norm stack, whose statistics are summed per thread into w->stats and whose
+ * norm and GELU wait for every row (cn_task). */
+static void conv_task(void *ctx, int thread, size_t b, size_t e)
 {
-    const ew_job *j = ctx;
-    const size_t C = (size_t)j->C;
-    sbi_ssl_layernorm_forward(j->out + b * C, j->inp + b * C, j->w, j->b, (int)(e - b), j->C,
-                              j->eps);
+    const job *j = ctx;
+    const sb_ssl_config *c = j->c;
+    const int l = j->l, OC = j->OC, K = c->conv_kernel[l], S = c->conv_stride[l];
+    float *out_b = j->out + b * OC;
+    const int group0 = l == 0 && !c->conv_layer_norm;
+    if (l == 0) {
+        sbi_ssl_conv0_forward(j->out, group0 ? j->w->stats + (size_t)thread * 2 * OC : NULL, j->in,
+                              j->w->w0t, j->W->conv_b[0], OC, K, S, (int)b, (int)e);
+    } else {
+        const int Tin = (int)(e - b - 1) * S + K;
+        sbi_ssl_conv1d_forward(out_b, j->in + b * S * j->Cin, j->W->conv_w[l], j->W->conv_b[l], Tin,
+                               j->Cin, OC, K, S);
+    }
+    if (group0)
+        return;
+    if (c->conv_layer_norm)
+        layernorm_rows(j->out, j->out, j->W->conv_nw[l], j->W->conv_nb[l], b, e, OC, 1e-5f);
+    sbi_ssl_gelu_forward(out_b, (e - b) * OC);
 }
 
-static void channelnorm_task(void *ctx, size_t b, size_t e)
+static void cn_task(void *ctx, int thread, size_t b, size_t e)
 {
-    const ew_job *j = ctx;
-    sbi_ssl_channelnorm_range(j->out, j->w, j->b, j->T, j->C, (int)b, (int)e, j->eps);
+    const job *j = ctx;
+    (void)thread;
+    const int C = j->OC;
+    sbi_ssl_channelnorm_gelu(j->out + b * C, j->w->cn, j->w->cn + C, j->W->conv_nb[0], (int)(e - b),
+                             C);
 }
 
-static void add_task(void *ctx, size_t b, size_t e)
+/* Feature projection h = Linear(LN(feat)) on rows [b, e); feat is j->out (T, Cin). */
+static void fp_task(void *ctx, int thread, size_t b, size_t e)
 {
-    const ew_job *j = ctx;
-    for (size_t i = b; i < e; i++)
-        j->out[i] += j->inp[i];
+    const job *j = ctx;
+    (void)thread;
+    const int C = j->Cin;
+    if (j->W->fp_ln_w)
+        layernorm_rows(j->out, j->out, j->W->fp_ln_w, j->W->fp_ln_b, b, e, C, j->c->layer_norm_eps);
+    sb_nn_linear_forward(j->h + b * j->H, j->out + b * C, j->W->fp_w, j->W->fp_b, (int)(e - b), C,
+                         j->H);
 }
 
-static void gelu(sb_ssl_model *m, float *x, size_t n)
+/* Positional conv layer pos_l from src into out on rows [b, e). wav2vec2 / HuBERT / WavLM:
+ * out = h + GELU(conv(h)); data2vec: out = GELU(LN(conv(src))), plus h at the last layer.
+ * Then, post-LN, the encoder LayerNorm. out never aliases src or h, which other threads
+ * read around their rows. */
+static void pos_task(void *ctx, int thread, size_t b, size_t e)
 {
-    ew_job j = { .out = x };
-    sbi_ssl_parallel(m->pool, n, 4096, gelu_task, &j);
+    const job *j = ctx;
+    (void)thread;
+    const sb_ssl_config *c = j->c;
+    const int H = j->H, K = c->pos_conv_kernel, G = c->pos_conv_groups;
+    float *out_b = j->out + b * H;
+    sbi_ssl_posconv_rows(j->out, j->w->col + b * (size_t)K * (H / G), j->src, j->W->pos_w[j->pos_l],
+                         j->W->pos_b[j->pos_l], j->T, H, G, K, (int)b, (int)e);
+    if (c->family == SB_SSL_DATA2VEC)
+        layernorm_rows(j->out, j->out, NULL, NULL, b, e, H, 1e-5f);
+    sbi_ssl_gelu_forward(out_b, (e - b) * H);
+    if (!j->pos_last)
+        return;
+    const float *h_b = j->h + b * H;
+    for (size_t i = 0; i < (e - b) * H; i++)
+        out_b[i] += h_b[i];
+    if (!c->pre_ln)
+        layernorm_rows(j->out, j->out, j->W->enc_ln_w, j->W->enc_ln_b, b, e, H, c->layer_norm_eps);
 }
 
-static void layernorm(sb_ssl_model *m, float *out, const float *inp, const float *w, const float *b,
-                      int T, int C, float eps)
+/* The attention block's row-local part: (pre-LN: t = LN1(h)), qkv = Linear(t or h), and
+ * WavLM's gate from the same input. */
+static void qkv_task(void *ctx, int thread, size_t b, size_t e)
 {
-    ew_job j = { out, inp, w, b, T, C, eps };
-    sbi_ssl_parallel(m->pool, (size_t)T, 8, layernorm_task, &j);
+    const job *j = ctx;
+    (void)thread;
+    const sb_ssl_config *c = j->c;
+    const sbi_ssl_layer *L = j->L;
+    const int H = j->H, rows = (int)(e - b);
+    const float *ain = j->h;
+    if (c->pre_ln) {
+        layernorm_rows(j->t, j->h, L->ln1_w, L->ln1_b, b, e, H, c->layer_norm_eps);
+        ain = j->t;
+    }
+    sb_nn_linear_forward(j->w->qkv + b * 3 * H, ain + b * H, L->wqkv, L->bqkv, rows, H, 3 * H);
+    if (c->family == SB_SSL_WAVLM)
+        sbi_ssl_wavlm_gate_rows(j->w->gate, ain, L->gru_w, L->gru_b, L->gru_c, j->T, H, c->n_heads,
+                                (int)b, (int)e);
 }
 
-static void channelnorm(sb_ssl_model *m, float *x, const float *w, const float *b, int T, int C)
+static void add_rows(float *out, const float *inp, size_t n)
 {
-    ew_job j = { x, NULL, w, b, T, C, 1e-5f };
-    sbi_ssl_parallel(m->pool, (size_t)C, 64, channelnorm_task, &j);
+    for (size_t i = 0; i < n; i++)
+        out[i] += inp[i];
 }
 
-/* out += inp over n floats. */
-static void add(sb_ssl_model *m, float *out, const float *inp, size_t n)
+/* The rest of a layer on rows [b, e), o holding the attention output: h += Linear_o(o);
+ * post-LN h = LN1(h); h += FFN(h or, pre-LN, LN2(h)); post-LN h = LN2(h); for the last
+ * pre-LN layer t = LN_final(h). */
+static void ffn_task(void *ctx, int thread, size_t b, size_t e)
 {
-    ew_job j = { .out = out, .inp = inp };
-    sbi_ssl_parallel(m->pool, n, 16384, add_task, &j);
+    const job *j = ctx;
+    (void)thread;
+    const sb_ssl_config *c = j->c;
+    const sbi_ssl_layer *L = j->L;
+    const int H = j->H, FF = c->intermediate_size, rows = (int)(e - b);
+    const float eps = c->layer_norm_eps;
+    float *h_b = j->h + b * H, *o_b = j->o + b * H, *t_b = j->t + b * H;
+    float *ffn_b = j->w->ffn + b * FF;
+    sb_nn_linear_forward(t_b, o_b, L->wo, L->bo, rows, H, H);
+    add_rows(h_b, t_b, (size_t)rows * H);
+    const float *fin = h_b;
+    if (c->pre_ln) {
+        layernorm_rows(j->t, j->h, L->ln2_w, L->ln2_b, b, e, H, eps);
+        fin = t_b;
+    } else {
+        layernorm_rows(j->h, j->h, L->ln1_w, L->ln1_b, b, e, H, eps);
+    }
+    sb_nn_linear_forward(ffn_b, fin, L->w1, L->b1, rows, H, FF);
+    sbi_ssl_gelu_forward(ffn_b, (size_t)rows * FF);
+    sb_nn_linear_forward(o_b, ffn_b, L->w2, L->b2, rows, FF, H);
+    add_rows(h_b, o_b, (size_t)rows * H);
+    if (!c->pre_ln)
+        layernorm_rows(j->h, j->h, L->ln2_w, L->ln2_b, b, e, H, eps);
+    else if (j->last_layer)
+        layernorm_rows(j->t, j->h, j->W->enc_ln_w, j->W->enc_ln_b, b, e, H, eps);
 }
 
-/* The pool follows the OpenBLAS thread count the host set (the thread budget). */
-static void pool_sync(sb_ssl_model *m)
+static void final_ln_task(void *ctx, int thread, size_t b, size_t e)
 {
-    int n = openblas_get_num_threads();
+    const job *j = ctx;
+    (void)thread;
+    layernorm_rows(j->t, j->h, j->W->enc_ln_w, j->W->enc_ln_b, b, e, j->H, j->c->layer_norm_eps);
+}
+
+/* Rows per piece of a job: a multiple of the GEMM kernels' row blocking. */
+enum { ROW_GRAIN = 16 };
+
+/* The pool follows the thread budget. */
+static void pool_sync(sb_ssl_model *m, int n)
+{
     n = n < 1 ? 1 : n > 64 ? 64 : n;
     if (n == m->pool_threads)
         return;
@@ -170,13 +293,119 @@ static void normalize_wave(float *out, const float *x, size_t n)
         out[i] = (float)((x[i] - mean) * inv);
 }
 
+/* Hand hidden state `index` to the caller with OpenBLAS back at the host's thread count. */
+static sb_status emit(sb_ssl_hidden_fn fn, void *user, int index, const float *h, size_t T, int H,
+                      int blas, sb_error *err)
+{
+    sbi_ssl_blas_restore(blas);
+    const sb_status st = fn(user, index, h, T, H, err);
+    sbi_ssl_blas_serial();
+    return st;
+}
+
+/* The pass itself; OpenBLAS is serial throughout and `blas` is the host's count. */
+static sb_status forward(sb_ssl_model *m, const float *audio, size_t n, int normalize, int last,
+                         sb_ssl_hidden_fn fn, void *user, int blas, sb_error *err)
+{
+    const sb_ssl_config *c = &m->cfg;
+    const int H = c->hidden_size, N = c->n_layers, nh = c->n_heads;
+    const size_t T = sb_ssl_n_frames(m, n);
+    const int threads = sbi_ssl_pool_size(m->pool);
+    sb_status st = work_reserve(m, n, T, threads, err);
+    if (st)
+        return st;
+    sbi_ssl_work *w = &m->work;
+    const sbi_ssl_weights *W = &m->w;
+    sbi_ssl_pool *pool = m->pool;
+    const int Ti = (int)T;
+    job j = { .m = m, .c = c, .W = W, .w = w, .T = Ti, .H = H };
+
+    /* Input. */
+    const float *in = audio;
+    if (normalize < 0 ? c->normalize : normalize) {
+        normalize_wave(w->wav, audio, n);
+        in = w->wav;
+    }
+
+    /* Conv feature extractor: time-major (T_l, C_l), ping-pong between ca and cb. */
+    const int C0 = c->conv_dim[0], K0 = c->conv_kernel[0];
+    for (int o = 0; o < C0; o++)
+        for (int k = 0; k < K0; k++)
+            w->w0t[(size_t)k * C0 + o] = W->conv_w[0][(size_t)o * K0 + k];
+    int Tin = (int)n, Cin = 1;
+    for (int l = 0; l < c->n_conv; l++) {
+        const int OC = c->conv_dim[l];
+        const int Tout = (Tin - c->conv_kernel[l]) / c->conv_stride[l] + 1;
+        j.l = l, j.Cin = Cin, j.OC = OC, j.in = in, j.out = l % 2 == 0 ? w->ca : w->cb;
+        if (l == 0 && !c->conv_layer_norm)
+            memset(w->stats, 0, (size_t)threads * 2 * OC * sizeof *w->stats);
+        sbi_ssl_parallel(pool, (size_t)Tout, 64, conv_task, &j);
+        if (l == 0 && !c->conv_layer_norm) {
+            sbi_ssl_channelnorm_stats(w->cn, w->cn + OC, w->stats, threads, W->conv_nw[0], Tout, OC,
+                                      1e-5f);
+            sbi_ssl_parallel(pool, (size_t)Tout, 64, cn_task, &j);
+        }
+        in = j.out;
+        Tin = Tout;
+        Cin = OC;
+    }
+
+    /* Feature projection into x. */
+    j.Cin = Cin, j.h = w->x;
+    sbi_ssl_parallel(pool, T, ROW_GRAIN, fp_task, &j);
+
+    /* Positional convolution, added once: h = x + pos(x), then the encoder LN (post-LN).
+     * The result lands in a buffer other than x; h follows it. */
+    float *h = w->x, *bufs[2] = { w->p, w->y };
+    j.src = h;
+    for (int l = 0; l < c->pos_conv_layers; l++) {
+        j.pos_l = l, j.pos_last = l == c->pos_conv_layers - 1;
+        j.out = bufs[l % 2];
+        sbi_ssl_parallel(pool, T, ROW_GRAIN, pos_task, &j);
+        j.src = j.out;
+    }
+    if (c->pos_conv_layers > 0)
+        h = j.out;
+    float *o = h == w->x ? w->p : w->x; /* o and t: the two buffers h is not in */
+    float *t = h != w->y && o != w->y ? w->y : w->p;
+    j.h = h, j.o = o, j.t = t;
+    if (N == 0 && c->pre_ln) {
+        sbi_ssl_parallel(pool, T, ROW_GRAIN, final_ln_task, &j);
+        return emit(fn, user, 0, t, T, H, blas, err);
+    }
+    if ((st = emit(fn, user, 0, h, T, H, blas, err)))
+        return st;
+
+    /* WavLM: the bucketed relative-position table of layer 0, rel[h][j - i + T - 1]. */
+    if (c->family == SB_SSL_WAVLM) {
+        for (long r = -(long)(T - 1); r <= (long)(T - 1); r++)
+            w->bucket[r + (long)T - 1] =
+                sbi_ssl_wavlm_bucket(r, c->num_buckets, c->max_bucket_distance);
+        for (int hd = 0; hd < nh; hd++)
+            for (size_t r = 0; r < 2 * T - 1; r++)
+                w->rel[(size_t)hd * (2 * T - 1) + r] = W->rel_embed[(size_t)w->bucket[r] * nh + hd];
+    }
+
+    for (int l = 0; l < last; l++) {
+        j.L = &W->layers[l];
+        j.last_layer = l == N - 1;
+        sbi_ssl_parallel(pool, T, ROW_GRAIN, qkv_task, &j);
+        const float *gate = c->family == SB_SSL_WAVLM ? w->gate : NULL;
+        sbi_ssl_attention_forward(o, w->att, w->qkv, gate, gate ? w->rel : NULL, Ti, H, nh, pool);
+        sbi_ssl_parallel(pool, T, ROW_GRAIN, ffn_task, &j);
+        const float *hs = c->pre_ln && l == N - 1 ? t : h;
+        if ((st = emit(fn, user, l + 1, hs, T, H, blas, err)))
+            return st;
+    }
+    return SB_OK;
+}
+
 sb_status sb_ssl_forward(sb_ssl_model *m, const float *audio, size_t n, int normalize, int last,
                          sb_ssl_hidden_fn fn, void *user, sb_error *err)
 {
     const sb_ssl_config *c = &m->cfg;
-    const int H = c->hidden_size, N = c->n_layers, FF = c->intermediate_size, nh = c->n_heads;
-    if (last < 0 || last > N)
-        last = N;
+    if (last < 0 || last > c->n_layers)
+        last = c->n_layers;
     const size_t T = sb_ssl_n_frames(m, n);
     if (T == 0)
         return sb_error_set(err, SB_ERR_AUDIO, NULL,
@@ -191,120 +420,9 @@ sb_status sb_ssl_forward(sb_ssl_model *m, const float *audio, size_t n, int norm
             return sb_error_set(err, SB_ERR_AUDIO, NULL,
                                 "sample %zu of %zu is %s; the audio is damaged", i, n,
                                 isnan(audio[i]) ? "NaN" : "infinite");
-    sb_status st = work_reserve(m, n, T, err);
-    if (st)
-        return st;
-    sbi_ssl_work *w = &m->work;
-    const sbi_ssl_weights *W = &m->w;
-    pool_sync(m);
-    const int Ti = (int)T;
-
-    /* Input. */
-    const float *in = audio;
-    if (normalize < 0 ? c->normalize : normalize) {
-        normalize_wave(w->wav, audio, n);
-        in = w->wav;
-    }
-
-    /* Conv feature extractor: time-major (T_l, C_l), ping-pong between ca and cb. */
-    int Tin = (int)n, Cin = 1;
-    float *cur = NULL;
-    for (int l = 0; l < c->n_conv; l++) {
-        float *out = l % 2 == 0 ? w->ca : w->cb;
-        const int OC = c->conv_dim[l], K = c->conv_kernel[l], S = c->conv_stride[l];
-        const int Tout = (Tin - K) / S + 1;
-        sbi_ssl_conv1d_forward(out, in, W->conv_w[l], W->conv_b[l], Tin, Cin, OC, K, S);
-        if (c->conv_layer_norm)
-            layernorm(m, out, out, W->conv_nw[l], W->conv_nb[l], Tout, OC, 1e-5f);
-        else if (l == 0)
-            channelnorm(m, out, W->conv_nw[0], W->conv_nb[0], Tout, OC);
-        gelu(m, out, (size_t)Tout * OC);
-        in = cur = out;
-        Tin = Tout;
-        Cin = OC;
-    }
-
-    /* Feature projection: h = Linear(LN(feat)), into x. */
-    if (W->fp_ln_w)
-        layernorm(m, cur, cur, W->fp_ln_w, W->fp_ln_b, Ti, Cin, c->layer_norm_eps);
-    sb_nn_linear_forward(w->x, cur, W->fp_w, W->fp_b, Ti, Cin, H);
-
-    /* Positional convolution, added once: x = h + pos(h). */
-    if (c->family == SB_SSL_DATA2VEC) {
-        const float *src = w->x;
-        float *dst = w->p;
-        for (int l = 0; l < c->pos_conv_layers; l++) {
-            sbi_ssl_posconv_forward(dst, w->col, src, W->pos_w[l], W->pos_b[l], Ti, H,
-                                    c->pos_conv_groups, c->pos_conv_kernel);
-            layernorm(m, dst, dst, NULL, NULL, Ti, H, 1e-5f);
-            gelu(m, dst, (size_t)T * H);
-            src = dst;
-            dst = dst == w->p ? w->y : w->p;
-        }
-        add(m, w->x, src, T * (size_t)H);
-    } else {
-        sbi_ssl_posconv_forward(w->p, w->col, w->x, W->pos_w[0], W->pos_b[0], Ti, H,
-                                c->pos_conv_groups, c->pos_conv_kernel);
-        gelu(m, w->p, (size_t)T * H);
-        add(m, w->x, w->p, T * (size_t)H);
-    }
-    if (!c->pre_ln)
-        layernorm(m, w->x, w->x, W->enc_ln_w, W->enc_ln_b, Ti, H, c->layer_norm_eps);
-    if (N == 0 && c->pre_ln) {
-        layernorm(m, w->y, w->x, W->enc_ln_w, W->enc_ln_b, Ti, H, c->layer_norm_eps);
-        return fn(user, 0, w->y, T, H, err);
-    }
-    if ((st = fn(user, 0, w->x, T, H, err)))
-        return st;
-
-    /* WavLM: the bucketed relative-position table of layer 0, rel[h][j - i + T - 1]. */
-    if (c->family == SB_SSL_WAVLM) {
-        for (long r = -(long)(T - 1); r <= (long)(T - 1); r++)
-            w->bucket[r + (long)T - 1] =
-                sbi_ssl_wavlm_bucket(r, c->num_buckets, c->max_bucket_distance);
-        for (int h = 0; h < nh; h++)
-            for (size_t r = 0; r < 2 * T - 1; r++)
-                w->rel[(size_t)h * (2 * T - 1) + r] = W->rel_embed[(size_t)w->bucket[r] * nh + h];
-    }
-
-    const size_t TH = T * (size_t)H;
-    for (int l = 0; l < last; l++) {
-        const sbi_ssl_layer *L = &W->layers[l];
-        const float *ain = w->x; /* the attention module's input */
-        if (c->pre_ln) {
-            layernorm(m, w->y, w->x, L->ln1_w, L->ln1_b, Ti, H, c->layer_norm_eps);
-            ain = w->y;
-        }
-        sb_nn_linear_forward(w->qkv, ain, L->wqkv, L->bqkv, Ti, H, 3 * H);
-        const float *gate = NULL;
-        if (c->family == SB_SSL_WAVLM) {
-            sbi_ssl_wavlm_gate_forward(w->gate, ain, L->gru_w, L->gru_b, L->gru_c, Ti, H, nh);
-            gate = w->gate;
-        }
-        sbi_ssl_attention_forward(w->p, w->att, w->qkv, gate, gate ? w->rel : NULL, Ti, H, nh,
-                                  m->pool);
-        sb_nn_linear_forward(w->y, w->p, L->wo, L->bo, Ti, H, H);
-        add(m, w->x, w->y, TH);
-        const float *fin = w->x;
-        if (c->pre_ln) {
-            layernorm(m, w->y, w->x, L->ln2_w, L->ln2_b, Ti, H, c->layer_norm_eps);
-            fin = w->y;
-        } else {
-            layernorm(m, w->x, w->x, L->ln1_w, L->ln1_b, Ti, H, c->layer_norm_eps);
-        }
-        sb_nn_linear_forward(w->ffn, fin, L->w1, L->b1, Ti, H, FF);
-        gelu(m, w->ffn, T * (size_t)FF);
-        sb_nn_linear_forward(w->p, w->ffn, L->w2, L->b2, Ti, FF, H);
-        add(m, w->x, w->p, TH);
-        if (!c->pre_ln)
-            layernorm(m, w->x, w->x, L->ln2_w, L->ln2_b, Ti, H, c->layer_norm_eps);
-        const float *hs = w->x;
-        if (c->pre_ln && l == N - 1) {
-            layernorm(m, w->y, w->x, W->enc_ln_w, W->enc_ln_b, Ti, H, c->layer_norm_eps);
-            hs = w->y;
-        }
-        if ((st = fn(user, l + 1, hs, T, H, err)))
-            return st;
-    }
-    return SB_OK;
+    const int blas = sbi_ssl_blas_serial(); /* the host's thread budget */
+    pool_sync(m, blas);
+    const sb_status st = forward(m, audio, n, normalize, last, fn, user, blas, err);
+    sbi_ssl_blas_restore(blas);
+    return st;
 }

@@ -43,11 +43,13 @@ void sbi_ssl_conv1d_forward(float *out, const float *inp, const float *wpacked, 
     const int Tout = (Tin - K) / S + 1;
     if (Tin < K || Tout <= 0)
         return;
-    fill_rows(out, bias, Tout, OC, OC);
+    if (bias)
+        fill_rows(out, bias, Tout, OC, OC);
     for (int k0 = 0; k0 < K; k0 += S) {
         const int nt = K - k0 < S ? K - k0 : S;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tout, OC, nt * C, 1.0f,
-                    inp + (size_t)k0 * C, S * C, wpacked + (size_t)k0 * C, K * C, 1.0f, out, OC);
+                    inp + (size_t)k0 * C, S * C, wpacked + (size_t)k0 * C, K * C,
+                    bias || k0 > 0 ? 1.0f : 0.0f, out, OC);
     }
 }
 
@@ -65,18 +67,22 @@ void sbi_ssl_conv1d_forward_ref(float *out, const float *inp, const float *w, co
         }
 }
 
-/* inp, out (T, H); wpacked (H, K, Hg) with Hg = H/G; col (T, K*Hg). Group g: col row t is
- * the K input rows t-K/2 .. t+K-1-K/2 (zeros outside) restricted to the group's columns;
- * out[:, g] = col · W_g^T with W_g the (Hg, K*Hg) rows of the group's output channels. */
-void sbi_ssl_posconv_forward(float *out, float *col, const float *inp, const float *wpacked,
-                             const float *bias, int T, int H, int G, int K)
+/* inp, out (T, H); wpacked (H, K, Hg) with Hg = H/G; col (t1 - t0, K*Hg). Group g: col row
+ * t is the K input rows t-K/2 .. t+K-1-K/2 (zeros outside) restricted to the group's
+ * columns; out[t0:t1, g] = col · W_g^T with W_g the (Hg, K*Hg) rows of the group's output
+ * channels. */
+void sbi_ssl_posconv_rows(float *out, float *col, const float *inp, const float *wpacked,
+                          const float *bias, int T, int H, int G, int K, int t0, int t1)
 {
-    const int Hg = H / G, pad = K / 2;
+    const int Hg = H / G, pad = K / 2, rows = t1 - t0;
     const size_t row = (size_t)K * Hg;
-    fill_rows(out, bias, T, H, H);
+    if (rows <= 0)
+        return;
+    float *out_t0 = out + (size_t)t0 * H;
+    fill_rows(out_t0, bias, rows, H, H);
     for (int g = 0; g < G; g++) {
-        for (int t = 0; t < T; t++) {
-            float *col_t = col + (size_t)t * row;
+        for (int t = t0; t < t1; t++) {
+            float *col_t = col + (size_t)(t - t0) * row;
             for (int k = 0; k < K; k++) {
                 const int src = t + k - pad;
                 if (src < 0 || src >= T)
@@ -86,9 +92,16 @@ void sbi_ssl_posconv_forward(float *out, float *col, const float *inp, const flo
                            (size_t)Hg * sizeof *col_t);
             }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, Hg, (int)row, 1.0f, col, (int)row,
-                    wpacked + (size_t)g * Hg * row, (int)row, 1.0f, out + (size_t)g * Hg, H);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, Hg, (int)row, 1.0f, col,
+                    (int)row, wpacked + (size_t)g * Hg * row, (int)row, 1.0f,
+                    out_t0 + (size_t)g * Hg, H);
     }
+}
+
+void sbi_ssl_posconv_forward(float *out, float *col, const float *inp, const float *wpacked,
+                             const float *bias, int T, int H, int G, int K)
+{
+    sbi_ssl_posconv_rows(out, col, inp, wpacked, bias, T, H, G, K, 0, T);
 }
 
 void sbi_ssl_posconv_forward_ref(float *out, const float *inp, const float *w, const float *bias,
@@ -184,6 +197,7 @@ void sbi_ssl_channelnorm_forward(float *x, const float *weight, const float *bia
 
 typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
 
 static inline v4f vsplat(float a)
 {
@@ -249,6 +263,107 @@ void sbi_ssl_gelu_forward_ref(float *x, size_t n)
         x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
 }
 
+/* ---- layer 0 of the feature extractor, direct ------------------------------------------
+ * C = 1, K = 10, S = 5 at every checkpoint size: as a GEMM its inner dimension would be 5
+ * taps per view, so OpenBLAS would stream the (Tout, OC) output twice at a few FLOPs per
+ * float. Here each output row is built in registers, 16 channels at a time, from the K
+ * samples it sees; the group-norm statistics are taken from the same registers. */
+
+void sbi_ssl_conv0_forward(float *out, double *stats, const float *inp, const float *wt,
+                           const float *bias, int OC, int K, int S, int t0, int t1)
+{
+    enum { B = 16 }; /* channels per register block: 4 vectors */
+    double *sum = stats, *sumsq = stats ? stats + OC : NULL;
+    for (int t = t0; t < t1; t++) {
+        const float *x_t = inp + (size_t)t * S;
+        float *out_t = out + (size_t)t * OC;
+        int o = 0;
+        for (; o + B <= OC; o += B) {
+            v4f acc[B / 4];
+            for (int i = 0; i < B / 4; i++) {
+                if (bias)
+                    memcpy(&acc[i], bias + o + 4 * i, sizeof acc[i]);
+                else
+                    acc[i] = vsplat(0.0f);
+            }
+            for (int k = 0; k < K; k++) {
+                const v4f xk = vsplat(x_t[k]);
+                const float *w_k = wt + (size_t)k * OC + o;
+                for (int i = 0; i < B / 4; i++) {
+                    v4f wv;
+                    memcpy(&wv, w_k + 4 * i, sizeof wv);
+                    acc[i] += wv * xk;
+                }
+            }
+            memcpy(out_t + o, acc, sizeof acc);
+            if (stats)
+                for (int i = 0; i < B / 4; i++) {
+                    const v4d a = __builtin_convertvector(acc[i], v4d);
+                    v4d s1, s2;
+                    memcpy(&s1, sum + o + 4 * i, sizeof s1);
+                    memcpy(&s2, sumsq + o + 4 * i, sizeof s2);
+                    s1 += a;
+                    s2 += a * a;
+                    memcpy(sum + o + 4 * i, &s1, sizeof s1);
+                    memcpy(sumsq + o + 4 * i, &s2, sizeof s2);
+                }
+        }
+        for (; o < OC; o++) { /* channels past the last block of 16 */
+            float acc = bias ? bias[o] : 0.0f;
+            for (int k = 0; k < K; k++)
+                acc += wt[(size_t)k * OC + o] * x_t[k];
+            out_t[o] = acc;
+            if (stats) {
+                sum[o] += acc;
+                sumsq[o] += (double)acc * acc;
+            }
+        }
+    }
+}
+
+void sbi_ssl_channelnorm_stats(float *mean, float *scale, const double *stats, int n_stats,
+                               const float *weight, int T, int C, float eps)
+{
+    for (int c = 0; c < C; c++) {
+        double s1 = 0.0, s2 = 0.0;
+        for (int k = 0; k < n_stats; k++) {
+            s1 += stats[(size_t)k * 2 * C + c];
+            s2 += stats[(size_t)k * 2 * C + C + c];
+        }
+        const double m = s1 / T;
+        double var = s2 / T - m * m;
+        var = var > 0.0 ? var : 0.0;
+        mean[c] = (float)m;
+        scale[c] = (float)(1.0 / sqrt(var + (double)eps)) * weight[c];
+    }
+}
+
+void sbi_ssl_channelnorm_gelu(float *x, const float *mean, const float *scale, const float *bias,
+                              int rows, int C)
+{
+    for (int t = 0; t < rows; t++) {
+        float *x_t = x + (size_t)t * C;
+        int c = 0;
+        for (; c + 4 <= C; c += 4) {
+            v4f v, m, sc, b;
+            memcpy(&v, x_t + c, sizeof v);
+            memcpy(&m, mean + c, sizeof m);
+            memcpy(&sc, scale + c, sizeof sc);
+            memcpy(&b, bias + c, sizeof b);
+            v = vgelu((v - m) * sc + b);
+            memcpy(x_t + c, &v, sizeof v);
+        }
+        if (c < C) {
+            v4f v = vsplat(0.0f);
+            for (int i = 0; c + i < C; i++)
+                v[i] = (x_t[c + i] - mean[c + i]) * scale[c + i] + bias[c + i];
+            v = vgelu(v);
+            for (int i = 0; c + i < C; i++)
+                x_t[c + i] = v[i];
+        }
+    }
+}
+
 /* ---- WavLM relative position bias ------------------------------------------------------ */
 
 /* HF WavLMAttention._relative_positions_bucket, in float as torch computes it. */
@@ -268,11 +383,11 @@ int sbi_ssl_wavlm_bucket(long r, int num_buckets, int max_distance)
     return b + (int)large;
 }
 
-void sbi_ssl_wavlm_gate_forward(float *gate, const float *inp, const float *gw, const float *gb,
-                                const float *gconst, int T, int H, int nh)
+void sbi_ssl_wavlm_gate_rows(float *gate, const float *inp, const float *gw, const float *gb,
+                             const float *gconst, int T, int H, int nh, int t0, int t1)
 {
     const int d = H / nh;
-    for (int t = 0; t < T; t++)
+    for (int t = t0; t < t1; t++)
         for (int h = 0; h < nh; h++) {
             const float *u = inp + (size_t)t * H + (size_t)h * d;
             float z[8];
@@ -286,6 +401,12 @@ void sbi_ssl_wavlm_gate_forward(float *gate, const float *inp, const float *gw, 
             const float b = 1.0f / (1.0f + expf(-(z[4] + z[5] + z[6] + z[7])));
             gate[(size_t)h * T + t] = a * (b * gconst[h] - 1.0f) + 2.0f;
         }
+}
+
+void sbi_ssl_wavlm_gate_forward(float *gate, const float *inp, const float *gw, const float *gb,
+                                const float *gconst, int T, int H, int nh)
+{
+    sbi_ssl_wavlm_gate_rows(gate, inp, gw, gb, gconst, T, H, nh, 0, T);
 }
 
 /* ---- attention ------------------------------------------------------------------------- */
@@ -330,49 +451,53 @@ static void softmax_row_ref(float *s, int n)
         s[j] /= sum;
 }
 
-typedef struct softmax_job {
-    float *att;
-    const float *gate, *rel; /* this head's rows, or NULL */
-    int T;
-} softmax_job;
+typedef struct attention_job {
+    float *out, *att;
+    const float *qkv, *gate, *rel;
+    int T, H, nh, blocks; /* blocks: row blocks of SBI_SSL_ATT_ROWS per head */
+} attention_job;
 
-/* Rows [b, e) of one head's scores: add the WavLM bias, then softmax. */
-static void softmax_rows(void *ctx, size_t b, size_t e)
+/* Work items [b, e) = (head, row block) pairs, on pool thread `thread` with its own scores
+ * buffer: S = Q_rows K^T / sqrt d (+ WavLM bias), softmax by row, out_rows = S V. */
+static void attention_items(void *ctx, int thread, size_t b, size_t e)
 {
-    const softmax_job *j = ctx;
-    const int T = j->T;
-    for (size_t i = b; i < e; i++) {
-        float *att_i = j->att + i * (size_t)T;
-        if (j->gate) {
-            const float g = j->gate[i];
-            const float *rel_i = j->rel + (T - 1 - (long)i); /* rel[j - i + T - 1] */
-            for (int k = 0; k < T; k++)
-                att_i[k] += g * rel_i[k];
+    const attention_job *j = ctx;
+    const int T = j->T, H = j->H, d = H / j->nh, ld = 3 * H;
+    const int R = T < SBI_SSL_ATT_ROWS ? T : SBI_SSL_ATT_ROWS;
+    const float scale = 1.0f / sqrtf((float)d);
+    float *att = j->att + (size_t)thread * R * T;
+    for (size_t item = b; item < e; item++) {
+        const int h = (int)(item / (size_t)j->blocks), i0 = (int)(item % (size_t)j->blocks) * R;
+        const int rows = T - i0 < R ? T - i0 : R;
+        const float *q = j->qkv + (size_t)i0 * ld + (size_t)h * d;
+        const float *k = j->qkv + H + (size_t)h * d, *v = j->qkv + 2 * (size_t)H + (size_t)h * d;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, T, d, scale, q, ld, k, ld, 0.0f,
+                    att, T);
+        for (int i = 0; i < rows; i++) {
+            float *att_i = att + (size_t)i * T;
+            if (j->gate && j->rel) {
+                const float g = j->gate[(size_t)h * T + i0 + i];
+                /* rel[j - i + T - 1] for query row i0 + i */
+                const float *rel_i = j->rel + (size_t)h * (2 * T - 1) + (T - 1 - (i0 + i));
+                for (int c = 0; c < T; c++)
+                    att_i[c] += g * rel_i[c];
+            }
+            softmax_row(att_i, T);
         }
-        softmax_row(att_i, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, T, 1.0f, att, T, v, ld,
+                    0.0f, j->out + (size_t)i0 * H + (size_t)h * d, H);
     }
 }
 
-/* qkv (T, 3H), out (T, H), att (T, T); gate (nh, T), rel (nh, 2T-1) or NULL. */
+/* qkv (T, 3H), out (T, H); gate (nh, T), rel (nh, 2T-1) or NULL; att (threads, R, T). */
 void sbi_ssl_attention_forward(float *out, float *att, const float *qkv, const float *gate,
                                const float *rel, int T, int H, int nh, sbi_ssl_pool *pool)
 {
-    const int d = H / nh, ld = 3 * H;
-    const float scale = 1.0f / sqrtf((float)d);
-    for (int h = 0; h < nh; h++) {
-        const float *q = qkv + (size_t)h * d, *k = qkv + H + (size_t)h * d;
-        const float *v = qkv + 2 * (size_t)H + (size_t)h * d;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, d, scale, q, ld, k, ld, 0.0f,
-                    att, T);
-        softmax_job job = { att, NULL, NULL, T };
-        if (gate && rel) {
-            job.gate = gate + (size_t)h * T;
-            job.rel = rel + (size_t)h * (2 * T - 1);
-        }
-        sbi_ssl_parallel(pool, (size_t)T, 8, softmax_rows, &job);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, T, 1.0f, att, T, v, ld, 0.0f,
-                    out + (size_t)h * d, H);
-    }
+    const int R = T < SBI_SSL_ATT_ROWS ? T : SBI_SSL_ATT_ROWS;
+    attention_job j = { out, att, qkv, gate, rel, T, H, nh, (T + R - 1) / R };
+    const int blas = pool ? sbi_ssl_blas_serial() : 1;
+    sbi_ssl_parallel(pool, (size_t)nh * j.blocks, 1, attention_items, &j);
+    sbi_ssl_blas_restore(blas);
 }
 
 void sbi_ssl_attention_forward_ref(float *out, const float *qkv, const float *gate,

@@ -1,10 +1,12 @@
-/* core/lib/ssl/pool.c — a fork-join pool for the element-wise parts of the SSL forward pass
- * (GELU, norms, softmax rows, im2col). It runs only between GEMMs, when OpenBLAS's own
- * threads are idle, and has openblas_get_num_threads() - 1 workers, so the process stays
- * within the thread budget the host set. Workers sleep on a condition variable between
- * jobs. Every task writes disjoint outputs, so results do not depend on the split. */
+/* core/lib/ssl/pool.c — the fork-join pool that runs the SSL forward pass: n threads
+ * counting the caller, n being the thread budget the host set through OpenBLAS. While the
+ * pool runs, OpenBLAS is kept at one thread (sbi_ssl_blas_serial), so each pool thread calls
+ * single-threaded GEMMs on its own slice and the process never has more runnable threads
+ * than the budget. Workers sleep on a condition variable between jobs. The split of a job
+ * depends only on n, so results are reproducible for a given thread count. */
 #include "ssl_internal.h"
 
+#include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -54,7 +56,7 @@ static void *worker(void *arg)
         size_t b, e;
         part(p, k, &b, &e);
         if (b < e)
-            p->fn(p->ctx, b, e);
+            p->fn(p->ctx, k, b, e);
         pthread_mutex_lock(&p->mu);
         if (--p->pending == 0)
             pthread_cond_signal(&p->done);
@@ -124,7 +126,7 @@ void sbi_ssl_parallel(sbi_ssl_pool *p, size_t items, size_t grain, sbi_ssl_task 
         grain = 1;
     if (!p || items <= grain) {
         if (items)
-            fn(ctx, 0, items);
+            fn(ctx, 0, 0, items);
         return;
     }
     pthread_mutex_lock(&p->mu);
@@ -139,9 +141,23 @@ void sbi_ssl_parallel(sbi_ssl_pool *p, size_t items, size_t grain, sbi_ssl_task 
     size_t b, e;
     part(p, 0, &b, &e);
     if (b < e)
-        fn(ctx, b, e);
+        fn(ctx, 0, b, e);
     pthread_mutex_lock(&p->mu);
     while (p->pending > 0)
         pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
+}
+
+int sbi_ssl_blas_serial(void)
+{
+    const int n = openblas_get_num_threads();
+    if (n != 1)
+        openblas_set_num_threads(1);
+    return n;
+}
+
+void sbi_ssl_blas_restore(int n)
+{
+    if (n != 1)
+        openblas_set_num_threads(n);
 }

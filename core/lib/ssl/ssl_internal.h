@@ -31,9 +31,28 @@ void sbi_ssl_conv1d_forward_ref(float *out, const float *inp, const float *w, co
  * col is scratch of T*K*(H/G) floats. */
 void sbi_ssl_posconv_forward(float *out, float *col, const float *inp, const float *wpacked,
                              const float *bias, int T, int H, int G, int K);
+/* The same for output rows [t0, t1) only (all of inp is read); col holds (t1-t0)*K*(H/G)
+ * floats. Disjoint row ranges may run on different threads. */
+void sbi_ssl_posconv_rows(float *out, float *col, const float *inp, const float *wpacked,
+                          const float *bias, int T, int H, int G, int K, int t0, int t1);
 /* Loops over the PyTorch layout w (H, H/G, K). */
 void sbi_ssl_posconv_forward_ref(float *out, const float *inp, const float *w, const float *bias,
                                  int T, int H, int G, int K);
+
+/* Layer 0 of the feature extractor computed directly (C = 1; see kernels.c for why not a
+ * GEMM): rows [t0, t1) of out (Tout, OC) from the samples inp, out[t][o] = bias[o] +
+ * sum_k wt[k][o] inp[t S + k]; wt is the weight transposed to (K, OC), bias (OC) or NULL.
+ * With stats non-NULL (2 OC doubles), adds the channels' sums over those rows to
+ * stats[0, OC) and their sums of squares to stats[OC, 2 OC). */
+void sbi_ssl_conv0_forward(float *out, double *stats, const float *inp, const float *wt,
+                           const float *bias, int OC, int K, int S, int t0, int t1);
+/* Per-channel GroupNorm parameters from n_stats partial stats blocks (each 2C doubles as
+ * above, summed in order) over T rows: mean (C) and scale = weight / sqrt(var + eps) (C). */
+void sbi_ssl_channelnorm_stats(float *mean, float *scale, const double *stats, int n_stats,
+                               const float *weight, int T, int C, float eps);
+/* x (rows, C) in place: GELU((x - mean) * scale + bias), per channel. */
+void sbi_ssl_channelnorm_gelu(float *x, const float *mean, const float *scale, const float *bias,
+                              int rows, int C);
 
 /* LayerNorm over the channels of each row: inp, out (T, C) (may alias), weight and bias (C)
  * or both NULL for no affine; biased variance. */
@@ -58,28 +77,46 @@ int sbi_ssl_wavlm_bucket(long r, int num_buckets, int max_distance);
  * the head's columns. inp (T, H). */
 void sbi_ssl_wavlm_gate_forward(float *gate, const float *inp, const float *gw, const float *gb,
                                 const float *gconst, int T, int H, int nh);
+/* The same for rows [t0, t1) only. */
+void sbi_ssl_wavlm_gate_rows(float *gate, const float *inp, const float *gw, const float *gb,
+                             const float *gconst, int T, int H, int nh, int t0, int t1);
 
 /* Multi-head self-attention core: qkv (T, 3H) holds Q | K | V, heads are contiguous column
  * blocks of d = H/nh. out (T, H) = concat_h softmax(Q_h K_h^T / sqrt d + B_h) V_h, where
  * B_h[i][j] = gate[h][i] * rel[h][j - i + T - 1] when gate and rel are non-NULL (WavLM;
- * gate (nh, T), rel (nh, 2T-1)), else 0. att is scratch of T*T floats. */
+ * gate (nh, T), rel (nh, 2T-1)), else 0. The (head, block of SBI_SSL_ATT_ROWS query rows)
+ * items are split over the pool's threads, each running single-threaded GEMMs (OpenBLAS is
+ * set to one thread meanwhile when pool is non-NULL) into its own part of att, scratch of
+ * sbi_ssl_attention_scratch(T, pool threads) floats. */
+enum { SBI_SSL_ATT_ROWS = 128 };
+static inline size_t sbi_ssl_attention_scratch(size_t T, int threads)
+{
+    return (size_t)threads * (T < SBI_SSL_ATT_ROWS ? T : SBI_SSL_ATT_ROWS) * T;
+}
 void sbi_ssl_attention_forward(float *out, float *att, const float *qkv, const float *gate,
                                const float *rel, int T, int H, int nh, sbi_ssl_pool *pool);
 void sbi_ssl_attention_forward_ref(float *out, const float *qkv, const float *gate,
                                    const float *rel, int T, int H, int nh);
 
-/* ---- fork-join pool for element-wise work (pool.c) ---------------------------------- */
+/* ---- fork-join pool (pool.c) -------------------------------------------------------------- */
 
-/* Process items [begin, end). */
-typedef void (*sbi_ssl_task)(void *ctx, size_t begin, size_t end);
+/* Process items [begin, end) as pool thread `thread` (0 = the caller). */
+typedef void (*sbi_ssl_task)(void *ctx, int thread, size_t begin, size_t end);
 /* A pool of n threads counting the caller (n - 1 workers); NULL when n < 2 or on failure
  * (then everything runs in the caller). */
 sbi_ssl_pool *sbi_ssl_pool_create(int n);
+/* Threads counting the caller: 1 for NULL. */
 int sbi_ssl_pool_size(const sbi_ssl_pool *p);
 void sbi_ssl_pool_destroy(sbi_ssl_pool **p);
-/* Split [0, items) into one range per thread, in multiples of grain, and wait for all.
- * p may be NULL. */
+/* Split [0, items) into one contiguous range per thread, in multiples of grain (thread k
+ * gets the k-th range; the split depends only on the pool size), and wait for all. p may
+ * be NULL. Tasks must write disjoint outputs and call BLAS only while it is serial. */
 void sbi_ssl_parallel(sbi_ssl_pool *p, size_t items, size_t grain, sbi_ssl_task fn, void *ctx);
+/* Set OpenBLAS to one thread and return the count it had; sbi_ssl_blas_restore(that count)
+ * undoes it. Pool threads each run single-threaded GEMMs, so OpenBLAS's own workers, which
+ * spin for a while after every threaded GEMM, never compete with them. */
+int sbi_ssl_blas_serial(void);
+void sbi_ssl_blas_restore(int n);
 
 /* ---- the model (load.c, forward.c) ----------------------------------------------------- */
 
@@ -112,7 +149,11 @@ typedef struct sbi_ssl_work {
     float *qkv;        /* (T, 3H) */
     float *ffn;        /* (T, FF) */
     float *col;        /* pos-conv im2col (T, K*H/G) */
-    float *att;        /* (T, T) */
+    float *att;        /* attention scores, sbi_ssl_attention_scratch(T, threads) */
+    float *w0t;        /* conv layer 0 weight transposed, (K0, C0) */
+    float *cn;         /* GroupNorm of conv layer 0: mean | scale, 2 C0 */
+    double *stats;     /* its per-thread partial sums, (threads, 2, C0) */
+    int threads;       /* pool threads the buffers are sized for */
     float *gate, *rel; /* WavLM (nh, T), (nh, 2T-1) */
     int *bucket;       /* WavLM [2T-1] */
     size_t size_a, size_b;

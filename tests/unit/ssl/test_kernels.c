@@ -1,12 +1,16 @@
 /* tests/unit/ssl/test_kernels.c — each fast SSL kernel against its loop reference on
  * awkward shapes (one frame, odd T, K not a multiple of S, even and odd positional kernels),
- * and WavLM's bucket function against the reference's worked examples. */
+ * the pool-parallel paths (attention by head and row block, positional conv and the direct
+ * layer-0 conv by rows) at 1 to 3 threads, and WavLM's bucket function against the
+ * reference's worked examples. */
 #include <criterion/criterion.h>
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cblas.h>
 
 #include "ssl_internal.h"
 
@@ -63,6 +67,48 @@ Test(ssl_kernels, conv1d_matches_reference)
     check_conv(9, 6, 3, 4, 3, 1);
 }
 
+/* The direct layer-0 kernel against the loop reference, rows in two uneven pieces, and its
+ * GroupNorm statistics, norm and GELU against the two-pass channel norm and libm's erff. */
+static void check_conv0(int Tin, int OC, int K, int S, int with_bias)
+{
+    const int Tout = (Tin - K) / S + 1, cut = Tout / 3;
+    float *x = randv((size_t)Tin, 31), *w = randv((size_t)OC * K, 32), *b = randv((size_t)OC, 33);
+    float *gw = randv((size_t)OC, 34), *gb = randv((size_t)OC, 35);
+    for (int i = 0; i < Tin; i++)
+        x[i] = 0.3f + x[i]; /* a DC offset, so the means are not ~0 */
+    float *wt = malloc((size_t)K * OC * 4), *got = malloc((size_t)Tout * OC * 4),
+          *want = malloc((size_t)Tout * OC * 4);
+    for (int o = 0; o < OC; o++)
+        for (int k = 0; k < K; k++)
+            wt[k * OC + o] = w[o * K + k];
+    double *stats = calloc(2 * 2 * (size_t)OC, sizeof *stats); /* two threads' partial sums */
+    sbi_ssl_conv0_forward(got, stats, x, wt, with_bias ? b : NULL, OC, K, S, 0, cut);
+    sbi_ssl_conv0_forward(got, stats + 2 * OC, x, wt, with_bias ? b : NULL, OC, K, S, cut, Tout);
+    sbi_ssl_conv1d_forward_ref(want, x, w, with_bias ? b : NULL, Tin, 1, OC, K, S);
+    /* Same operations in the same order as the reference (no FMA contraction in C11). */
+    cr_expect_eq(memcmp(got, want, (size_t)Tout * OC * 4), 0,
+                 "conv0 Tin=%d OC=%d K=%d S=%d: direct kernel differs from the reference", Tin, OC,
+                 K, S);
+    float *mean = malloc((size_t)OC * 4), *scale = malloc((size_t)OC * 4);
+    sbi_ssl_channelnorm_stats(mean, scale, stats, 2, gw, Tout, OC, 1e-5f);
+    sbi_ssl_channelnorm_gelu(got, mean, scale, gb, Tout, OC);
+    sbi_ssl_channelnorm_forward(want, gw, gb, Tout, OC, 1e-5f);
+    sbi_ssl_gelu_forward_ref(want, (size_t)Tout * OC);
+    char what[96];
+    snprintf(what, sizeof what, "conv0+norm+gelu Tin=%d OC=%d K=%d S=%d", Tin, OC, K, S);
+    expect_close(got, want, (size_t)Tout * OC, 2e-6, what);
+    free(x), free(w), free(b), free(gw), free(gb), free(wt), free(got), free(want), free(stats),
+        free(mean), free(scale);
+}
+
+Test(ssl_kernels, conv0_direct_matches_reference)
+{
+    check_conv0(16000, 512, 10, 5, 0); /* base shape, 1 s */
+    check_conv0(4003, 20, 10, 5, 1);   /* channels past the last block of 16 */
+    check_conv0(25, 3, 10, 5, 1);      /* fewer channels than one block */
+    check_conv0(12, 16, 3, 2, 0);
+}
+
 static void check_posconv(int T, int H, int G, int K)
 {
     const int Hg = H / G;
@@ -76,6 +122,39 @@ static void check_posconv(int T, int H, int G, int K)
     snprintf(what, sizeof what, "posconv T=%d H=%d G=%d K=%d", T, H, G, K);
     expect_close(got, want, (size_t)T * H, 1e-5, what);
     free(x), free(w), free(b), free(wp), free(col), free(got), free(want);
+}
+
+/* Output rows computed in uneven pieces equal the one-piece result bitwise: no output row
+ * depends on how the rows are split over threads. */
+static void check_posconv_rows(int T, int H, int G, int K)
+{
+    const int Hg = H / G;
+    float *x = randv((size_t)T * H, 14), *w = randv((size_t)H * Hg * K, 15),
+          *b = randv((size_t)H, 16);
+    float *wp = malloc((size_t)H * Hg * K * sizeof *wp), *col = malloc((size_t)T * K * Hg * 4);
+    float *whole = malloc((size_t)T * H * 4), *pieces = malloc((size_t)T * H * 4);
+    float *want = malloc((size_t)T * H * 4);
+    sbi_ssl_conv_pack(wp, w, H, Hg, K);
+    sbi_ssl_posconv_forward(whole, col, x, wp, b, T, H, G, K);
+    const int cuts[] = { 0, T / 3, T / 3 + 1, T - 2 > 0 ? T - 2 : T, T };
+    for (int i = 0; i + 1 < 5; i++) {
+        const int t0 = cuts[i] < T ? cuts[i] : T, t1 = cuts[i + 1] < T ? cuts[i + 1] : T;
+        sbi_ssl_posconv_rows(pieces, col + (size_t)t0 * K * Hg, x, wp, b, T, H, G, K, t0, t1);
+    }
+    sbi_ssl_posconv_forward_ref(want, x, w, b, T, H, G, K);
+    cr_expect_eq(memcmp(whole, pieces, (size_t)T * H * 4), 0,
+                 "posconv rows T=%d H=%d G=%d K=%d: pieces differ from one piece", T, H, G, K);
+    char what[96];
+    snprintf(what, sizeof what, "posconv rows T=%d H=%d G=%d K=%d", T, H, G, K);
+    expect_close(pieces, want, (size_t)T * H, 1e-5, what);
+    free(x), free(w), free(b), free(wp), free(col), free(whole), free(pieces), free(want);
+}
+
+Test(ssl_kernels, posconv_rows_split)
+{
+    check_posconv_rows(40, 12, 3, 16);
+    check_posconv_rows(9, 8, 2, 5);
+    check_posconv_rows(3, 8, 1, 4);
 }
 
 Test(ssl_kernels, posconv_matches_reference)
@@ -203,30 +282,39 @@ static void check_attention(int T, int H, int nh, int wavlm, sbi_ssl_pool *pool)
         for (size_t i = 0; i < (size_t)nh * T; i++)
             gate[i] += 1.5f;
     }
-    float *att = malloc((size_t)T * T * 4), *got = malloc((size_t)T * H * 4),
-          *want = malloc((size_t)T * H * 4);
+    const size_t scratch = sbi_ssl_attention_scratch((size_t)T, sbi_ssl_pool_size(pool));
+    float *att = malloc(scratch * 4), *got = malloc((size_t)T * H * 4),
+          *again = malloc((size_t)T * H * 4), *want = malloc((size_t)T * H * 4);
     sbi_ssl_attention_forward(got, att, qkv, gate, rel, T, H, nh, pool);
+    sbi_ssl_attention_forward(again, att, qkv, gate, rel, T, H, nh, pool);
     sbi_ssl_attention_forward_ref(want, qkv, gate, rel, T, H, nh);
     char what[96];
-    snprintf(what, sizeof what, "attention T=%d H=%d nh=%d wavlm=%d", T, H, nh, wavlm);
+    snprintf(what, sizeof what, "attention T=%d H=%d nh=%d wavlm=%d threads=%d", T, H, nh, wavlm,
+             sbi_ssl_pool_size(pool));
     expect_close(got, want, (size_t)T * H, 1e-5, what);
-    free(qkv), free(gate), free(rel), free(att), free(got), free(want);
+    cr_expect_eq(memcmp(got, again, (size_t)T * H * 4), 0, "%s: two runs differ", what);
+    free(qkv), free(gate), free(rel), free(att), free(got), free(again), free(want);
 }
 
 Test(ssl_kernels, attention_matches_reference)
 {
-    sbi_ssl_pool *pool = sbi_ssl_pool_create(3);
-    cr_assert_eq(sbi_ssl_pool_size(pool), 3);
-    for (int k = 0; k < 2; k++) { /* without, then with the pool */
-        sbi_ssl_pool *p = k ? pool : NULL;
-        check_attention(1, 8, 2, 0, p);
-        check_attention(1, 8, 2, 1, p);
-        check_attention(37, 24, 3, 0, p);
-        check_attention(37, 24, 3, 1, p);
-        check_attention(64, 32, 4, 1, p);
+    for (int threads = 1; threads <= 3; threads++) {
+        sbi_ssl_pool *pool = sbi_ssl_pool_create(threads);
+        cr_assert_eq(sbi_ssl_pool_size(pool), threads);
+        openblas_set_num_threads(threads);
+        check_attention(1, 8, 2, 0, pool);
+        check_attention(1, 8, 2, 1, pool);
+        check_attention(37, 24, 3, 0, pool);
+        check_attention(37, 24, 3, 1, pool);
+        check_attention(64, 32, 4, 1, pool);
+        /* several row blocks per head, the last one short */
+        check_attention(SBI_SSL_ATT_ROWS * 2 + 5, 16, 2, 1, pool);
+        check_attention(SBI_SSL_ATT_ROWS + 1, 24, 3, 0, pool);
+        /* the kernel serialises OpenBLAS only while it runs */
+        cr_expect_eq(openblas_get_num_threads(), threads);
+        sbi_ssl_pool_destroy(&pool);
+        cr_expect_null(pool);
     }
-    sbi_ssl_pool_destroy(&pool);
-    cr_expect_null(pool);
 }
 
 Test(ssl_kernels, wavlm_gate)
