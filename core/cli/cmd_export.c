@@ -1,11 +1,89 @@
-/* core/cli/cmd_export.c — `serbench export predictions|metrics CONFIG --out FILE.csv`:
- * the config's runs' rows from the store as CSV (RFC 4180). */
+/* core/cli/cmd_export.c — `serbench export predictions|metrics CONFIG --out FILE.csv`: the
+ * config's runs' rows from the store as CSV (RFC 4180); `serbench export features CONFIG
+ * --dataset NAME --encoder NAME --out FILE.safetensors`: one dataset's stored features. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "util.h"
+
+/* The instance of `kind` named `name` that some run of the plan uses; with name NULL, the
+ * only such instance. NULL when there is none (or several), with the names the runs use
+ * listed in *names. */
+static const sbi_instance *find_instance(const sbi_plan *plan, sb_kind kind, const char *name,
+                                         sbi_buf *names)
+{
+    const sbi_instance *first = NULL;
+    size_t distinct = 0;
+    for (size_t i = 0; i < plan->n_runs; i++)
+        for (size_t j = 0; j < plan->runs[i].n_inst; j++) {
+            const sbi_instance *in = &plan->runs[i].inst[j];
+            if (in->kind != kind)
+                continue;
+            if (name && !strcmp(in->name, name))
+                return in;
+            if (first && !strcmp(first->name, in->name))
+                continue;
+            /* ", a, b, " lookup: names are [a-z0-9_.-] and never contain ", " */
+            char *tag = sbi_asprintf(", %s, ", in->name);
+            char *list = sbi_asprintf(", %s, ", names->s ? names->s : "");
+            int seen = tag && list && strstr(list, tag);
+            free(tag);
+            free(list);
+            if (seen)
+                continue;
+            sbi_buf_printf(names, "%s%s", distinct ? ", " : "", in->name);
+            if (!distinct++)
+                first = in;
+        }
+    return !name && distinct == 1 ? first : NULL;
+}
+
+static int export_features(const cli_args *a, sbi_plan *plan, sbi_store *store)
+{
+    const struct {
+        sb_kind kind;
+        const char *flag, *name, *what;
+    } want[2] = { { SB_KIND_DATASET, "--dataset", a->dataset, "a dataset" },
+                  { SB_KIND_ENCODER, "--encoder", a->encoder, "an encoder" } };
+    const sbi_instance *in[2] = { NULL, NULL };
+    for (int k = 0; k < 2; k++) {
+        sbi_buf names = { 0 };
+        in[k] = find_instance(plan, want[k].kind, want[k].name, &names);
+        if (!in[k]) {
+            if (want[k].name)
+                fprintf(stderr,
+                        "serbench: error: %s: no run of the config uses %s named '%s' (its "
+                        "runs use: %s)\n",
+                        a->config, want[k].what, want[k].name, names.s ? names.s : "none");
+            else
+                fprintf(stderr,
+                        "serbench: error: export features needs %s NAME (the config's runs "
+                        "use: %s)\n",
+                        want[k].flag, names.s ? names.s : "none");
+            sbi_buf_free(&names);
+            return EXIT_USAGE;
+        }
+        sbi_buf_free(&names);
+    }
+    sbi_ui ui;
+    sbi_ui_init(&ui, a->quiet, a->verbose);
+    sbi_feat_export_summary sum;
+    sb_error err = { 0 };
+    if (sbi_export_features(plan, store, in[0], in[1], &ui, a->threads, a->out, &sum, &err) !=
+        SB_OK)
+        return cli_fail(&err);
+    if (!a->quiet)
+        fprintf(
+            stderr, "wrote %s: pooled features of %zu utterances of %s under %s, %zu with frames%s",
+            a->out, sum.n_items, in[0]->name, in[1]->name, sum.n_frames, sum.n_missing ? "" : "\n");
+    if (!a->quiet && sum.n_missing)
+        fprintf(stderr,
+                "; %zu utterances have no stored features (serbench encode computes them)\n",
+                sum.n_missing);
+    return EXIT_OK;
+}
 
 static void field(sbi_buf *b, const char *s, int last)
 {
@@ -17,14 +95,18 @@ int cmd_export(int argc, char **argv)
 {
     /* `serbench export KIND CONFIG`: move KIND out of the way so CONFIG parses as usual. */
     if (argc < 4) {
-        fprintf(
-            stderr,
-            "serbench: error: usage: serbench export predictions|metrics CONFIG --out FILE.csv\n");
+        fprintf(stderr,
+                "serbench: error: usage: serbench export predictions|metrics CONFIG --out "
+                "FILE.csv\n"
+                "       serbench export features CONFIG --dataset NAME --encoder NAME --out "
+                "FILE.safetensors\n");
         return EXIT_USAGE;
     }
     const char *kind = argv[2];
-    if (strcmp(kind, "predictions") && strcmp(kind, "metrics")) {
-        fprintf(stderr, "serbench: error: export what? 'predictions' or 'metrics' (got '%s')\n",
+    if (strcmp(kind, "predictions") && strcmp(kind, "metrics") && strcmp(kind, "features")) {
+        fprintf(stderr,
+                "serbench: error: export what? 'predictions', 'metrics' or 'features' (got "
+                "'%s')\n",
                 kind);
         return EXIT_USAGE;
     }
@@ -35,8 +117,14 @@ int cmd_export(int argc, char **argv)
         args[i - 1] = argv[i];
     cli_args a;
     int rc = cli_parse(argc - 1, args, 1, &a);
+    const int feats = !strcmp(kind, "features");
     if (!rc && !a.out) {
-        fprintf(stderr, "serbench: error: export needs --out FILE.csv\n");
+        fprintf(stderr, "serbench: error: export needs --out %s\n",
+                feats ? "FILE.safetensors" : "FILE.csv");
+        rc = EXIT_USAGE;
+    }
+    if (!rc && !feats && (a.dataset || a.encoder)) {
+        fprintf(stderr, "serbench: error: --dataset and --encoder belong to export features\n");
         rc = EXIT_USAGE;
     }
     sbi_plan *plan = NULL;
@@ -45,7 +133,9 @@ int cmd_export(int argc, char **argv)
         rc = cli_load_plan(&a, &plan);
     if (!rc)
         rc = cli_open_store(&a, plan, &store);
-    if (rc)
+    if (!rc && feats)
+        rc = export_features(&a, plan, store);
+    if (rc || feats)
         goto out;
     int preds = !strcmp(kind, "predictions");
     sbi_buf b = { 0 };

@@ -161,6 +161,12 @@ typedef struct sb_encoder_info {
     int sample_rate; /* input rate the encoder wants (the host resamples to it) */
     int n_layers;    /* number of feature layers returned (after `layers` selection) */
     int dim;         /* width of one layer's pooled vector (e.g. 2*H for mean+std) */
+    /* Since ABI 1.1. The host sets struct_size to the size it knows and zeroes the struct;
+     * a plugin writes these two fields only when struct_size covers them. */
+    int frame_dim;  /* width of one frame of the frame-level output that encode keeps for
+                       the frames call (e.g. H); 0 = this instance keeps no frames */
+    int frame_bits; /* when frame_dim > 0: how the host stores the frames, 16 (F16, rounded
+                       to nearest even) or 32 (F32) */
 } sb_encoder_info;
 
 typedef struct sb_encoder_vtable {
@@ -175,6 +181,13 @@ typedef struct sb_encoder_vtable {
      * says so with an error). out: [n_layers, dim] floats, written fully. */
     sb_status (*encode)(void *inst, const float *audio, size_t n, float *out, sb_error *err);
     void (*destroy)(void *inst);
+    /* Since ABI 1.1, may be NULL (check struct_size first: an ABI 1.0 vtable ends before
+     * it). After a successful encode on an instance whose info has frame_dim > 0: that
+     * utterance's frame-level output as *out = [n_layers, T, frame_dim] floats (the layers
+     * in the order of the pooled output) and *T = frames. *out is owned by the instance and
+     * valid until its next encode or destroy. The host calls it after every successful
+     * encode of such an instance, and stores the frames beside the pooled vector. */
+    sb_status (*frames)(void *inst, const float **out, size_t *T, sb_error *err);
 } sb_encoder_vtable;
 
 /* ---- heads ------------------------------------------------------------------------- */

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,8 @@ static const char *vtable_problem(const sb_plugin *d)
     }
     case SB_KIND_ENCODER: {
         const sb_encoder_vtable *v = d->vtable;
-        if (v->struct_size < sizeof *v)
+        /* ABI 1.0's vtable ends at destroy; `frames` (1.1) is read only when present. */
+        if (v->struct_size < offsetof(sb_encoder_vtable, destroy) + sizeof v->destroy)
             return "encoder vtable is smaller than ABI 1.0's";
         return v->create && v->info && v->encode && v->destroy
                    ? NULL

@@ -3,9 +3,12 @@
 #include "pipeline.h"
 
 #include <cblas.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +191,15 @@ static sb_status split_items(const corpus_entry *e, const char *split, const cha
 
 /* ---- features ---------------------------------------------------------------------- */
 
+typedef sb_status (*frames_fn)(void *inst, const float **out, size_t *T, sb_error *err);
+
+/* The vtable's frames call (ABI 1.1), or NULL for a plugin without one or built against 1.0. */
+static frames_fn encoder_frames_fn(const sb_encoder_vtable *vt)
+{
+    return vt->struct_size >= offsetof(sb_encoder_vtable, frames) + sizeof vt->frames ? vt->frames
+                                                                                      : NULL;
+}
+
 static sb_status get_encoder(ctx *c, const sbi_instance *in, enc_entry **out, sb_error *err)
 {
     for (size_t i = 0; i < c->n_encs; i++)
@@ -221,6 +233,19 @@ static sb_status get_encoder(ctx *c, const sbi_instance *in, enc_entry **out, sb
                           "encoder plugin %s reports n_layers=%d dim=%d sample_rate=%d",
                           in->plugin->desc->name, ne.info.n_layers, ne.info.dim,
                           ne.info.sample_rate);
+    if (st == SB_OK &&
+        (ne.info.frame_dim < 0 ||
+         (ne.info.frame_dim > 0 && ne.info.frame_bits != 16 && ne.info.frame_bits != 32)))
+        st = sb_error_set(&e, SB_ERR_PLUGIN, in->name,
+                          "encoder plugin %s reports frame_dim=%d frame_bits=%d (frame_dim >= 0; "
+                          "frame_bits 16 or 32)",
+                          in->plugin->desc->name, ne.info.frame_dim, ne.info.frame_bits);
+    if (st == SB_OK && ne.info.frame_dim > 0 && !encoder_frames_fn(vt))
+        st = sb_error_set(&e, SB_ERR_PLUGIN, in->name,
+                          "encoder plugin %s reports frame_dim=%d but has no frames call",
+                          in->plugin->desc->name, ne.info.frame_dim);
+    if (ne.info.frame_dim == 0)
+        ne.info.frame_bits = 0;
     if (st != SB_OK) {
         if (err)
             *err = e;
@@ -372,15 +397,36 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
         c->feats[c->n_feats++] = fe;
     }
     *out = fe;
+    /* 0. the writer: it first commits what interrupted extractions of this encoder left in
+     * their journals, so the read pass below finds those items */
+    sbi_feat_writer *w = NULL;
+    char *enc_json = json_dumps(in->canon, JSON_COMPACT | JSON_SORT_KEYS);
+    const sbi_feat_layout lay = { L, D, ee->info.frame_dim, ee->info.frame_bits };
+    st = enc_json ? sbi_feat_writer_create(c->store, ee->key, enc_json, &lay, &w, err)
+                  : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    free(enc_json);
+    if (st != SB_OK)
+        return st;
+    const sbi_feat_recovery rcv = sbi_feat_writer_recovery(w);
+    if (rcv.journals)
+        log_info(c, "features %s: recovered %zu item%s from %zu interrupted extraction%s%s",
+                 in->name, rcv.items, rcv.items == 1 ? "" : "s", rcv.journals,
+                 rcv.journals == 1 ? "" : "s",
+                 rcv.torn ? " (a journal ended in a torn record: the items after it are "
+                            "encoded again)"
+                          : "");
     /* 1. read what the store has; list what must be computed */
     sbi_feat_reader *rd = NULL;
     st = sbi_feat_reader_create(c->store, ee->key, L, D, &rd, err);
-    if (st != SB_OK)
+    if (st != SB_OK) {
+        sbi_feat_writer_destroy(&w);
         return st;
+    }
     audio_problems ap = { 0 };
     size_t *todo = malloc((n + 1) * sizeof *todo), nt = 0, cached = 0;
     if (!todo) {
         sbi_feat_reader_destroy(&rd);
+        sbi_feat_writer_destroy(&w);
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     }
     for (size_t k = 0; k < n; k++) {
@@ -408,7 +454,9 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
             todo[nt++] = i;
         } else {
             sbi_feat_reader_destroy(&rd);
+            sbi_feat_writer_destroy(&w);
             free(todo);
+            sbi_buf_free(&ap.first);
             if (err)
                 *err = e2;
             return st;
@@ -416,6 +464,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
     }
     sbi_feat_reader_destroy(&rd);
     if (nt == 0) {
+        sbi_feat_writer_destroy(&w);
         free(todo);
         return audio_policy(c, ce, &ap, err);
     }
@@ -427,17 +476,15 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
     sb_host host;
     host_priv hp;
     char cache[4096];
-    st = sbi_host_init(&host, &hp, c->ui, c->store, c->store->root, in, (uint64_t)r->seed,
-                       c->threads, cache, sizeof cache, err);
-    void *inst = NULL;
     sb_error e = { 0 };
+    st = sbi_host_init(&host, &hp, c->ui, c->store, c->store->root, in, (uint64_t)r->seed,
+                       c->threads, cache, sizeof cache, &e);
+    void *inst = NULL;
     if (st == SB_OK)
         st = vt->create(&host, in->opts, &inst, &e);
-    sbi_feat_writer *w = NULL;
-    char *enc_json = json_dumps(in->canon, JSON_COMPACT | JSON_SORT_KEYS);
-    if (st == SB_OK)
-        st = sbi_feat_writer_create(c->store, ee->key, enc_json, L, D, &w, &e);
-    free(enc_json);
+    const frames_fn frames = ee->info.frame_dim > 0 ? encoder_frames_fn(vt) : NULL;
+    const size_t frame_row = (size_t)L * (size_t)ee->info.frame_dim;
+    size_t f16_overflow = 0; /* items with a frame value beyond F16's range */
     sbi_progress prog;
     sbi_progress_start(&prog, c->ui, desc, nt);
     size_t done = 0, failed = 0;
@@ -496,7 +543,33 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
             failed++;
             continue;
         }
-        st = sbi_feat_writer_add(w, ce->item_keys[i], fe->x + i * width, &e);
+        const float *fr = NULL;
+        size_t T = 0;
+        if (frames) {
+            sb_error fe2 = { 0 };
+            sb_status fs = frames(inst, &fr, &T, &fe2);
+            if (fs == SB_OK && (!fr || T == 0 || T > ns))
+                fs = sb_error_set(&fe2, SB_ERR_PLUGIN, NULL,
+                                  "the frames call returned %zu frames for %zu samples", T, ns);
+            for (size_t j = 0; fs == SB_OK && j < T * frame_row; j++)
+                if (!isfinite(fr[j]))
+                    fs = sb_error_set(&fe2, SB_ERR_PLUGIN, NULL, "encoder produced NaN/Inf frames");
+            if (fs != SB_OK) {
+                sbi_ui_log(c->ui, SB_LOG_WARN, in->name, "utterance %s: %s (left out)", u->id,
+                           fe2.msg[0] ? fe2.msg : sb_strerror(fs));
+                record_item_failure(c, ee->key, u, fe2.msg);
+                c->item_failures++;
+                failed++;
+                continue;
+            }
+            if (ee->info.frame_bits == 16) {
+                size_t j = 0;
+                while (j < T * frame_row && fabsf(fr[j]) < 65520.0f)
+                    j++;
+                f16_overflow += j < T * frame_row;
+            }
+        }
+        st = sbi_feat_writer_add(w, ce->item_keys[i], fe->x + i * width, fr, T, &e);
         fe->have[i] = 1;
         done++;
         sbi_progress_update(&prog, done + failed);
@@ -519,6 +592,11 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
     snprintf(summary, sizeof summary, "%zu encoded, %zu failed, %.1f s of audio (%.0f× real time)",
              done, failed, audio_s, el > 0 ? audio_s / el : 0.0);
     sbi_progress_finish(&prog, summary);
+    if (f16_overflow)
+        sbi_ui_log(c->ui, SB_LOG_WARN, in->name,
+                   "%zu utterance%s ha%s frame values beyond float16's range (|x| >= 65520), "
+                   "stored as +-Inf; use frames: f32 for this encoder",
+                   f16_overflow, f16_overflow == 1 ? "" : "s", f16_overflow == 1 ? "s" : "ve");
     if (n_resampled || n_downmixed) {
         sbi_buf b = { 0 };
         for (int k = 0; k < 8 && rates[k][0]; k++)
@@ -1378,6 +1456,202 @@ sb_status sbi_execute(sbi_plan *plan, sbi_store *store, const sbi_exec_opts *o,
     free(inputs);
     free(sel);
     sum->item_failures = c.item_failures;
+    ctx_free(&c);
+    pthread_mutex_destroy(&c.lock);
+    return st;
+}
+
+/* ---- export of stored features ----------------------------------------------------- */
+
+static int write_all_fd(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t k = write(fd, c, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        c += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Write the safetensors file: the header built from the item list, then the data streamed
+ * from the reader's mappings (so memory holds the pooled matrix, never all the frames). */
+static sb_status export_write(const char *out, json_t *hdr, const float *pooled, size_t pooled_n,
+                              const sb_st_tensor *const *frames, size_t n, sb_error *err)
+{
+    char *text = json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!text)
+        return sb_error_set(err, SB_ERR_NOMEM, out, "cannot build the header");
+    size_t hlen = strlen(text), padded = (hlen + 7) / 8 * 8;
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++)
+        len8[i] = (unsigned char)(((uint64_t)padded >> (8 * i)) & 0xffu);
+    char *tmp = sbi_asprintf("%s.tmp.%ld", out, (long)getpid());
+    int fd = tmp ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+    sb_status st = SB_OK;
+    if (fd < 0) {
+        st = sb_error_set(err, SB_ERR_IO, out, "cannot create a temporary file beside it: %s",
+                          tmp ? strerror(errno) : "out of memory");
+        free(tmp);
+        free(text);
+        return st;
+    }
+    static const char spaces[8] = "        ";
+    int bad = write_all_fd(fd, len8, 8) || write_all_fd(fd, text, hlen) ||
+              write_all_fd(fd, spaces, padded - hlen) ||
+              write_all_fd(fd, pooled, pooled_n * sizeof(float));
+    for (size_t k = 0; !bad && k < n; k++)
+        if (frames[k])
+            bad = write_all_fd(fd, frames[k]->data, frames[k]->nbytes);
+    if (bad || fsync(fd) != 0) {
+        st = sb_error_set(err, SB_ERR_IO, tmp, "cannot write: %s", strerror(errno));
+        close(fd);
+        unlink(tmp);
+    } else if (close(fd) != 0 || rename(tmp, out) != 0) {
+        st = sb_error_set(err, SB_ERR_IO, out, "cannot write or rename %s into place: %s", tmp,
+                          strerror(errno));
+        unlink(tmp);
+    }
+    free(tmp);
+    free(text);
+    return st;
+}
+
+sb_status sbi_export_features(sbi_plan *plan, sbi_store *store, const sbi_instance *ds,
+                              const sbi_instance *enc, const sbi_ui *ui, int threads,
+                              const char *out, sbi_feat_export_summary *sum, sb_error *err)
+{
+    memset(sum, 0, sizeof *sum);
+    ctx c;
+    memset(&c, 0, sizeof c);
+    c.plan = plan;
+    c.ui = ui;
+    c.store = store;
+    c.threads = threads > 0 ? threads : 1;
+    pthread_mutex_init(&c.lock, NULL);
+    corpus_entry *ce = NULL;
+    enc_entry *ee = NULL;
+    sbi_feat_reader *rd = NULL;
+    float *pooled = NULL;
+    const sb_st_tensor **frames = NULL;
+    json_t *hdr = NULL, *ids = NULL;
+    sb_status st = get_corpus(&c, ds, &ce, err);
+    if (st == SB_OK)
+        st = get_encoder(&c, enc, &ee, err);
+    if (st != SB_OK)
+        goto out;
+    const int L = ee->info.n_layers, D = ee->info.dim, F = ee->info.frame_dim;
+    const size_t width = (size_t)L * (size_t)D, total = sb_corpus_size(ce->c);
+    st = sbi_feat_reader_create(store, ee->key, L, D, &rd, err);
+    if (st != SB_OK)
+        goto out;
+    pooled = malloc((total + 1) * width * sizeof *pooled);
+    frames = calloc(total + 1, sizeof *frames);
+    hdr = json_object();
+    ids = json_array();
+    json_t *meta = json_object();
+    if (!pooled || !frames || !hdr || !ids || !meta ||
+        json_object_set_new(hdr, "__metadata__", meta) != 0) {
+        st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+        goto out;
+    }
+    json_t *pooled_entry = json_object();
+    json_object_set_new(hdr, "pooled", pooled_entry); /* filled once n is known */
+    size_t n = 0, off = 0;
+    for (size_t i = 0; i < total && st == SB_OK; i++) {
+        const sb_utt *u = sb_corpus_utt(ce->c, i);
+        sb_error e = { 0 };
+        if (ce->excluded[i] || item_key(&c, ce, i, ee->info.sample_rate, &e) != SB_OK) {
+            sum->n_missing++;
+            continue;
+        }
+        sb_status rs = sbi_feat_read(rd, ce->item_keys[i], pooled + n * width, &e);
+        if (rs == SB_OK && F > 0)
+            rs = sbi_feat_read_frames(rd, ce->item_keys[i], F, &frames[n], &e);
+        if (rs == SB_ERR_NOT_FOUND) {
+            sum->n_missing++;
+            continue;
+        }
+        if (rs != SB_OK) {
+            st = rs;
+            if (err)
+                *err = e;
+            break;
+        }
+        if (frames[n]) {
+            char *name = sbi_asprintf("frames.%s", u->id);
+            const sb_st_tensor *t = frames[n];
+            json_t *ent = json_pack(
+                "{s:s, s:[I, I, I], s:[I, I]}", "dtype", t->dtype == SB_DT_F16 ? "F16" : "F32",
+                "shape", (json_int_t)t->shape[0], (json_int_t)t->shape[1], (json_int_t)t->shape[2],
+                "data_offsets", (json_int_t)off, (json_int_t)(off + t->nbytes));
+            if (!name || !ent)
+                st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+            else if (json_object_get(hdr, name))
+                st = sb_error_set(err, SB_ERR_FORMAT, u->id,
+                                  "two utterances of dataset %s have the id '%s'", ds->name, u->id);
+            else
+                json_object_set(hdr, name, ent);
+            json_decref(ent);
+            free(name);
+            off += t->nbytes;
+            sum->n_frames++;
+        }
+        if (st == SB_OK && json_array_append_new(ids, json_string(u->id)) != 0)
+            st = sb_error_set(err, SB_ERR_FORMAT, u->id, "utterance id is not valid UTF-8");
+        n++;
+    }
+    if (st != SB_OK)
+        goto out;
+    if (n == 0) {
+        st = sb_error_set(err, SB_ERR_NOT_FOUND, ds->name,
+                          "no stored features of dataset %s under encoder %s (%zu utterances "
+                          "looked up); run serbench encode CONFIG first",
+                          ds->name, enc->name, total);
+        goto out;
+    }
+    /* Frames follow the pooled matrix in the data area. */
+    const size_t pooled_bytes = n * width * sizeof(float);
+    const char *name;
+    json_t *ent;
+    json_object_foreach(hdr, name, ent)
+    {
+        if (strncmp(name, "frames.", 7) != 0)
+            continue;
+        json_t *o = json_object_get(ent, "data_offsets");
+        json_array_set_new(
+            o, 0,
+            json_integer(json_integer_value(json_array_get(o, 0)) + (json_int_t)pooled_bytes));
+        json_array_set_new(
+            o, 1,
+            json_integer(json_integer_value(json_array_get(o, 1)) + (json_int_t)pooled_bytes));
+    }
+    json_object_set_new(pooled_entry, "dtype", json_string("F32"));
+    json_object_set_new(pooled_entry, "shape",
+                        json_pack("[I, I, I]", (json_int_t)n, (json_int_t)L, (json_int_t)D));
+    json_object_set_new(pooled_entry, "data_offsets",
+                        json_pack("[I, I]", (json_int_t)0, (json_int_t)pooled_bytes));
+    char *ids_text = json_dumps(ids, JSON_COMPACT);
+    char *canon = json_dumps(enc->canon, JSON_COMPACT | JSON_SORT_KEYS);
+    json_object_set_new(meta, "utt_ids", json_string(ids_text ? ids_text : "[]"));
+    json_object_set_new(meta, "serbench.dataset", json_string(ds->name));
+    json_object_set_new(meta, "serbench.corpus_key", json_string(ce->key));
+    json_object_set_new(meta, "serbench.encoder_key", json_string(ee->key));
+    json_object_set_new(meta, "serbench.encoder", json_string(canon ? canon : "{}"));
+    free(ids_text);
+    free(canon);
+    sum->n_items = n;
+    st = export_write(out, hdr, pooled, n * width, frames, n, err);
+out:
+    json_decref(hdr);
+    json_decref(ids);
+    free(pooled);
+    free(frames);
+    sbi_feat_reader_destroy(&rd);
     ctx_free(&c);
     pthread_mutex_destroy(&c.lock);
     return st;

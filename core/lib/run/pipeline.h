@@ -50,6 +50,23 @@ sb_status sbi_execute(sbi_plan *plan, sbi_store *store, const sbi_exec_opts *o,
 /* Does run r fall in the shard? */
 int sbi_in_shard(const sbi_run *r, int shard_i, int shard_n);
 
+/* `serbench export features`: write the stored features of dataset instance `ds` under
+ * encoder instance `enc` to the safetensors file `out` (tmp, fsync, rename): tensor `pooled`
+ * [n, n_layers, dim] F32 for the n utterances (corpus order) whose features are stored,
+ * `frames.<utt id>` [n_layers, T, frame_dim] (F16 or F32, as stored) for those with frames,
+ * and metadata `utt_ids` (a JSON array, row order of `pooled`), `serbench.dataset`,
+ * `serbench.corpus_key`, `serbench.encoder_key`, `serbench.encoder`. Loads the corpus and
+ * creates the encoder once (for its key); encodes nothing. SB_ERR_NOT_FOUND when no
+ * utterance has stored features. */
+typedef struct sbi_feat_export_summary {
+    size_t n_items;   /* rows of `pooled` */
+    size_t n_frames;  /* frames tensors */
+    size_t n_missing; /* utterances without stored features (or audio) */
+} sbi_feat_export_summary;
+sb_status sbi_export_features(sbi_plan *plan, sbi_store *store, const sbi_instance *ds,
+                              const sbi_instance *enc, const sbi_ui *ui, int threads,
+                              const char *out, sbi_feat_export_summary *sum, sb_error *err);
+
 /* Load one dataset instance (for `serbench corpus`). */
 sb_status sbi_load_corpus(const sbi_instance *in, const sbi_ui *ui, const char *cache_root,
                           sb_corpus **out, sb_error *err);

@@ -1,11 +1,13 @@
 /* plugins/encoders/wav2vec2/ssl_encoder.c — an SSL encoder as a serbench encoder: open the
  * checkpoint (serbench/ssl.h), check its model_type against the plugin, run each utterance
  * through the network up to the deepest selected layer, and pool every selected hidden
- * state over time (mean, or mean then population standard deviation). */
+ * state over time (mean, or mean then population standard deviation); optionally keep the
+ * selected hidden states themselves for the host's frame output. */
 #include "ssl_encoder.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,9 @@ const sb_option ssl_encoder_options[] = {
     { "max_seconds", SB_OPT_FLOAT, "0", SB_OPT_HAS_MIN, 0, 0, NULL,
       "Encode at most this many seconds from the start of each utterance (logged when it "
       "cuts); 0 = no limit." },
+    { "frames", SB_OPT_ENUM, "off", 0, 0, 0, "off|f16|f32",
+      "Also store the selected hidden states frame by frame ([layers, T, H] per utterance), "
+      "as float16 or float32; off keeps only the pooled vectors." },
     { NULL, 0, NULL, 0, 0, 0, NULL, NULL },
 };
 
@@ -34,7 +39,11 @@ typedef struct ssl_enc {
     int with_std;
     int normalize; /* -1 auto */
     size_t max_samples;
-    float *out; /* the caller's buffer during encode */
+    float *out;     /* the caller's buffer during encode */
+    int frame_bits; /* 0 = no frames, else 16 or 32 (how the host stores them) */
+    float *fr;      /* [n_sel, T, H] hidden states of the last encode */
+    size_t fr_cap;  /* floats */
+    size_t T;       /* frames of the last encode; 0 = none yet */
     unsigned long truncated;
     char digest[SB_HASH_HEX];
 } ssl_enc;
@@ -48,6 +57,7 @@ void ssl_encoder_destroy(void *inst)
         e->host->log(e->host, SB_LOG_INFO, "%lu utterances were cut to max_seconds", e->truncated);
     sb_ssl_close(&e->m);
     free(e->slot);
+    free(e->fr);
     free(e);
 }
 
@@ -118,6 +128,8 @@ sb_status ssl_encoder_create(sb_ssl_family family, const char *plugin, const sb_
     e->with_std = pool && !strcmp(pool, "mean+std");
     const char *norm = sb_opts_str(opts, "normalize");
     e->normalize = !norm || !strcmp(norm, "auto") ? -1 : !strcmp(norm, "on");
+    const char *frames = sb_opts_str(opts, "frames");
+    e->frame_bits = !frames || !strcmp(frames, "off") ? 0 : !strcmp(frames, "f16") ? 16 : 32;
     const double ms = sb_opts_float(opts, "max_seconds");
     e->max_samples = ms > 0 ? (size_t)(ms * 16000.0) : 0;
     if (e->max_samples && e->max_samples < (size_t)c->receptive_field) {
@@ -129,10 +141,13 @@ sb_status ssl_encoder_create(sb_ssl_family family, const char *plugin, const sb_
     }
     host->log(host, SB_LOG_INFO,
               "%s: %s, %d layers, H %d, %.1f M weights; normalize %s (%s); pooling %d hidden "
-              "states",
+              "states%s",
               ckpt, c->model_type, N, c->hidden_size, sb_ssl_n_params(e->m) * 1e-6,
               (e->normalize < 0 ? c->normalize : e->normalize) ? "on" : "off",
-              e->normalize < 0 ? c->normalize_from : "option", e->n_sel);
+              e->normalize < 0 ? c->normalize_from : "option", e->n_sel,
+              e->frame_bits == 16   ? "; frames kept (f16)"
+              : e->frame_bits == 32 ? "; frames kept (f32)"
+                                    : "");
     *inst = e;
     return SB_OK;
 }
@@ -143,6 +158,23 @@ sb_status ssl_encoder_info(void *inst, sb_encoder_info *info, sb_error *err)
     info->sample_rate = 16000;
     info->n_layers = e->n_sel;
     info->dim = e->with_std ? 2 * e->H : e->H;
+    /* A host built against ABI 1.0 passes a struct without the frame fields. */
+    if (info->struct_size >= offsetof(sb_encoder_info, frame_bits) + sizeof info->frame_bits) {
+        info->frame_dim = e->frame_bits ? e->H : 0;
+        info->frame_bits = e->frame_bits;
+    }
+    return SB_OK;
+}
+
+sb_status ssl_encoder_frames(void *inst, const float **out, size_t *T, sb_error *err)
+{
+    const ssl_enc *e = inst;
+    if (!e->frame_bits || !e->T)
+        return sb_error_set(err, SB_ERR_INVALID, NULL,
+                            e->frame_bits ? "frames asked before any successful encode"
+                                          : "frames asked of an encoder with frames: off");
+    *out = e->fr;
+    *T = e->T;
     return SB_OK;
 }
 
@@ -158,13 +190,27 @@ sb_status ssl_encoder_fingerprint(void *inst, char out[128], sb_error *err)
     return SB_OK;
 }
 
-/* Pool hidden state h (T, H) into its slot: mean, then the population std, in double. */
+/* Pool hidden state h (T, H) into its slot: mean, then the population std, in double; with
+ * frames on, also copy h into its slot of e->fr [n_sel, T, H] (grown, never shrunk). */
 static sb_status pool_layer(void *user, int index, const float *h, size_t T, int H, sb_error *err)
 {
     ssl_enc *e = user;
     const int k = e->slot[index];
     if (k < 0)
         return SB_OK;
+    if (e->frame_bits) {
+        const size_t need = (size_t)e->n_sel * T * (size_t)H;
+        if (need > e->fr_cap) {
+            float *p = realloc(e->fr, need * sizeof *p);
+            if (!p)
+                return sb_error_set(err, SB_ERR_NOMEM, NULL,
+                                    "out of memory for %zu frames of %d layers", T, e->n_sel);
+            e->fr = p;
+            e->fr_cap = need;
+        }
+        memcpy(e->fr + (size_t)k * T * (size_t)H, h, T * (size_t)H * sizeof *h);
+        e->T = T;
+    }
     const size_t dim = (size_t)(e->with_std ? 2 * H : H);
     float *out = e->out + (size_t)k * dim;
     for (int c = 0; c < H; c++) {
@@ -196,7 +242,10 @@ sb_status ssl_encoder_encode(void *inst, const float *audio, size_t n, float *ou
         n = e->max_samples;
     }
     e->out = out;
+    e->T = 0;
     sb_status st = sb_ssl_forward(e->m, audio, n, e->normalize, e->last, pool_layer, e, err);
     e->out = NULL;
+    if (st != SB_OK)
+        e->T = 0;
     return st;
 }

@@ -13,6 +13,7 @@ sb_status ssl_encoder_create(sb_ssl_family family, const char *plugin, const sb_
 sb_status ssl_encoder_info(void *inst, sb_encoder_info *info, sb_error *err);
 sb_status ssl_encoder_fingerprint(void *inst, char out[128], sb_error *err);
 sb_status ssl_encoder_encode(void *inst, const float *audio, size_t n, float *out, sb_error *err);
+sb_status ssl_encoder_frames(void *inst, const float **out, size_t *T, sb_error *err);
 void ssl_encoder_destroy(void *inst);
 
 /* The vtable and descriptor of plugin NAME for FAMILY. */
@@ -29,13 +30,14 @@ void ssl_encoder_destroy(void *inst);
         .fingerprint = ssl_encoder_fingerprint,                                                    \
         .encode = ssl_encoder_encode,                                                              \
         .destroy = ssl_encoder_destroy,                                                            \
+        .frames = ssl_encoder_frames,                                                              \
     };                                                                                             \
     static const sb_plugin NAME##_plugin = {                                                       \
         .abi_minor = SB_ABI_MINOR,                                                                 \
         .struct_size = sizeof(sb_plugin),                                                          \
         .kind = SB_KIND_ENCODER,                                                                   \
         .name = #NAME,                                                                             \
-        .version = "1.0.0",                                                                        \
+        .version = "1.1.0",                                                                        \
         .summary = SUMMARY,                                                                        \
         .options = ssl_encoder_options,                                                            \
         .vtable = &NAME##_vtable,                                                                  \

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <dlfcn.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,14 +230,16 @@ Test(ssl_plugin, descriptor)
     cr_expect_str_eq(desc->name, SB_SSL_NAME);
     cr_expect(desc->summary && *desc->summary);
     cr_expect(vt->create && vt->info && vt->encode && vt->destroy && vt->fingerprint);
+    cr_expect_geq(vt->struct_size, offsetof(sb_encoder_vtable, frames) + sizeof vt->frames);
+    cr_expect(vt->frames);
     cr_expect_null(dlsym(handle, "ssl_encoder_create"), "only the entry point is exported");
-    const char *names[] = { "checkpoint", "layers", "pool", "normalize", "max_seconds" };
-    for (size_t i = 0; i < 5; i++) {
+    const char *names[] = { "checkpoint", "layers", "pool", "normalize", "max_seconds", "frames" };
+    for (size_t i = 0; i < 6; i++) {
         cr_assert_not_null(desc->options[i].name);
         cr_expect_str_eq(desc->options[i].name, names[i]);
         cr_expect(desc->options[i].help && *desc->options[i].help);
     }
-    cr_expect_null(desc->options[5].name);
+    cr_expect_null(desc->options[6].name);
     cr_expect(desc->options[0].flags & SB_OPT_REQUIRED);
 }
 
@@ -250,6 +253,7 @@ Test(ssl_plugin, info_follows_layers_and_pool)
     cr_expect_eq(info.sample_rate, 16000);
     cr_expect_eq(info.n_layers, 4, "all = N+1 hidden states");
     cr_expect_eq(info.dim, 8);
+    cr_expect_eq(info.frame_dim, 0, "frames are off by default");
     vt->destroy(e);
     sbi_opts_destroy(&o);
     e = make(cfg(ck, "layers: [3, 1]\npool: mean+std"), &o);
@@ -401,4 +405,96 @@ Test(ssl_plugin, bad_audio)
     cr_expect(strstr(err.msg, "sample 50"), "%s", err.msg);
     vt->destroy(e);
     sbi_opts_destroy(&o);
+}
+
+/* Frames: the selected hidden states themselves, in slot order, equal to sb_ssl_forward's;
+ * their mean is the pooled output; the buffer is reused once grown. */
+typedef struct refframes {
+    int want[4];
+    int n;
+    float *h[4]; /* [T, H] copies */
+    size_t T;
+} refframes;
+
+static sb_status frames_cb(void *user, int index, const float *h, size_t T, int H, sb_error *err)
+{
+    refframes *r = user;
+    for (int k = 0; k < r->n; k++)
+        if (r->want[k] == index) {
+            r->h[k] = malloc(T * (size_t)H * sizeof *h);
+            memcpy(r->h[k], h, T * (size_t)H * sizeof *h);
+            r->T = T;
+        }
+    return SB_OK;
+}
+
+Test(ssl_plugin, frames_are_the_selected_hidden_states)
+{
+    const char *ck = tiny("frames", SB_SSL_TYPE, 3);
+    sb_opts *o;
+    void *e = make(cfg(ck, "layers: [3, 1]\nframes: f16"), &o);
+    sb_encoder_info info = { .struct_size = sizeof info };
+    cr_assert_eq(vt->info(e, &info, NULL), SB_OK);
+    cr_expect_eq(info.frame_dim, 8);
+    cr_expect_eq(info.frame_bits, 16);
+    const float *fr = NULL;
+    size_t T = 0;
+    sb_error err = { 0 };
+    cr_expect_eq(vt->frames(e, &fr, &T, &err), SB_ERR_INVALID, "frames before any encode");
+    const size_t lens[3] = { 3000, 1200, 3000 };
+    const float *first = NULL;
+    for (int pass = 0; pass < 3; pass++) {
+        const size_t n = lens[pass];
+        float *x = signal(n), pooled[2 * 8];
+        sb_error_clear(&err);
+        cr_assert_eq(vt->encode(e, x, n, pooled, &err), SB_OK, "%s", err.msg);
+        cr_assert_eq(vt->frames(e, &fr, &T, &err), SB_OK, "%s", err.msg);
+        if (pass == 0)
+            first = fr;
+        else
+            cr_expect_eq(fr, first, "the frame buffer is reused, not reallocated");
+        refframes r = { .want = { 3, 1 }, .n = 2 };
+        sb_ssl_model *m = NULL;
+        cr_assert_eq(sb_ssl_open(ck, &m, &err), SB_OK);
+        cr_assert_eq(sb_ssl_forward(m, x, n, -1, -1, frames_cb, &r, &err), SB_OK);
+        cr_assert_eq(T, r.T, "pass %d: T %zu vs %zu", pass, T, r.T);
+        for (int k = 0; k < 2; k++) {
+            for (size_t i = 0; i < T * 8; i++)
+                cr_expect_eq(fr[(size_t)k * T * 8 + i], r.h[k][i], "slot %d element %zu", k, i);
+            for (int c = 0; c < 8; c++) {
+                double mu = 0;
+                for (size_t t = 0; t < T; t++)
+                    mu += fr[((size_t)k * T + t) * 8 + c];
+                mu /= (double)T;
+                cr_expect_leq(fabs(mu - pooled[k * 8 + c]), 1e-6, "slot %d dim %d", k, c);
+            }
+            free(r.h[k]);
+        }
+        sb_ssl_close(&m);
+        free(x);
+    }
+    /* A failed encode leaves no frames behind. */
+    float bad[10] = { 0 }, out[16];
+    sb_error_clear(&err);
+    cr_expect_eq(vt->encode(e, bad, 10, out, &err), SB_ERR_AUDIO);
+    sb_error_clear(&err);
+    cr_expect_eq(vt->frames(e, &fr, &T, &err), SB_ERR_INVALID);
+    vt->destroy(e);
+    sbi_opts_destroy(&o);
+    /* f32, and an ABI 1.0 host's smaller info struct is left alone past its end. */
+    e = make(cfg(ck, "frames: f32"), &o);
+    cr_assert_eq(vt->info(e, &info, NULL), SB_OK);
+    cr_expect_eq(info.frame_bits, 32);
+    cr_expect_eq(info.frame_dim, 8);
+    struct {
+        sb_encoder_info info;
+    } old;
+    memset(&old, 0x5a, sizeof old);
+    old.info.struct_size = (uint32_t)(offsetof(sb_encoder_info, dim) + sizeof(int));
+    cr_assert_eq(vt->info(e, &old.info, NULL), SB_OK);
+    cr_expect_eq(old.info.dim, 8);
+    cr_expect_eq(old.info.frame_dim, 0x5a5a5a5a, "wrote past an ABI 1.0 struct");
+    vt->destroy(e);
+    sbi_opts_destroy(&o);
+    expect_create_error(cfg(ck, "frames: f8"), SB_ERR_CONFIG, "frames");
 }
