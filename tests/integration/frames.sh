@@ -4,8 +4,8 @@
 # safetensors file; numpy alone (tests/integration/check_features.py) checks that frames.<utt>
 # is `serbench embed`'s hidden states rounded to F16 and that pooled is their mean. Also:
 # frames f32, an encoder without frames (no frames tensors, nothing else changes), the
-# export's usage errors, and an ABI 1.0 encoder plugin next to one that claims frames it
-# cannot deliver.
+# export's usage errors, an ABI 1.0 encoder plugin next to one that claims frames it cannot
+# deliver, and frames out of F16's range or not finite.
 . "$(dirname "$0")/lib.sh"
 /usr/bin/python3 -c "import torch, numpy" 2>/dev/null || { echo "SKIP: no torch/numpy"; exit 77; }
 export SERBENCH_DEMO_DIR=$(demo_corpus)
@@ -15,13 +15,15 @@ CK=$T/w2v
 CHECK="/usr/bin/python3 $SB_SOURCE_ROOT/tests/integration/check_features.py"
 cat > $T/cfg.yaml <<YAML
 include: [$SB_SOURCE_ROOT/configs/demo.yaml]
-plugin_path: [$SB_FIXTURE_PLUGINS/abi]
+plugin_path: [$SB_FIXTURE_PLUGINS, $SB_FIXTURE_PLUGINS/abi]
 encoders:
   w2v: {plugin: wav2vec2, checkpoint: $CK, layers: [3, 0, 1], frames: f16}
   w2v32: {plugin: wav2vec2, checkpoint: $CK, layers: [2], frames: f32}
   w2v_pooled: {plugin: wav2vec2, checkpoint: $CK, layers: [2]}
   old: {plugin: slowenc10}
   liar: {plugin: slowenc_noframes, frames: f16}
+  loud: {plugin: slowenc, frames: f16, frame_gain: 1.0e5}
+  inf: {plugin: slowenc, frames: f32, frame_gain: 1.0e38}
 experiment: {encoder: w2v}
 seeds: [1]
 sweep:
@@ -105,10 +107,24 @@ ok
 # 5. An encoder built against ABI 1.0 (smaller vtable, no frame fields) loads and encodes;
 # one whose 1.0-sized vtable hides a frames call while info claims frames is refused.
 sed '/^sweep:/,$d' $T/cfg.yaml > $T/one.yaml
+# With one dataset and one encoder in the runs, the flags may be left out.
+run_sb $T/ex1 export features $T/one.yaml --results $T/r --out $T/one.safetensors
+expect_exit 0 $T/ex1
+expect_in $T/ex1.err "240 utterances of demo under w2v, 240 with frames"
+cmp -s $T/one.safetensors $T/w2v.safetensors || fail "the default export differs"
 run_sb $T/old encode $T/one.yaml --results $T/r3 experiment.encoder=old
 expect_exit 0 $T/old
 expect_in $T/old.err "240 encoded, 0 failed"
 run_sb $T/liar encode $T/one.yaml --results $T/r3 experiment.encoder=liar
 expect_exit 2 $T/liar
 expect_in $T/liar.err "encoder plugin slowenc_noframes reports frame_dim=2 but has no frames call"
+
+# 6. Frame values beyond float16's range are stored as Inf with a warning; NaN/Inf frames
+# from the encoder make the item fail (left out, exit 1), like NaN/Inf pooled features.
+run_sb $T/loud encode $T/one.yaml --results $T/r3 experiment.encoder=loud
+expect_exit 0 $T/loud
+expect_in $T/loud.err "240 utterances have frame values beyond float16's range (|x| >= 65520)"
+run_sb $T/inf encode $T/one.yaml --results $T/r3 experiment.encoder=inf
+expect_exit 1 $T/inf
+expect_in $T/inf.err "encoder produced NaN/Inf frames (left out)"
 done_ok

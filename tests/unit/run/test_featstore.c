@@ -104,7 +104,7 @@ static void die_after(int n, const sbi_feat_layout *lay)
             _exit(4);
         for (int k = 0; k < n; k++) {
             char key[SB_HASH_HEX];
-            float v[6];
+            float v[16] = { 0 }; /* room for any layout used here */
             key_of(k, key);
             vec_of(k, v);
             size_t T = 0;
