@@ -191,70 +191,94 @@ void sbi_ssl_channelnorm_forward(float *x, const float *weight, const float *bia
 }
 
 /* ---- vector helpers -------------------------------------------------------------------
- * GCC/Clang vector extensions, 4 lanes (SSE2 / NEON baseline, no target flags): a
- * branch-free exp for the softmax and GELU, about 4x the throughput of libm's scalar calls,
- * which otherwise cost ~10 % of a base-model forward pass. */
+ * GCC/Clang vector extensions of VL = 16 lanes: the compiler lowers them to whatever the
+ * target has (4 x SSE2 by default, 2 x AVX2, 1 x AVX-512). On x86-64 the hot loops below are
+ * also compiled for AVX2 and AVX-512 and picked at load time (target_clones): every lane
+ * runs the same IEEE operations in the same order whatever the width, and floating-point
+ * contraction is off (C11 mode in GCC, the pragma in Clang), so all clones give bitwise the
+ * same results. (The clones are static behind plain wrappers: Clang 14 names an exported
+ * clone set's dispatcher differently from the function.) The branch-free exp serves the softmax and
+ * GELU; libm's scalar calls would cost ~10 % of a base-model forward pass. Vectors pass by pointer:
+ * 64-byte vector arguments would change the calling convention between clones. */
 
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-typedef double v4d __attribute__((vector_size(32)));
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
 
-static inline v4f vsplat(float a)
+#if defined(__x86_64__) && (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__))
+#define SB_WIDE __attribute__((target_clones("default", "avx2", "avx512f")))
+#else
+#define SB_WIDE
+#endif
+
+enum { VL = 16 };
+typedef float vf __attribute__((vector_size(4 * VL)));
+typedef int32_t vi __attribute__((vector_size(4 * VL)));
+typedef double vd __attribute__((vector_size(8 * VL)));
+
+/* A vector of VL copies of a (vector-scalar arithmetic broadcasts the scalar). */
+#define SB_SPLAT(a) ((vf){ 0 } + (a))
+
+/* *y = exp(*y) for y <= 0 (Cephes expf polynomial after n = round(y / ln 2) reduction),
+ * relative error ~3e-8; y below -87 gives exp(-87) (~1.6e-38) instead of a denormal. */
+static inline void vexp_nonpos(vf *yp)
 {
-    return (v4f){ a, a, a, a };
+    vf y = *yp;
+    const vi lo = y < -87.0f;
+    y = (vf)(((vi)y & ~lo) | ((vi)SB_SPLAT(-87.0f) & lo));
+    vf nf = y * 1.44269504088896341f - 0.5f;
+    const vi n = __builtin_convertvector(nf, vi); /* truncation: round half down */
+    nf = __builtin_convertvector(n, vf);
+    const vf r = (y - nf * 0.693145751953125f) - nf * 1.428606765330187e-06f;
+    vf p = SB_SPLAT(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    *yp = p * (vf)((n + 127) << 23);
 }
 
-/* exp(y) for y <= 0 (Cephes expf polynomial after n = round(y / ln 2) reduction), relative
- * error ~3e-8; y below -87 gives exp(-87) (~1.6e-38) instead of a denormal. */
-static inline v4f vexp_nonpos(v4f y)
-{
-    const v4i lo = y < vsplat(-87.0f);
-    y = (v4f)(((v4i)y & ~lo) | ((v4i)vsplat(-87.0f) & lo));
-    v4f nf = y * vsplat(1.44269504088896341f) - vsplat(0.5f);
-    const v4i n = __builtin_convertvector(nf, v4i); /* truncation: round half down */
-    nf = __builtin_convertvector(n, v4f);
-    const v4f r = (y - nf * vsplat(0.693145751953125f)) - nf * vsplat(1.428606765330187e-06f);
-    v4f p = vsplat(1.9875691500e-4f);
-    p = p * r + vsplat(1.3981999507e-3f);
-    p = p * r + vsplat(8.3334519073e-3f);
-    p = p * r + vsplat(4.1665795894e-2f);
-    p = p * r + vsplat(1.6666665459e-1f);
-    p = p * r + vsplat(5.0000001201e-1f);
-    p = p * r * r + r + vsplat(1.0f);
-    return p * (v4f)((n + 127) << 23);
-}
-
-/* GELU(x) = 0.5 x (1 + erf(x / sqrt 2)) with erf from Abramowitz & Stegun 7.1.26
+/* *v = GELU(*v) = 0.5 v (1 + erf(v / sqrt 2)) with erf from Abramowitz & Stegun 7.1.26
  * (|error| <= 1.5e-7 in erf, so <= 1e-7 |x| in GELU; tested against erff). */
-static inline v4f vgelu(v4f v)
+static inline void vgelu(vf *vp)
 {
-    const v4i sign = (v4i)v & (v4i){ INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN };
-    const v4f a = (v4f)((v4i)v ^ sign) * vsplat(0.70710678118654752f);
-    const v4f t = vsplat(1.0f) / (vsplat(1.0f) + vsplat(0.3275911f) * a);
-    v4f q = vsplat(1.061405429f);
-    q = q * t - vsplat(1.453152027f);
-    q = q * t + vsplat(1.421413741f);
-    q = q * t - vsplat(0.284496736f);
-    q = q * t + vsplat(0.254829592f);
-    const v4f erfa = vsplat(1.0f) - q * t * vexp_nonpos(-a * a);
-    return vsplat(0.5f) * v * (vsplat(1.0f) + (v4f)((v4i)erfa ^ sign));
+    const vf v = *vp;
+    const vi sign = (vi)v & INT32_MIN;
+    const vf a = (vf)((vi)v ^ sign) * 0.70710678118654752f;
+    const vf t = 1.0f / (1.0f + 0.3275911f * a);
+    vf q = SB_SPLAT(1.061405429f);
+    q = q * t - 1.453152027f;
+    q = q * t + 1.421413741f;
+    q = q * t - 0.284496736f;
+    q = q * t + 0.254829592f;
+    vf e = -a * a;
+    vexp_nonpos(&e);
+    const vf erfa = 1.0f - q * t * e;
+    *vp = 0.5f * v * (1.0f + (vf)((vi)erfa ^ sign));
+}
+
+SB_WIDE static void gelu_wide(float *x, size_t n)
+{
+    size_t i = 0;
+    for (; i + VL <= n; i += VL) {
+        vf v;
+        memcpy(&v, x + i, sizeof v);
+        vgelu(&v);
+        memcpy(x + i, &v, sizeof v);
+    }
+    if (i < n) { /* tail through the same formula, zero-padded */
+        vf v = SB_SPLAT(0.0f);
+        memcpy(&v, x + i, (n - i) * sizeof *x);
+        vgelu(&v);
+        memcpy(x + i, &v, (n - i) * sizeof *x);
+    }
 }
 
 void sbi_ssl_gelu_forward(float *x, size_t n)
 {
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        v4f v;
-        memcpy(&v, x + i, sizeof v);
-        v = vgelu(v);
-        memcpy(x + i, &v, sizeof v);
-    }
-    if (i < n) { /* tail through the same formula, zero-padded */
-        v4f v = vsplat(0.0f);
-        memcpy(&v, x + i, (n - i) * sizeof *x);
-        v = vgelu(v);
-        memcpy(x + i, &v, (n - i) * sizeof *x);
-    }
+    gelu_wide(x, n);
 }
 
 void sbi_ssl_gelu_forward_ref(float *x, size_t n)
@@ -266,49 +290,49 @@ void sbi_ssl_gelu_forward_ref(float *x, size_t n)
 /* ---- layer 0 of the feature extractor, direct ------------------------------------------
  * C = 1, K = 10, S = 5 at every checkpoint size: as a GEMM its inner dimension would be 5
  * taps per view, so OpenBLAS would stream the (Tout, OC) output twice at a few FLOPs per
- * float. Here each output row is built in registers, 16 channels at a time, from the K
+ * float. Here each output row is built in registers, 2 VL channels at a time, from the K
  * samples it sees; the group-norm statistics are taken from the same registers. */
 
-void sbi_ssl_conv0_forward(float *out, double *stats, const float *inp, const float *wt,
-                           const float *bias, int OC, int K, int S, int t0, int t1)
+SB_WIDE static void conv0_wide(float *out, double *stats, const float *inp, const float *wt,
+                               const float *bias, int OC, int K, int S, int t0, int t1)
 {
-    enum { B = 16 }; /* channels per register block: 4 vectors */
+    enum { NV = 2, B = NV * VL }; /* channels per register block */
     double *sum = stats, *sumsq = stats ? stats + OC : NULL;
     for (int t = t0; t < t1; t++) {
         const float *x_t = inp + (size_t)t * S;
         float *out_t = out + (size_t)t * OC;
         int o = 0;
         for (; o + B <= OC; o += B) {
-            v4f acc[B / 4];
-            for (int i = 0; i < B / 4; i++) {
+            vf acc[NV];
+            for (int i = 0; i < NV; i++) {
                 if (bias)
-                    memcpy(&acc[i], bias + o + 4 * i, sizeof acc[i]);
+                    memcpy(&acc[i], bias + o + VL * i, sizeof acc[i]);
                 else
-                    acc[i] = vsplat(0.0f);
+                    acc[i] = SB_SPLAT(0.0f);
             }
             for (int k = 0; k < K; k++) {
-                const v4f xk = vsplat(x_t[k]);
+                const float xk = x_t[k];
                 const float *w_k = wt + (size_t)k * OC + o;
-                for (int i = 0; i < B / 4; i++) {
-                    v4f wv;
-                    memcpy(&wv, w_k + 4 * i, sizeof wv);
+                for (int i = 0; i < NV; i++) {
+                    vf wv;
+                    memcpy(&wv, w_k + VL * i, sizeof wv);
                     acc[i] += wv * xk;
                 }
             }
             memcpy(out_t + o, acc, sizeof acc);
             if (stats)
-                for (int i = 0; i < B / 4; i++) {
-                    const v4d a = __builtin_convertvector(acc[i], v4d);
-                    v4d s1, s2;
-                    memcpy(&s1, sum + o + 4 * i, sizeof s1);
-                    memcpy(&s2, sumsq + o + 4 * i, sizeof s2);
+                for (int i = 0; i < NV; i++) {
+                    const vd a = __builtin_convertvector(acc[i], vd);
+                    vd s1, s2;
+                    memcpy(&s1, sum + o + VL * i, sizeof s1);
+                    memcpy(&s2, sumsq + o + VL * i, sizeof s2);
                     s1 += a;
                     s2 += a * a;
-                    memcpy(sum + o + 4 * i, &s1, sizeof s1);
-                    memcpy(sumsq + o + 4 * i, &s2, sizeof s2);
+                    memcpy(sum + o + VL * i, &s1, sizeof s1);
+                    memcpy(sumsq + o + VL * i, &s2, sizeof s2);
                 }
         }
-        for (; o < OC; o++) { /* channels past the last block of 16 */
+        for (; o < OC; o++) { /* channels past the last block */
             float acc = bias ? bias[o] : 0.0f;
             for (int k = 0; k < K; k++)
                 acc += wt[(size_t)k * OC + o] * x_t[k];
@@ -319,6 +343,12 @@ void sbi_ssl_conv0_forward(float *out, double *stats, const float *inp, const fl
             }
         }
     }
+}
+
+void sbi_ssl_conv0_forward(float *out, double *stats, const float *inp, const float *wt,
+                           const float *bias, int OC, int K, int S, int t0, int t1)
+{
+    conv0_wide(out, stats, inp, wt, bias, OC, K, S, t0, t1);
 }
 
 void sbi_ssl_channelnorm_stats(float *mean, float *scale, const double *stats, int n_stats,
@@ -338,30 +368,37 @@ void sbi_ssl_channelnorm_stats(float *mean, float *scale, const double *stats, i
     }
 }
 
-void sbi_ssl_channelnorm_gelu(float *x, const float *mean, const float *scale, const float *bias,
-                              int rows, int C)
+SB_WIDE static void channelnorm_gelu_wide(float *x, const float *mean, const float *scale,
+                                          const float *bias, int rows, int C)
 {
     for (int t = 0; t < rows; t++) {
         float *x_t = x + (size_t)t * C;
         int c = 0;
-        for (; c + 4 <= C; c += 4) {
-            v4f v, m, sc, b;
+        for (; c + VL <= C; c += VL) {
+            vf v, m, sc, b;
             memcpy(&v, x_t + c, sizeof v);
             memcpy(&m, mean + c, sizeof m);
             memcpy(&sc, scale + c, sizeof sc);
             memcpy(&b, bias + c, sizeof b);
-            v = vgelu((v - m) * sc + b);
+            v = (v - m) * sc + b;
+            vgelu(&v);
             memcpy(x_t + c, &v, sizeof v);
         }
         if (c < C) {
-            v4f v = vsplat(0.0f);
+            vf v = SB_SPLAT(0.0f);
             for (int i = 0; c + i < C; i++)
                 v[i] = (x_t[c + i] - mean[c + i]) * scale[c + i] + bias[c + i];
-            v = vgelu(v);
+            vgelu(&v);
             for (int i = 0; c + i < C; i++)
                 x_t[c + i] = v[i];
         }
     }
+}
+
+void sbi_ssl_channelnorm_gelu(float *x, const float *mean, const float *scale, const float *bias,
+                              int rows, int C)
+{
+    channelnorm_gelu_wide(x, mean, scale, bias, rows, C);
 }
 
 /* ---- WavLM relative position bias ------------------------------------------------------ */
@@ -412,25 +449,35 @@ void sbi_ssl_wavlm_gate_forward(float *gate, const float *inp, const float *gw, 
 /* ---- attention ------------------------------------------------------------------------- */
 
 /* In place over one row, with the vector exp. */
-static void softmax_row(float *s, int n)
+SB_WIDE static void softmax_row(float *s, int n)
 {
     float mx = -INFINITY;
     for (int j = 0; j < n; j++)
         mx = s[j] > mx ? s[j] : mx;
-    v4f acc = vsplat(0.0f);
+    vf acc = SB_SPLAT(0.0f);
     int j = 0;
-    for (; j + 4 <= n; j += 4) {
-        v4f v;
+    for (; j + VL <= n; j += VL) {
+        vf v;
         memcpy(&v, s + j, sizeof v);
-        v = vexp_nonpos(v - vsplat(mx));
+        v -= mx;
+        vexp_nonpos(&v);
         acc += v;
         memcpy(s + j, &v, sizeof v);
     }
-    float sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for (; j < n; j++) {
-        s[j] = expf(s[j] - mx);
-        sum += s[j];
+    if (j < n) { /* the tail, padded with exp(-inf - mx) = 0 lanes left out of the sum */
+        vf v = SB_SPLAT(-INFINITY);
+        memcpy(&v, s + j, (size_t)(n - j) * sizeof *s);
+        v -= mx;
+        vexp_nonpos(&v);
+        for (int i = 0; j + i < n; i++)
+            s[j + i] = v[i];
+        for (int i = n - j; i < VL; i++)
+            v[i] = 0.0f;
+        acc += v;
     }
+    float sum = 0.0f;
+    for (int i = 0; i < VL; i++)
+        sum += acc[i];
     const float inv = 1.0f / sum;
     for (j = 0; j < n; j++)
         s[j] *= inv;
