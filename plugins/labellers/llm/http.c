@@ -189,6 +189,7 @@ struct llm_http {
     CURLM *multi;
     slot *slots;
     int n_slots, n_active;
+    int limit;            /* requests in flight at most (<= n_slots) */
     llm_job *head, *tail; /* ready queue */
     llm_job **heap;       /* delayed jobs, min-heap on not_before */
     size_t n_heap, cap_heap;
@@ -295,6 +296,11 @@ void llm_http_submit_after(llm_http *e, llm_job *job, double delay_s)
     job->attempts = 0;
     job->not_before = llm_now() + (delay_s > 0 ? delay_s : 0);
     heap_push(e, job);
+}
+
+void llm_http_set_limit(llm_http *e, int n)
+{
+    e->limit = n < 1 ? 1 : n > e->n_slots ? e->n_slots : n;
 }
 
 void llm_http_stop(llm_http *e)
@@ -460,6 +466,7 @@ sb_status llm_http_create(const llm_http_cfg *cfg, const sb_host *host, llm_http
     }
     e->curl_inited = 1;
     e->n_slots = cfg->concurrency > 0 ? cfg->concurrency : 1;
+    e->limit = e->n_slots;
     e->slots = calloc((size_t)e->n_slots, sizeof *e->slots);
     e->multi = curl_multi_init();
     e->json_headers = headers_build(cfg, 1);
@@ -571,22 +578,26 @@ static int launch(llm_http *e, slot *s, llm_job *j)
     return 1;
 }
 
+double llm_ratelimit_wait(const char *remaining, const char *reset)
+{
+    double r, d;
+    if (!remaining || !plain_number(remaining, &r) || r > 0 || !llm_go_duration(reset, &d) ||
+        d <= 0)
+        return 0;
+    return d > 120 ? 120 : d;
+}
+
 /* The x-ratelimit headers: when a remaining count reaches 0, hold until its reset. */
 static void note_ratelimit(llm_http *e, const slot *s, double now)
 {
     const char *rem[2] = { s->rem_req, s->rem_tok }, *reset[2] = { s->reset_req, s->reset_tok };
     for (int i = 0; i < 2; i++) {
-        double r, d;
-        if (rem[i][0] && plain_number(rem[i], &r) && r <= 0 && llm_go_duration(reset[i], &d) &&
-            d > 0) {
-            if (d > 120)
-                d = 120;
-            if (now + d > e->hold_until) {
-                e->hold_until = now + d;
-                e->host->log(e->host, SB_LOG_DEBUG,
-                             "rate limit: no %s left; pausing %.2f s until the window resets",
-                             i ? "tokens" : "requests", d);
-            }
+        double d = rem[i][0] ? llm_ratelimit_wait(rem[i], reset[i]) : 0;
+        if (d > 0 && now + d > e->hold_until) {
+            e->hold_until = now + d;
+            e->host->log(e->host, SB_LOG_DEBUG,
+                         "rate limit: no %s left; pausing %.2f s until the window resets",
+                         i ? "tokens" : "requests", d);
         }
     }
 }
@@ -708,7 +719,7 @@ sb_status llm_http_run(llm_http *e, const llm_http_cb *cb, void *ctx, sb_error *
         while (e->n_heap && e->heap[0]->not_before <= now)
             queue_push(e, heap_pop(e));
         double wait = 0.1;
-        while (!e->stopping && e->n_active < e->n_slots && e->head) {
+        while (!e->stopping && e->n_active < e->limit && e->head) {
             llm_job *j = queue_pop(e);
             if (!cb->prepare(ctx, j) || e->stopping)
                 continue; /* answered without a request (cache), or the stage stopped */

@@ -150,6 +150,11 @@ int64_t llm_http_date(const char *s);
 double llm_retry_delay(int n, const char *retry_after_ms, const char *retry_after, int64_t now_unix,
                        double base, double backoff_max, double u);
 
+/* How long to hold back every request after an answer whose x-ratelimit-remaining-*
+ * header is `remaining` and x-ratelimit-reset-* is `reset` (a Go duration): the reset time
+ * (at most 120 s) when remaining is 0, else 0. */
+double llm_ratelimit_wait(const char *remaining, const char *reset);
+
 /* Classify a finished HTTP exchange. Returns 1 when it is worth retrying: status 408, 409,
  * 429 (unless the body says insufficient_quota) and >= 500; x-should-retry "true"/"false"
  * (should_retry 1/0, -1 when absent) overrides the status. */
@@ -225,6 +230,8 @@ void llm_http_submit_after(llm_http *e, llm_job *job, double delay_s);
 /* Run until every queued job is done, llm_http_stop was called and in-flight requests
  * finished, or the user cancelled (in-flight requests are aborted; SB_ERR_CANCELLED). */
 sb_status llm_http_run(llm_http *e, const llm_http_cb *cb, void *ctx, sb_error *err);
+/* Requests in flight at most, 1..concurrency (e.g. 1 while probing a server). */
+void llm_http_set_limit(llm_http *e, int n);
 /* From a callback: send nothing more; requests in flight finish (without retries). */
 void llm_http_stop(llm_http *e);
 int llm_http_stopping(const llm_http *e);
@@ -316,6 +323,7 @@ typedef struct llm_run {
     llm_item *items;
     size_t n_items;
     int batch_mode;
+    int probing; /* sync: one request in flight until the first usable answer */
     sb_error *err;
     sb_status fatal; /* first stage-stopping error (also in *err) */
     size_t n_ok, n_invalid, n_failed, n_cache_hits, n_reasked, n_puts_failed;

@@ -675,6 +675,8 @@ static llm_verdict sync_done(void *ctx, llm_job *job, const llm_result *res)
     llm_call *call = job->user;
     const sb_host *h = r->L->host;
     if (res->gave_up || res->status == 0) {
+        if (res->request_id)
+            snprintf(call->request_id, sizeof call->request_id, "%s", res->request_id);
         llm_call_fail(r, call, "%s", res->error ? res->error : "no answer");
         return LLM_ACCEPT;
     }
@@ -683,9 +685,14 @@ static llm_verdict sync_done(void *ctx, llm_job *job, const llm_result *res)
         char why[300];
         if (!llm_answer_parse(res->body, res->len, &a, why, sizeof why)) {
             h->log(h, SB_LOG_DEBUG, "unusable answer (%s)%s%s%s; retrying", why,
-                   res->request_id ? " request id " : "", res->request_id ? res->request_id : "",
-                   "");
+                   res->request_id ? " (request id " : "", res->request_id ? res->request_id : "",
+                   res->request_id ? ")" : "");
             return LLM_RETRY;
+        }
+        if (r->probing) {
+            /* The server takes requests in this format: open up to `concurrency`. */
+            r->probing = 0;
+            llm_http_set_limit(r->http, r->L->http.concurrency);
         }
         llm_call_cache_put(r, call, a.root, res->request_id, job->attempts);
         int finished = llm_call_answer(r, call, &a, res->request_id, job->attempts, 0, 0);
@@ -711,6 +718,10 @@ sb_status llm_run_sync(llm_run *r)
     for (size_t i = 0; i < r->n_items; i++)
         for (int s = 0; s < L->samples; s++)
             llm_http_submit(r->http, &r->items[i].calls[s].job);
+    /* One request first: a server that rejects the format or the key answers once, not
+     * `concurrency` times; answers from the cache are not held back. */
+    r->probing = 1;
+    llm_http_set_limit(r->http, 1);
     llm_http_cb cb = { sync_prepare, sync_done };
     sb_status st = llm_http_run(r->http, &cb, r, r->err);
     const llm_http_stats *hs = llm_http_get_stats(r->http);

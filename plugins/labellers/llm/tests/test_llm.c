@@ -521,6 +521,17 @@ Test(llm, go_durations)
     cr_assert_not(llm_go_duration(NULL, &s));
 }
 
+Test(llm, rate_limit_headers_hold_requests_until_the_reset)
+{
+    cr_assert_float_eq(llm_ratelimit_wait("0", "1s"), 1, 1e-12);
+    cr_assert_float_eq(llm_ratelimit_wait("0", "6m0s"), 120, 1e-12); /* capped */
+    cr_assert_float_eq(llm_ratelimit_wait("0", "20ms"), 0.02, 1e-12);
+    cr_assert_float_eq(llm_ratelimit_wait("3", "1s"), 0, 0);  /* some left */
+    cr_assert_float_eq(llm_ratelimit_wait("0", "bad"), 0, 0); /* unparsable reset */
+    cr_assert_float_eq(llm_ratelimit_wait(NULL, "1s"), 0, 0);
+    cr_assert_float_eq(llm_ratelimit_wait("", "1s"), 0, 0);
+}
+
 /* ---- through the descriptor -------------------------------------------------------- */
 
 static sb_status make(const char *yaml, void **inst, sb_opts **o, sb_error *err)
