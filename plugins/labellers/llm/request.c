@@ -351,12 +351,12 @@ static json_t *detail_json(const llm_run *r, const llm_item *it, const int *vote
                           reasked, "mode", r->batch_mode ? "batch" : "sync");
     if (!d)
         return NULL;
-    if (all_cached)
-        json_object_set_new(d, "cost_usd", json_real(0));
-    else if (L->price.known)
-        json_object_set_new(d, "cost_usd", json_real(cost));
-    else
+    /* Without a price the cost is unknown (null), even for an answer from the cache, so
+     * a stage total never mixes known zeros with unknowns. */
+    if (!L->price.known)
         json_object_set_new(d, "cost_usd", json_null());
+    else
+        json_object_set_new(d, "cost_usd", json_real(all_cached ? 0 : cost));
     if (votes) {
         json_t *v = json_object();
         for (int c = 0; c < r->labels.n; c++)

@@ -602,6 +602,27 @@ Test(llm, descriptor_and_option_errors)
     cr_assert_not_null(strstr(err.msg, "prices.m.inptu"), "%s", err.msg);
     unmake(&inst, &o);
     sb_error_clear(&err);
+    /* ca_file must be readable (TLS verification itself is never turned off). */
+    snprintf(y, sizeof y,
+             "base_url: https://h/v1\nmodel: m\nprompt: %s\nca_file: /nonexistent/ca.pem", prompt);
+    cr_assert_eq(make(y, &inst, &o, &err), SB_ERR_CONFIG);
+    cr_assert_not_null(strstr(err.msg, "ca_file /nonexistent/ca.pem cannot be read"), "%s",
+                       err.msg);
+    unmake(&inst, &o);
+    sb_error_clear(&err);
+    /* system and system_file exclude each other; system_file is read. */
+    const char *sysf = write_file("sys.txt", "You label emotions.\n");
+    snprintf(y, sizeof y, "base_url: http://h/v1\nmodel: m\nprompt: %s\nsystem: x\nsystem_file: %s",
+             prompt, sysf);
+    cr_assert_eq(make(y, &inst, &o, &err), SB_ERR_CONFIG);
+    cr_assert_not_null(strstr(err.msg, "not both"), "%s", err.msg);
+    unmake(&inst, &o);
+    sb_error_clear(&err);
+    snprintf(y, sizeof y, "base_url: http://h/v1\nmodel: m\nprompt: %s\nsystem_file: %s", prompt,
+             sysf);
+    cr_assert_eq(make(y, &inst, &o, &err), SB_OK, "%s", err.msg);
+    cr_assert_str_eq(((llm *)inst)->system, "You label emotions.");
+    unmake(&inst, &o);
     /* An unset key variable: create works (plan can run), label stops and names it. */
     unsetenv("SB_LLM_TEST_UNSET_KEY");
     snprintf(y, sizeof y,
