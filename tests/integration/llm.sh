@@ -71,6 +71,7 @@ experiment:
   head: linear
 YAML
 }
+labels_in_as() { sqlite3 "$1/serbench.db" "SELECT count(*) FROM labels WHERE stage_key IN (SELECT key FROM stages WHERE description LIKE 'labels $2 on %') AND status='ok'" 2>/dev/null || echo 0; }
 labels_in() { sqlite3 "$1/serbench.db" "SELECT count(*) FROM labels WHERE stage_key IN (SELECT key FROM stages WHERE description LIKE 'labels gpt on %') AND status='ok'" 2>/dev/null || echo 0; }
 cache_rows() { sqlite3 "$1/serbench.db" "SELECT count(*) FROM plugin_cache WHERE plugin='llm' AND key NOT LIKE 'llm-%'"; }
 
@@ -182,6 +183,38 @@ expect_in "$T/b2.err" "submitted by an earlier run"
 [ "$(stat_of "$URL_batch" files)" = 1 ] || fail "the restart uploaded another file"
 [ "$(stat_of "$URL_batch" requests)" = 0 ] || fail "batch mode sent sync requests"
 [ "$(labels_in "$R")" = 50 ] || fail "$(labels_in "$R") labels after the batch"
+ok
+
+# ---- the shipped blocks (configs/base/llm.yaml) ---------------------------------------
+cat >"$T/base.yaml" <<YAML
+include: [$SB_SOURCE_ROOT/configs/base/llm.yaml]
+datasets:
+  meld: {plugin: meld, root: "$T/small", on_missing_audio: skip}
+encoders:
+  fbank: {plugin: fbank}
+heads:
+  linear: {plugin: linear}
+experiment:
+  train: {dataset: meld, split: dev, labels: vllm_local}
+  test: {dataset: meld, split: test, labels: vllm_local}
+  encoder: fbank
+  head: linear
+YAML
+reset_server "$URL_main"
+VLLM_URL=$URL_main VLLM_MODEL=serbench-test run_sb "$T/base" label "$T/base.yaml" --results "$T/r-base"
+expect_exit 0 "$T/base"
+[ "$(labels_in_as "$T/r-base" vllm_local)" = 50 ] || fail "vllm_local block: $(labels_in_as "$T/r-base" vllm_local) labels"
+[ "$(stat_of "$URL_main" requests)" = 50 ] || fail "vllm_local block: $(stat_of "$URL_main" requests) requests"
+for b in gpt4o gpt4o_batch gpt4o_iemocap4 ollama_local llamacpp_local gpt35_sentiment; do
+  env -u OPENAI_API_KEY "$SERBENCH" validate "$T/base.yaml" "experiment.train.labels=$b" "experiment.test.labels=$b" >"$T/v.out" 2>&1 ||
+    { cat "$T/v.out" >&2; fail "block $b does not validate"; }
+done
+env -u OPENAI_API_KEY "$SERBENCH" label "$T/base.yaml" --results "$T/r-base" --plan \
+  experiment.train.labels=gpt4o experiment.test.labels=gpt4o >"$T/bp.out" 2>&1 || fail "gpt4o plan"
+expect_in "$T/bp.out" "POST https://api.openai.com/v1/chat/completions, model gpt-4o-2024-08-06"
+expect_in "$T/bp.out" "cost:               ~\$"
+expect_in "$T/bp.out" "OPENAI_API_KEY (api_key_env) is not set"
+[ "$(stat_of "$URL_main" requests)" = 50 ] || fail "the plan sent requests"
 ok
 
 # ---- the API key stays secret ---------------------------------------------------------
