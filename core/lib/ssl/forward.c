@@ -72,8 +72,10 @@ static sb_status work_reserve(sb_ssl_model *m, size_t n, size_t T, int threads, 
     w->p = malloc(xh * sizeof *w->p);
     w->qkv = malloc(3 * T * H * sizeof *w->qkv);
     w->ffn = malloc(T * FF * sizeof *w->ffn);
-    w->col =
-        malloc(T * (size_t)c->pos_conv_kernel * (H / (size_t)c->pos_conv_groups) * sizeof *w->col);
+    const size_t pos_rows = T + (size_t)threads * c->pos_conv_kernel; /* see pos_task */
+    w->col = malloc(pos_rows *
+                    sbi_ssl_posconv_col_width((int)H, c->pos_conv_groups, c->pos_conv_kernel) *
+                    sizeof *w->col);
     w->att = malloc(sbi_ssl_attention_scratch(T, threads) * sizeof *w->att);
     w->w0t = malloc((size_t)c->conv_kernel[0] * C0 * sizeof *w->w0t);
     w->cn = malloc(2 * C0 * sizeof *w->cn);
@@ -185,8 +187,11 @@ static void pos_task(void *ctx, int thread, size_t b, size_t e)
     const sb_ssl_config *c = j->c;
     const int H = j->H, K = c->pos_conv_kernel, G = c->pos_conv_groups;
     float *out_b = j->out + b * H;
-    sbi_ssl_posconv_rows(j->out, j->w->col + b * (size_t)K * (H / G), j->src, j->W->pos_w[j->pos_l],
-                         j->W->pos_b[j->pos_l], j->T, H, G, K, (int)b, (int)e);
+    /* this thread's e - b + K col rows start at row b + thread K, so they end where the
+     * next thread's start, at e + (thread + 1) K */
+    float *col = j->w->col + (b + (size_t)thread * K) * sbi_ssl_posconv_col_width(H, G, K);
+    sbi_ssl_posconv_rows(j->out, col, j->src, j->W->pos_w[j->pos_l], j->W->pos_b[j->pos_l], j->T, H,
+                         G, K, (int)b, (int)e);
     if (c->family == SB_SSL_DATA2VEC)
         layernorm_rows(j->out, j->out, NULL, NULL, b, e, H, 1e-5f);
     sbi_ssl_gelu_forward(out_b, (e - b) * H);

@@ -67,34 +67,49 @@ void sbi_ssl_conv1d_forward_ref(float *out, const float *inp, const float *w, co
         }
 }
 
-/* inp, out (T, H); wpacked (H, K, Hg) with Hg = H/G; col (t1 - t0, K*Hg). Group g: col row
- * t is the K input rows t-K/2 .. t+K-1-K/2 (zeros outside) restricted to the group's
- * columns; out[t0:t1, g] = col · W_g^T with W_g the (Hg, K*Hg) rows of the group's output
- * channels. */
+/* inp, out (T, H); wpacked (H, K, Hg) with Hg = H/G. The im2col row of output t for group
+ * g is the K input rows t-K/2 .. t+K-1-K/2 (zeros outside) restricted to the group's
+ * columns, K*Hg floats, and out[t, g] = that row · W_g^T. Consecutive rows of a full im2col
+ * overlap in all but one tap, so instead col holds rows of P taps, row u starting at input
+ * row t0 + u - K/2: the P-tap slice c of output t's im2col row is col row t - t0 + cP, and
+ * for each slice the rows t0..t1 form a plain (t1-t0, P*Hg) view with lda = P*Hg. The group
+ * is then ceil(K/P) GEMMs over one buffer K/P times smaller than the im2col (about 1 MB for
+ * 250 rows at base size, so it stays in L2). */
+size_t sbi_ssl_posconv_col_width(int H, int G, int K)
+{
+    return (size_t)(K < SBI_SSL_POS_TAPS ? K : SBI_SSL_POS_TAPS) * (size_t)(H / G);
+}
+
 void sbi_ssl_posconv_rows(float *out, float *col, const float *inp, const float *wpacked,
                           const float *bias, int T, int H, int G, int K, int t0, int t1)
 {
     const int Hg = H / G, pad = K / 2, rows = t1 - t0;
-    const size_t row = (size_t)K * Hg;
+    const int P = K < SBI_SSL_POS_TAPS ? K : SBI_SSL_POS_TAPS, n_slices = (K + P - 1) / P;
+    const int U = rows + (n_slices - 1) * P; /* col rows used */
+    const size_t ld = (size_t)P * Hg, wrow = (size_t)K * Hg;
     if (rows <= 0)
         return;
     float *out_t0 = out + (size_t)t0 * H;
     fill_rows(out_t0, bias, rows, H, H);
     for (int g = 0; g < G; g++) {
-        for (int t = t0; t < t1; t++) {
-            float *col_t = col + (size_t)(t - t0) * row;
-            for (int k = 0; k < K; k++) {
-                const int src = t + k - pad;
+        for (int u = 0; u < U; u++) {
+            float *col_u = col + (size_t)u * ld;
+            for (int q = 0; q < P; q++) {
+                const int src = t0 + u - pad + q;
                 if (src < 0 || src >= T)
-                    memset(col_t + (size_t)k * Hg, 0, (size_t)Hg * sizeof *col_t);
+                    memset(col_u + (size_t)q * Hg, 0, (size_t)Hg * sizeof *col_u);
                 else
-                    memcpy(col_t + (size_t)k * Hg, inp + (size_t)src * H + (size_t)g * Hg,
-                           (size_t)Hg * sizeof *col_t);
+                    memcpy(col_u + (size_t)q * Hg, inp + (size_t)src * H + (size_t)g * Hg,
+                           (size_t)Hg * sizeof *col_u);
             }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, Hg, (int)row, 1.0f, col,
-                    (int)row, wpacked + (size_t)g * Hg * row, (int)row, 1.0f,
-                    out_t0 + (size_t)g * Hg, H);
+        const float *w_g = wpacked + (size_t)g * Hg * wrow;
+        for (int sl = 0; sl < n_slices; sl++) {
+            const int taps = K - sl * P < P ? K - sl * P : P;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, Hg, taps * Hg, 1.0f,
+                        col + (size_t)sl * P * ld, (int)ld, w_g + (size_t)sl * P * Hg, (int)wrow,
+                        1.0f, out_t0 + (size_t)g * Hg, H);
+        }
     }
 }
 
@@ -448,15 +463,24 @@ void sbi_ssl_wavlm_gate_forward(float *gate, const float *inp, const float *gw, 
 
 /* ---- attention ------------------------------------------------------------------------- */
 
-/* In place over one row, with the vector exp. */
+/* In place over one row, with the vector exp; every pass runs on whole vectors. */
 SB_WIDE static void softmax_row(float *s, int n)
 {
+    const int nv = n / VL * VL;
+    vf vmx = SB_SPLAT(-INFINITY);
+    for (int j = 0; j < nv; j += VL) {
+        vf v;
+        memcpy(&v, s + j, sizeof v);
+        const vi gt = v > vmx;
+        vmx = (vf)(((vi)v & gt) | ((vi)vmx & ~gt));
+    }
     float mx = -INFINITY;
-    for (int j = 0; j < n; j++)
+    for (int i = 0; i < VL; i++)
+        mx = vmx[i] > mx ? vmx[i] : mx;
+    for (int j = nv; j < n; j++)
         mx = s[j] > mx ? s[j] : mx;
     vf acc = SB_SPLAT(0.0f);
-    int j = 0;
-    for (; j + VL <= n; j += VL) {
+    for (int j = 0; j < nv; j += VL) {
         vf v;
         memcpy(&v, s + j, sizeof v);
         v -= mx;
@@ -464,22 +488,27 @@ SB_WIDE static void softmax_row(float *s, int n)
         acc += v;
         memcpy(s + j, &v, sizeof v);
     }
-    if (j < n) { /* the tail, padded with exp(-inf - mx) = 0 lanes left out of the sum */
-        vf v = SB_SPLAT(-INFINITY);
-        memcpy(&v, s + j, (size_t)(n - j) * sizeof *s);
+    if (nv < n) { /* the tail; lanes past n are left out of the sum */
+        vf v = SB_SPLAT(0.0f);
+        memcpy(&v, s + nv, (size_t)(n - nv) * sizeof *s);
         v -= mx;
         vexp_nonpos(&v);
-        for (int i = 0; j + i < n; i++)
-            s[j + i] = v[i];
-        for (int i = n - j; i < VL; i++)
+        for (int i = n - nv; i < VL; i++)
             v[i] = 0.0f;
+        memcpy(s + nv, &v, (size_t)(n - nv) * sizeof *s);
         acc += v;
     }
     float sum = 0.0f;
     for (int i = 0; i < VL; i++)
         sum += acc[i];
     const float inv = 1.0f / sum;
-    for (j = 0; j < n; j++)
+    for (int j = 0; j < nv; j += VL) {
+        vf v;
+        memcpy(&v, s + j, sizeof v);
+        v *= inv;
+        memcpy(s + j, &v, sizeof v);
+    }
+    for (int j = nv; j < n; j++)
         s[j] *= inv;
 }
 

@@ -27,12 +27,16 @@ void sbi_ssl_conv1d_forward_ref(float *out, const float *inp, const float *w, co
 
 /* Grouped "same" convolution along time: out[t] = bias + sum_k W_k x[t + k - K/2], zero
  * outside [0, T) (for even K this is PyTorch's padding K/2 followed by dropping the last
- * frame, HF's SamePad). inp and out are (T, H), weight packed (H, K, H/G), bias (H).
- * col is scratch of T*K*(H/G) floats. */
+ * frame, HF's SamePad). inp and out are (T, H), weight packed (H, K, H/G), bias (H). The
+ * im2col is built SBI_SSL_POS_TAPS taps at a time (kernels.c): col is scratch of (T + K)
+ * rows of sbi_ssl_posconv_col_width(H, G, K) floats. */
+enum { SBI_SSL_POS_TAPS = 16 };
+size_t sbi_ssl_posconv_col_width(int H, int G, int K);
 void sbi_ssl_posconv_forward(float *out, float *col, const float *inp, const float *wpacked,
                              const float *bias, int T, int H, int G, int K);
-/* The same for output rows [t0, t1) only (all of inp is read); col holds (t1-t0)*K*(H/G)
- * floats. Disjoint row ranges may run on different threads. */
+/* The same for output rows [t0, t1) only (all of inp is read); col holds t1 - t0 + K rows
+ * of sbi_ssl_posconv_col_width floats. Disjoint row ranges with disjoint col may run on
+ * different threads. */
 void sbi_ssl_posconv_rows(float *out, float *col, const float *inp, const float *wpacked,
                           const float *bias, int T, int H, int G, int K, int t0, int t1);
 /* Loops over the PyTorch layout w (H, H/G, K). */
@@ -148,7 +152,7 @@ typedef struct sbi_ssl_work {
     float *x, *y, *p;  /* (T, H) */
     float *qkv;        /* (T, 3H) */
     float *ffn;        /* (T, FF) */
-    float *col;        /* pos-conv im2col (T, K*H/G) */
+    float *col;        /* pos-conv im2col, T + threads K rows (sbi_ssl_posconv_col_width) */
     float *att;        /* attention scores, sbi_ssl_attention_scratch(T, threads) */
     float *w0t;        /* conv layer 0 weight transposed, (K0, C0) */
     float *cn;         /* GroupNorm of conv layer 0: mean | scale, 2 C0 */

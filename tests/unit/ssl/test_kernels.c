@@ -113,7 +113,8 @@ static void check_posconv(int T, int H, int G, int K)
 {
     const int Hg = H / G;
     float *x = randv((size_t)T * H, 4), *w = randv((size_t)H * Hg * K, 5), *b = randv((size_t)H, 6);
-    float *wp = malloc((size_t)H * Hg * K * sizeof *wp), *col = malloc((size_t)T * K * Hg * 4);
+    float *wp = malloc((size_t)H * Hg * K * sizeof *wp),
+          *col = malloc((T + K) * sbi_ssl_posconv_col_width(H, G, K) * 4);
     float *got = malloc((size_t)T * H * 4), *want = malloc((size_t)T * H * 4);
     sbi_ssl_conv_pack(wp, w, H, Hg, K);
     sbi_ssl_posconv_forward(got, col, x, wp, b, T, H, G, K);
@@ -131,7 +132,8 @@ static void check_posconv_rows(int T, int H, int G, int K)
     const int Hg = H / G;
     float *x = randv((size_t)T * H, 14), *w = randv((size_t)H * Hg * K, 15),
           *b = randv((size_t)H, 16);
-    float *wp = malloc((size_t)H * Hg * K * sizeof *wp), *col = malloc((size_t)T * K * Hg * 4);
+    const size_t width = sbi_ssl_posconv_col_width(H, G, K);
+    float *wp = malloc((size_t)H * Hg * K * sizeof *wp), *col = malloc((T + 4 * K) * width * 4);
     float *whole = malloc((size_t)T * H * 4), *pieces = malloc((size_t)T * H * 4);
     float *want = malloc((size_t)T * H * 4);
     sbi_ssl_conv_pack(wp, w, H, Hg, K);
@@ -139,7 +141,8 @@ static void check_posconv_rows(int T, int H, int G, int K)
     const int cuts[] = { 0, T / 3, T / 3 + 1, T - 2 > 0 ? T - 2 : T, T };
     for (int i = 0; i + 1 < 5; i++) {
         const int t0 = cuts[i] < T ? cuts[i] : T, t1 = cuts[i + 1] < T ? cuts[i + 1] : T;
-        sbi_ssl_posconv_rows(pieces, col + (size_t)t0 * K * Hg, x, wp, b, T, H, G, K, t0, t1);
+        sbi_ssl_posconv_rows(pieces, col + (t0 + (size_t)i * K) * width, x, wp, b, T, H, G, K, t0,
+                             t1);
     }
     sbi_ssl_posconv_forward_ref(want, x, w, b, T, H, G, K);
     cr_expect_eq(memcmp(whole, pieces, (size_t)T * H * 4), 0,
@@ -155,6 +158,8 @@ Test(ssl_kernels, posconv_rows_split)
     check_posconv_rows(40, 12, 3, 16);
     check_posconv_rows(9, 8, 2, 5);
     check_posconv_rows(3, 8, 1, 4);
+    check_posconv_rows(60, 8, 2, 40);  /* three tap slices, the last short */
+    check_posconv_rows(33, 12, 3, 19); /* data2vec's K: 16 + 3 taps */
 }
 
 Test(ssl_kernels, posconv_matches_reference)
@@ -164,6 +169,9 @@ Test(ssl_kernels, posconv_matches_reference)
     check_posconv(41, 12, 3, 8);
     check_posconv(23, 16, 4, 5); /* odd K (data2vec) */
     check_posconv(50, 8, 1, 3);
+    check_posconv(30, 8, 2, 128); /* base K, T < K: eight tap slices, mostly padding */
+    check_posconv(200, 16, 4, 128);
+    check_posconv(45, 12, 3, 19);
 }
 
 /* Even K: PyTorch pads K/2 on both sides and HF SamePad drops the last output. Check the
@@ -171,7 +179,8 @@ Test(ssl_kernels, posconv_matches_reference)
 Test(ssl_kernels, posconv_even_kernel_is_samepad)
 {
     const int T = 9, K = 4, pad = K / 2;
-    float x[9], w[4] = { 0.5f, -1.0f, 2.0f, 0.25f }, b[1] = { 0.1f }, wp[4], col[9 * 4], got[9];
+    float x[9], w[4] = { 0.5f, -1.0f, 2.0f, 0.25f }, b[1] = { 0.1f }, wp[4], col[(9 + 4) * 4],
+                got[9];
     for (int t = 0; t < T; t++)
         x[t] = (float)(t * t % 7) - 3.0f;
     sbi_ssl_conv_pack(wp, w, 1, 1, K);
