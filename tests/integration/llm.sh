@@ -8,6 +8,7 @@
 #  - every fault kind, fallbacks, text mode, self-consistency, pacing and the Batch API as
 #    data: plugins/labellers/llm/tests/scenarios/*/*.json, run by scenarios.py;
 #  - a restart in the middle of a batch polls the same batch instead of submitting again;
+#  - TLS certificates are verified (a self-signed server fails until ca_file names it);
 #  - a recognisable fake API key reaches no log line, store row, cache entry or error.
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
@@ -216,6 +217,29 @@ expect_in "$T/bp.out" "cost:               ~\$"
 expect_in "$T/bp.out" "OPENAI_API_KEY (api_key_env) is not set"
 [ "$(stat_of "$URL_main" requests)" = 50 ] || fail "the plan sent requests"
 ok
+
+# ---- TLS: certificates are verified; ca_file says whom to trust ------------------------
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$T/tls.key" -out "$T/tls.pem" 2>/dev/null ||
+  fail "openssl could not make a certificate"
+"$PY" "$LT/tls_proxy.py" --cert "$T/tls.pem" --key "$T/tls.key" \
+  --upstream "$(cat "$T/main.port")" --port-file "$T/tls.port" 2>"$T/tls.err" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$T/tls.port" ] && break; sleep 0.1; done
+URL_tls="https://127.0.0.1:$(cat "$T/tls.port")/v1"
+reset_server "$URL_main"
+config "$T/tls1.yaml" "$T/small" "base_url: \"$URL_tls\""
+run_sb "$T/tls1" label "$T/tls1.yaml" --results "$T/r-tls1"
+expect_exit 1 "$T/tls1"
+expect_in "$T/tls1.err" "SSL certificate problem: self-signed certificate"
+expect_in "$T/tls1.err" "set ca_file to the CA certificate that signed it"
+expect_not_in "$T/tls1.err" "retry"
+[ "$(labels_in "$T/r-tls1")" = 0 ] || fail "labels through an unverified certificate"
+[ "$(stat_of "$URL_main" requests)" = 0 ] || fail "requests passed an unverified certificate"
+config "$T/tls2.yaml" "$T/small" "base_url: \"$URL_tls\", ca_file: \"$T/tls.pem\""
+run_sb "$T/tls2" label "$T/tls2.yaml" --results "$T/r-tls2"
+expect_exit 0 "$T/tls2"
+[ "$(labels_in "$T/r-tls2")" = 50 ] || fail "$(labels_in "$T/r-tls2") labels over TLS with ca_file"
 
 # ---- the API key stays secret ---------------------------------------------------------
 KEY="sk-serbench-FAKE-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')-KEY"

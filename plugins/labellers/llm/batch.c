@@ -41,6 +41,12 @@ static llm_verdict once_done(void *ctx, llm_job *job, const llm_result *res)
     o->status = res->status;
     if (res->request_id)
         snprintf(o->request_id, sizeof o->request_id, "%s", res->request_id);
+    if (res->permanent) {
+        if (!o->r->fatal)
+            llm_run_transport_error(o->r, res->error);
+        o->failed = 1;
+        return LLM_ACCEPT;
+    }
     if (res->gave_up || res->status == 0) {
         snprintf(o->error, sizeof o->error, "%s", res->error ? res->error : "no answer");
         o->failed = 1;

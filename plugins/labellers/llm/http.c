@@ -602,6 +602,23 @@ static void note_ratelimit(llm_http *e, const slot *s, double now)
     }
 }
 
+/* Transfer failures that a retry cannot fix: TLS trust and configuration problems. */
+static int permanent(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_NOT_BUILT_IN: return 1;
+    default: return 0;
+    }
+}
+
 static void finish(llm_http *e, slot *s, CURLcode cc, const llm_http_cb *cb, void *ctx)
 {
     llm_job *j = s->job;
@@ -618,6 +635,15 @@ static void finish(llm_http *e, slot *s, CURLcode cc, const llm_http_cb *cb, voi
                      .len = s->body.n,
                      .request_id = s->request_id[0] ? s->request_id : NULL };
     char desc[700];
+    if (cc != CURLE_OK && permanent(cc)) {
+        snprintf(desc, sizeof desc, "cannot talk to the server: %s",
+                 s->errbuf[0] ? s->errbuf : curl_easy_strerror(cc));
+        r.error = desc;
+        r.permanent = 1;
+        e->stats.by_transport++;
+        cb->done(ctx, j, &r);
+        return;
+    }
     if (cc != CURLE_OK) {
         snprintf(desc, sizeof desc, "no answer from the server: %s",
                  s->errbuf[0] ? s->errbuf : curl_easy_strerror(cc));

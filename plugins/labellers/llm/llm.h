@@ -187,6 +187,8 @@ typedef struct llm_result {
     int gave_up;            /* retryable failures exhausted max_retries (or a retry-after
                                over 120 s, or the stage is stopping) */
     const char *error;      /* with gave_up or status 0: what happened last */
+    int permanent;          /* status 0 from a failure retrying cannot fix (the server's
+                               TLS certificate not trusted, a malformed URL): not retried */
 } llm_result;
 
 typedef enum llm_verdict {
@@ -353,6 +355,8 @@ void llm_call_cache_put(llm_run *r, llm_call *call, json_t *response, const char
 void llm_call_fail(llm_run *r, llm_call *call, const char *fmt, ...) SB_PRINTF(3, 4);
 /* Record a stage-stopping error for a non-retryable HTTP answer. */
 void llm_run_http_error(llm_run *r, const char *what, const llm_result *res);
+/* Record a stage-stopping transport failure (llm_result.permanent). */
+void llm_run_transport_error(llm_run *r, const char *error);
 /* Replace every occurrence of the API key in text by "***" (in place). */
 void llm_scrub(const llm *L, char *text);
 /* The sync mode: all calls through the HTTP engine. */

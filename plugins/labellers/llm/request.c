@@ -527,6 +527,22 @@ void llm_run_http_error(llm_run *r, const char *what, const llm_result *res)
         llm_http_stop(r->http);
 }
 
+void llm_run_transport_error(llm_run *r, const char *error)
+{
+    const llm *L = r->L;
+    const char *e = error ? error : "no connection";
+    int tls = strstr(e, "SSL") || strstr(e, "certificate");
+    r->fatal = sb_error_set(
+        r->err, SB_ERR_NETWORK, L->chat_url, "%s. What to do: %s", e,
+        tls ? "the server's TLS certificate is not trusted; if it is yours (a local server with "
+              "its own certificate), set ca_file to the CA certificate that signed it - "
+              "verification is never turned off"
+            : "check base_url");
+    L->host->log(L->host, SB_LOG_ERROR, "%s; stopping the stage", e);
+    if (r->http)
+        llm_http_stop(r->http);
+}
+
 /* ---- the run ----------------------------------------------------------------------- */
 
 static void format_key(const llm *L, char out[SB_HASH_HEX + 16])
@@ -674,6 +690,11 @@ static llm_verdict sync_done(void *ctx, llm_job *job, const llm_result *res)
     llm_run *r = ctx;
     llm_call *call = job->user;
     const sb_host *h = r->L->host;
+    if (res->permanent) {
+        if (!r->fatal)
+            llm_run_transport_error(r, res->error);
+        return LLM_ACCEPT;
+    }
     if (res->gave_up || res->status == 0) {
         if (res->request_id)
             snprintf(call->request_id, sizeof call->request_id, "%s", res->request_id);
