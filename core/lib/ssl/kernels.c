@@ -139,8 +139,8 @@ void sbi_ssl_posconv_forward_ref(float *out, const float *inp, const float *w, c
 
 /* ---- norms and activation -------------------------------------------------------------- */
 
-void sbi_ssl_layernorm_forward(float *out, const float *inp, const float *weight, const float *bias,
-                               int T, int C, float eps)
+void sbi_ssl_layernorm_forward_ref(float *out, const float *inp, const float *weight,
+                                   const float *bias, int T, int C, float eps)
 {
     for (int t = 0; t < T; t++) {
         const float *x = inp + (size_t)t * C;
@@ -300,6 +300,66 @@ void sbi_ssl_gelu_forward_ref(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+}
+
+/* LayerNorm rows with the sums in double lanes (each lane sums every VL-th channel, then
+ * the lanes are added in order), so it reads each row three times at vector width. */
+SB_WIDE static void layernorm_wide(float *out, const float *inp, const float *weight,
+                                   const float *bias, int T, int C, float eps)
+{
+    const int nv = C / VL * VL;
+    for (int t = 0; t < T; t++) {
+        const float *x = inp + (size_t)t * C;
+        float *y = out + (size_t)t * C;
+        vd acc = { 0 };
+        for (int c = 0; c < nv; c += VL) {
+            vf v;
+            memcpy(&v, x + c, sizeof v);
+            acc += __builtin_convertvector(v, vd);
+        }
+        double sum = 0.0;
+        for (int i = 0; i < VL; i++)
+            sum += acc[i];
+        for (int c = nv; c < C; c++)
+            sum += x[c];
+        const double mean = sum / C;
+        acc = (vd){ 0 };
+        for (int c = 0; c < nv; c += VL) {
+            vf v;
+            memcpy(&v, x + c, sizeof v);
+            const vd d = __builtin_convertvector(v, vd) - mean;
+            acc += d * d;
+        }
+        double ss = 0.0;
+        for (int i = 0; i < VL; i++)
+            ss += acc[i];
+        for (int c = nv; c < C; c++)
+            ss += (x[c] - mean) * (x[c] - mean);
+        const float rstd = (float)(1.0 / sqrt(ss / C + (double)eps));
+        const float m = (float)mean;
+        for (int c = 0; c < nv; c += VL) {
+            vf v;
+            memcpy(&v, x + c, sizeof v);
+            v = (v - m) * rstd;
+            if (weight) {
+                vf w, b;
+                memcpy(&w, weight + c, sizeof w);
+                memcpy(&b, bias + c, sizeof b);
+                v = v * w + b;
+            }
+            memcpy(y + c, &v, sizeof v);
+        }
+        for (int c = nv; c < C; c++) {
+            const float v = (x[c] - m) * rstd;
+            y[c] = weight ? v * weight[c] + bias[c] : v;
+        }
+    }
+}
+
+void sbi_ssl_layernorm_forward(float *out, const float *inp, const float *weight, const float *bias,
+                               int T, int C, float eps)
+{
+    layernorm_wide(out, inp, weight, bias, T, C, eps);
 }
 
 /* ---- layer 0 of the feature extractor, direct ------------------------------------------

@@ -62,6 +62,9 @@ void sbi_ssl_channelnorm_gelu(float *x, const float *mean, const float *scale, c
  * or both NULL for no affine; biased variance. */
 void sbi_ssl_layernorm_forward(float *out, const float *inp, const float *weight, const float *bias,
                                int T, int C, float eps);
+/* The same with scalar loops. */
+void sbi_ssl_layernorm_forward_ref(float *out, const float *inp, const float *weight,
+                                   const float *bias, int T, int C, float eps);
 /* GroupNorm with one channel per group: each channel normalised over time. x (T, C) in
  * place; weight, bias (C). */
 void sbi_ssl_channelnorm_forward(float *x, const float *weight, const float *bias, int T, int C,

@@ -198,7 +198,7 @@ Test(ssl_kernels, posconv_even_kernel_is_samepad)
 Test(ssl_kernels, norms)
 {
     const int T = 13, C = 300; /* C spans two channel blocks */
-    float *x = randv((size_t)T * C, 7), *w = randv(C, 8), *b = randv(C, 9);
+    float *x = randv((size_t)T * C, 7), *w = randv(768, 8), *b = randv(768, 9); /* up to C 768 */
     float *y = malloc((size_t)T * C * 4);
     for (size_t i = 0; i < (size_t)T * C; i++)
         x[i] = 3.0f + 2.0f * x[i];
@@ -215,6 +215,18 @@ Test(ssl_kernels, norms)
     sbi_ssl_layernorm_forward(y2, x, w, b, T, C, 1e-5f);
     for (int i = 0; i < T * C; i++)
         cr_assert_float_eq(y2[i], y[i] * w[i % C] + b[i % C], 1e-5, "affine at %d", i);
+    /* The vector LayerNorm against the scalar one, in place too, for widths with and
+     * without a tail and below one vector. */
+    const int widths[] = { C, 768, 5, 16 };
+    for (int k = 0; k < 4; k++) {
+        const int Ck = widths[k], Tk = T * C / Ck;
+        sbi_ssl_layernorm_forward_ref(y, x, w, b, Tk, Ck, 1e-5f);
+        memcpy(y2, x, (size_t)Tk * Ck * 4);
+        sbi_ssl_layernorm_forward(y2, y2, w, b, Tk, Ck, 1e-5f);
+        char what[64];
+        snprintf(what, sizeof what, "layernorm C=%d", Ck);
+        expect_close(y2, y, (size_t)Tk * Ck, 1e-6, what);
+    }
     /* Channel norm: the per-channel statistics over time, against a direct computation. */
     memcpy(y, x, (size_t)T * C * 4);
     sbi_ssl_channelnorm_forward(y, w, b, T, C, 1e-5f);
