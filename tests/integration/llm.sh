@@ -241,6 +241,33 @@ run_sb "$T/tls2" label "$T/tls2.yaml" --results "$T/r-tls2"
 expect_exit 0 "$T/tls2"
 [ "$(labels_in "$T/r-tls2")" = 50 ] || fail "$(labels_in "$T/r-tls2") labels over TLS with ca_file"
 
+# ---- the headers sent: Authorization only with a key, the organization when named ------
+"$PY" "$LT/header_capture.py" --port-file "$T/hdr.port" --out "$T/hdr.jsonl" 2>"$T/hdr.err" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$T/hdr.port" ] && break; sleep 0.1; done
+URL_hdr="http://127.0.0.1:$(cat "$T/hdr.port")/v1"
+config "$T/hdr1.yaml" "$T/small" "base_url: \"$URL_hdr\", concurrency: 2"
+run_sb "$T/hdr1" label "$T/hdr1.yaml" --results "$T/r-hdr1"
+expect_exit 0 "$T/hdr1"
+config "$T/hdr2.yaml" "$T/small" "base_url: \"$URL_hdr\", concurrency: 3, api_key_env: SB_LLM_HDR_KEY, organization_env: SB_LLM_HDR_ORG"
+SB_LLM_HDR_KEY=sk-hdr-test SB_LLM_HDR_ORG=org-hdr-test run_sb "$T/hdr2" label "$T/hdr2.yaml" --results "$T/r-hdr2"
+expect_exit 0 "$T/hdr2"
+"$PY" - "$T/hdr.jsonl" <<'PYEOF' || fail "headers"
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+assert len(reqs) == 100, len(reqs)
+for i, r in enumerate(reqs):
+    h = {k.lower(): v for k, v in r["headers"]}
+    assert r["path"] == "/v1/chat/completions", r["path"]
+    assert h.get("content-type") == "application/json", h
+    if i < 50:
+        assert "authorization" not in h and "openai-organization" not in h, h
+    else:
+        assert h.get("authorization") == "Bearer sk-hdr-test", h
+        assert h.get("openai-organization") == "org-hdr-test", h
+PYEOF
+ok
+
 # ---- the API key stays secret ---------------------------------------------------------
 KEY="sk-serbench-FAKE-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')-KEY"
 start_server auth --api-key "$KEY"

@@ -12,6 +12,7 @@ usage: scenarios.py --serbench BIN --url BASE_URL --log SERVER_LOG --root MELD_R
 """
 import argparse
 import csv
+import email.utils
 import hashlib
 import json
 import os
@@ -103,6 +104,18 @@ def corpus_texts(root):
     return out
 
 
+def with_dates(faults):
+    """Faults with "retry_after": "@+N" turned into an HTTP date N seconds from now."""
+    out = []
+    for f in faults:
+        f = dict(f)
+        ra = f.get("retry_after")
+        if isinstance(ra, str) and ra.startswith("@+"):
+            f["retry_after"] = email.utils.formatdate(time.time() + float(ra[2:]), usegmt=True)
+        out.append(f)
+    return out
+
+
 def write_config(path, a, options, dataset_root):
     lab = {"plugin": "llm", "base_url": a.url, "model": "serbench-test", "prompt": a.prompt,
            "context_before": 2, "backoff_base_s": 0.05, "backoff_max_s": 0.2,
@@ -128,7 +141,7 @@ def run_once(a, name, work, options, faults, exp, texts, answers):
     problems = []
     cfg = os.path.join(work, "config.yaml")
     write_config(cfg, a, options, a.root)
-    post(a.url.replace("/v1", "/_admin/faults"), faults)
+    post(a.url.replace("/v1", "/_admin/faults"), with_dates(faults))
     post(a.url.replace("/v1", "/_admin/reset"), {})
     t0 = time.monotonic()
     p = subprocess.run([a.serbench, "label", cfg, "--results", os.path.join(work, "r"),
