@@ -1,13 +1,16 @@
 /* plugins/encoders/wav2vec2/bench_ssl.c — timing of the SSL encoder forward pass (every
  * layer, nothing pooled) on one audio file at a given OpenBLAS thread count, and the sgemm
  * peak of the same OpenBLAS at that count, for scripts/bench-ssl. Audio and weights are
- * loaded first and not timed; the best of R runs is reported after one warm-up.
+ * loaded first and not timed; the best of R runs is reported after one warm-up, with the
+ * CPU time the process used during that run: cpu_s / (forward_s * THREADS) well below 1
+ * means the threads waited, on each other or on other processes.
  *
  *     bench_ssl CHECKPOINT AUDIO THREADS [REPEAT]
- * prints: forward_s=… audio_s=… sgemm_gflops=…                                           */
+ * prints: forward_s=… cpu_s=… audio_s=… frames=… sgemm_gflops=…                          */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <serbench/serbench.h>
@@ -17,6 +20,15 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* User + system CPU seconds of the whole process (all threads). */
+static double cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           1e-6 * (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 static sb_status ignore(void *user, int index, const float *h, size_t T, int H, sb_error *err)
@@ -64,19 +76,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_ssl: %s\n", sb_error_format(&err, buf, sizeof buf));
         return 1;
     }
-    double best = 1e30;
+    double best = 1e30, best_cpu = 0;
     for (int r = 0; r <= repeat; r++) {
-        double t0 = now();
+        const double t0 = now(), c0 = cpu_now();
         if (sb_ssl_forward(m, x, n, 0, -1, ignore, NULL, &err)) {
             fprintf(stderr, "bench_ssl: %s\n", sb_error_format(&err, buf, sizeof buf));
             return 1;
         }
-        double dt = now() - t0;
-        if ((r > 0 || repeat == 0) && dt < best)
+        const double dt = now() - t0, cpu = cpu_now() - c0;
+        if ((r > 0 || repeat == 0) && dt < best) {
             best = dt;
+            best_cpu = cpu;
+        }
     }
-    printf("forward_s=%.4f audio_s=%.3f frames=%zu sgemm_gflops=%.1f\n", best, n / 16000.0,
-           sb_ssl_n_frames(m, n), sgemm_peak());
+    printf("forward_s=%.4f cpu_s=%.4f audio_s=%.3f frames=%zu sgemm_gflops=%.1f\n", best, best_cpu,
+           n / 16000.0, sb_ssl_n_frames(m, n), sgemm_peak());
     sb_free(x);
     sb_ssl_close(&m);
     return 0;
