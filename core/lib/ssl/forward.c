@@ -12,7 +12,6 @@
  * (LN + QKV, attention by head, out-projection + residual + LN + FFN + residual + LN). */
 #include "ssl_internal.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,19 +297,20 @@ static void normalize_wave(float *out, const float *x, size_t n)
         out[i] = (float)((x[i] - mean) * inv);
 }
 
-/* Hand hidden state `index` to the caller with OpenBLAS back at the host's thread count. */
+/* Hand hidden state `index` to the caller with OpenBLAS back at the host's thread count
+ * (unless another model's pass is running at the same time). */
 static sb_status emit(sb_ssl_hidden_fn fn, void *user, int index, const float *h, size_t T, int H,
-                      int blas, sb_error *err)
+                      sb_error *err)
 {
-    sbi_ssl_blas_restore(blas);
+    sbi_ssl_blas_restore();
     const sb_status st = fn(user, index, h, T, H, err);
     sbi_ssl_blas_serial();
     return st;
 }
 
-/* The pass itself; OpenBLAS is serial throughout and `blas` is the host's count. */
+/* The pass itself; OpenBLAS is serial throughout. */
 static sb_status forward(sb_ssl_model *m, const float *audio, size_t n, int normalize, int last,
-                         sb_ssl_hidden_fn fn, void *user, int blas, sb_error *err)
+                         sb_ssl_hidden_fn fn, void *user, sb_error *err)
 {
     const sb_ssl_config *c = &m->cfg;
     const int H = c->hidden_size, N = c->n_layers, nh = c->n_heads;
@@ -376,9 +376,9 @@ static sb_status forward(sb_ssl_model *m, const float *audio, size_t n, int norm
     j.h = h, j.o = o, j.t = t;
     if (N == 0 && c->pre_ln) {
         sbi_ssl_parallel(pool, T, ROW_GRAIN, final_ln_task, &j);
-        return emit(fn, user, 0, t, T, H, blas, err);
+        return emit(fn, user, 0, t, T, H, err);
     }
-    if ((st = emit(fn, user, 0, h, T, H, blas, err)))
+    if ((st = emit(fn, user, 0, h, T, H, err)))
         return st;
 
     /* WavLM: the bucketed relative-position table of layer 0, rel[h][j - i + T - 1]. */
@@ -399,7 +399,7 @@ static sb_status forward(sb_ssl_model *m, const float *audio, size_t n, int norm
         sbi_ssl_attention_forward(o, w->att, w->qkv, gate, gate ? w->rel : NULL, Ti, H, nh, pool);
         sbi_ssl_parallel(pool, T, ROW_GRAIN, ffn_task, &j);
         const float *hs = c->pre_ln && l == N - 1 ? t : h;
-        if ((st = emit(fn, user, l + 1, hs, T, H, blas, err)))
+        if ((st = emit(fn, user, l + 1, hs, T, H, err)))
             return st;
     }
     return SB_OK;
@@ -427,7 +427,7 @@ sb_status sb_ssl_forward(sb_ssl_model *m, const float *audio, size_t n, int norm
                                 isnan(audio[i]) ? "NaN" : "infinite");
     const int blas = sbi_ssl_blas_serial(); /* the host's thread budget */
     pool_sync(m, blas);
-    const sb_status st = forward(m, audio, n, normalize, last, fn, user, blas, err);
-    sbi_ssl_blas_restore(blas);
+    const sb_status st = forward(m, audio, n, normalize, last, fn, user, err);
+    sbi_ssl_blas_restore();
     return st;
 }

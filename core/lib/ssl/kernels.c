@@ -631,9 +631,11 @@ void sbi_ssl_attention_forward(float *out, float *att, const float *qkv, const f
 {
     const int R = T < SBI_SSL_ATT_ROWS ? T : SBI_SSL_ATT_ROWS;
     attention_job j = { out, att, qkv, gate, rel, T, H, nh, (T + R - 1) / R };
-    const int blas = pool ? sbi_ssl_blas_serial() : 1;
+    if (pool)
+        sbi_ssl_blas_serial();
     sbi_ssl_parallel(pool, (size_t)nh * j.blocks, 1, attention_items, &j);
-    sbi_ssl_blas_restore(blas);
+    if (pool)
+        sbi_ssl_blas_restore();
 }
 
 void sbi_ssl_attention_forward_ref(float *out, const float *qkv, const float *gate,

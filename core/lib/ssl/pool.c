@@ -148,16 +148,29 @@ void sbi_ssl_parallel(sbi_ssl_pool *p, size_t items, size_t grain, sbi_ssl_task 
     pthread_mutex_unlock(&p->mu);
 }
 
+/* OpenBLAS's thread count is process-wide, and models on different threads may run at
+ * once: the first user saves the host's count and sets 1, the last one restores it, so an
+ * overlapping pass never mistakes another's 1 for the budget or restores too early. */
+static pthread_mutex_t blas_mu = PTHREAD_MUTEX_INITIALIZER;
+static int blas_users, blas_saved;
+
 int sbi_ssl_blas_serial(void)
 {
-    const int n = openblas_get_num_threads();
-    if (n != 1)
-        openblas_set_num_threads(1);
+    pthread_mutex_lock(&blas_mu);
+    if (blas_users++ == 0) {
+        blas_saved = openblas_get_num_threads();
+        if (blas_saved != 1)
+            openblas_set_num_threads(1);
+    }
+    const int n = blas_saved;
+    pthread_mutex_unlock(&blas_mu);
     return n;
 }
 
-void sbi_ssl_blas_restore(int n)
+void sbi_ssl_blas_restore(void)
 {
-    if (n != 1)
-        openblas_set_num_threads(n);
+    pthread_mutex_lock(&blas_mu);
+    if (--blas_users == 0 && blas_saved != 1)
+        openblas_set_num_threads(blas_saved);
+    pthread_mutex_unlock(&blas_mu);
 }

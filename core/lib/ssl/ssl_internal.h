@@ -119,11 +119,13 @@ void sbi_ssl_pool_destroy(sbi_ssl_pool **p);
  * gets the k-th range; the split depends only on the pool size), and wait for all. p may
  * be NULL. Tasks must write disjoint outputs and call BLAS only while it is serial. */
 void sbi_ssl_parallel(sbi_ssl_pool *p, size_t items, size_t grain, sbi_ssl_task fn, void *ctx);
-/* Set OpenBLAS to one thread and return the count it had; sbi_ssl_blas_restore(that count)
- * undoes it. Pool threads each run single-threaded GEMMs, so OpenBLAS's own workers, which
- * spin for a while after every threaded GEMM, never compete with them. */
+/* Set OpenBLAS to one thread and return the count the host had set (the thread budget);
+ * each call is paired with a sbi_ssl_blas_restore, which puts that count back when the
+ * last overlapping user (any thread) is done. Pool threads each run single-threaded GEMMs,
+ * so OpenBLAS's own workers, which spin for a while after every threaded GEMM, never
+ * compete with them. */
 int sbi_ssl_blas_serial(void);
-void sbi_ssl_blas_restore(int n);
+void sbi_ssl_blas_restore(void);
 
 /* ---- the model (load.c, forward.c) ----------------------------------------------------- */
 

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,6 +337,40 @@ Test(ssl_kernels, attention_matches_reference)
         sbi_ssl_pool_destroy(&pool);
         cr_expect_null(pool);
     }
+}
+
+/* Nested and overlapping serial sections: every one sees the host's count as the budget,
+ * and only the last one out restores it. */
+static void *blas_hammer(void *arg)
+{
+    int *bad = arg;
+    for (int i = 0; i < 2000; i++) {
+        if (sbi_ssl_blas_serial() != 3 || openblas_get_num_threads() != 1)
+            (*bad)++;
+        sbi_ssl_blas_restore();
+    }
+    return NULL;
+}
+
+Test(ssl_kernels, blas_serial_sections)
+{
+    openblas_set_num_threads(3);
+    cr_expect_eq(sbi_ssl_blas_serial(), 3);
+    cr_expect_eq(openblas_get_num_threads(), 1);
+    cr_expect_eq(sbi_ssl_blas_serial(), 3, "a nested section must not take 1 for the budget");
+    sbi_ssl_blas_restore();
+    cr_expect_eq(openblas_get_num_threads(), 1, "restored while a section was still open");
+    sbi_ssl_blas_restore();
+    cr_expect_eq(openblas_get_num_threads(), 3);
+    pthread_t th[4];
+    int bad[4] = { 0 };
+    for (int k = 0; k < 4; k++)
+        cr_assert_eq(pthread_create(&th[k], NULL, blas_hammer, &bad[k]), 0);
+    for (int k = 0; k < 4; k++) {
+        pthread_join(th[k], NULL);
+        cr_expect_eq(bad[k], 0, "thread %d saw a wrong budget or count %d times", k, bad[k]);
+    }
+    cr_expect_eq(openblas_get_num_threads(), 3);
 }
 
 Test(ssl_kernels, wavlm_gate)
