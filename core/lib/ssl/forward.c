@@ -105,7 +105,6 @@ static sb_status work_reserve(sb_ssl_model *m, size_t n, size_t T, int threads, 
  * Each job covers rows [b, e) of one stage; see the file comment. */
 
 typedef struct job {
-    sb_ssl_model *m;
     const sb_ssl_config *c;
     const sbi_ssl_weights *W;
     sbi_ssl_work *w;
@@ -323,7 +322,7 @@ static sb_status forward(sb_ssl_model *m, const float *audio, size_t n, int norm
     const sbi_ssl_weights *W = &m->w;
     sbi_ssl_pool *pool = m->pool;
     const int Ti = (int)T;
-    job j = { .m = m, .c = c, .W = W, .w = w, .T = Ti, .H = H };
+    job j = { .c = c, .W = W, .w = w, .T = Ti, .H = H };
 
     /* Input. */
     const float *in = audio;
