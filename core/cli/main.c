@@ -16,10 +16,13 @@ static void usage(FILE *f)
         "  serbench validate CONFIG [key=value ...]   parse, resolve, check every plugin block\n"
         "  serbench plugins [NAME] [--json]           installed plugins, or one plugin's options\n"
         "  serbench corpus CONFIG [--json]            per-corpus counts by split and class\n"
-        "  serbench label CONFIG                      the labelling stage only\n"
+        "  serbench label CONFIG [--plan]             the labelling stage only; --plan shows\n"
+        "                                             requests, tokens, cost; sends nothing\n"
         "  serbench encode CONFIG                     the feature stage only\n"
         "  serbench report CONFIG [--format md|csv|tex|json] [--out FILE]\n"
         "  serbench export predictions|metrics CONFIG --out FILE.csv\n"
+        "  serbench export labels CONFIG --out FILE.csv [--format csv|melt] [--labeller L]\n"
+        "  serbench agree CONFIG [--dataset D] [--split S] [--json]   labeller agreement\n"
         "  serbench embed --checkpoint DIR --out FILE.safetensors AUDIO   SSL hidden states\n"
         "  serbench version\n"
         "\n"
@@ -44,8 +47,16 @@ int main(int argc, char **argv)
         return cmd_plugins(argc, argv);
     if (!strcmp(cmd, "report"))
         return cmd_report(argc, argv);
+    if (!strcmp(cmd, "export") && argc > 2 && !strcmp(argv[2], "labels")) {
+        /* `serbench export labels CONFIG ...`: drop KIND so CONFIG parses as usual. */
+        for (int i = 2; i + 1 < argc; i++)
+            argv[i] = argv[i + 1];
+        return cmd_export_labels(argc - 1, argv);
+    }
     if (!strcmp(cmd, "export"))
         return cmd_export(argc, argv);
+    if (!strcmp(cmd, "agree"))
+        return cmd_agree(argc, argv);
     if (!strcmp(cmd, "corpus"))
         return cmd_corpus(argc, argv);
     if (!strcmp(cmd, "embed"))

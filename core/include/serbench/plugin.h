@@ -118,18 +118,18 @@ typedef enum sb_label_status {
 } sb_label_status;
 
 typedef struct sb_label_result {
-    uint32_t struct_size;   /* sizeof(sb_label_result) */
+    uint32_t struct_size; /* sizeof(sb_label_result) */
     sb_label_status status;
-    int32_t label;          /* class index (SB_LABEL_OK) */
-    double confidence;      /* in [0,1], or negative when unknown */
-    const double *dist;     /* [n_classes] distribution over the label space, or NULL */
-    const char *raw;        /* the answer text as received, or NULL */
-    const char *reason;     /* why it is invalid (SB_LABEL_INVALID), or NULL */
-    const char *detail;     /* a JSON object with provenance, or NULL: for the llm labeller
-                               {"model", "request_id", "attempts", "cached",
-                               "usage": {"prompt_tokens", "completion_tokens",
-                               "cached_tokens"}, "cost_usd"}; the host sums usage and cost
-                               over a stage from these keys */
+    int32_t label;      /* class index (SB_LABEL_OK) */
+    double confidence;  /* in [0,1], or negative when unknown */
+    const double *dist; /* [n_classes] distribution over the label space, or NULL */
+    const char *raw;    /* the answer text as received, or NULL */
+    const char *reason; /* why it is invalid (SB_LABEL_INVALID), or NULL */
+    const char *detail; /* a JSON object with provenance, or NULL: for the llm labeller
+                           {"model", "request_id", "attempts", "cached",
+                           "usage": {"prompt_tokens", "completion_tokens",
+                           "cached_tokens"}, "cost_usd"}; the host sums usage and cost
+                           over a stage from these keys */
 } sb_label_result;
 
 /* Deliver a label with its distribution and provenance; stored at once. Thread-safe. */

@@ -11,7 +11,8 @@
 static const sb_option human_options[] = {
     { .name = "rater",
       .type = SB_OPT_STRING,
-      .help = "take one rater's labels (e.g. IEMOCAP's \"C-E2\") instead of the corpus's "
+      .help = "take one rater's labels (e.g. IEMOCAP's \"E2\" from its C-E2 lines) instead of the "
+              "corpus's "
               "majority label; see `serbench corpus CONFIG raters`" },
     { .name = "rater_map",
       .type = SB_OPT_MAP,
@@ -43,7 +44,7 @@ static sb_status human_create(const sb_host *host, const sb_opts *opts, void **i
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     h->host = host;
     h->rater = sb_opts_str(opts, "rater");
-    const char *map = sb_opts_json(opts, "rater_map");
+    const char *map = sb_opts_has(opts, "rater_map") ? sb_opts_json(opts, "rater_map") : NULL;
     h->map = map ? json_loads(map, 0, NULL) : NULL;
     *inst = h;
     if (map && !h->rater)

@@ -23,7 +23,7 @@ static const sb_option imported_options[] = {
       .help = "CSV (or TSV with delimiter: tab) file with one row per labelled utterance" },
     { .name = "id",
       .type = SB_OPT_STRING,
-      .def = "{id}",
+      .def = "\"{id}\"",
       .help = "template of the corpus utterance id over the file's columns, e.g. "
               "\"test/dia{Dialogue_ID}_utt{Utterance_ID}\"" },
     { .name = "label_column",
@@ -71,7 +71,7 @@ static sb_status imported_create(const sb_host *host, const sb_opts *opts, void 
     im->case_sensitive = sb_opts_bool(opts, "case_sensitive");
     im->delim = strcmp(sb_opts_str(opts, "delimiter"), "tab") == 0 ? '\t' : ',';
     *inst = im;
-    const char *map = sb_opts_json(opts, "map");
+    const char *map = sb_opts_has(opts, "map") ? sb_opts_json(opts, "map") : NULL;
     if (map) {
         im->map = json_loads(map, 0, NULL);
         const char *k;

@@ -136,3 +136,48 @@ Test(store, file_hash_cache_follows_content)
     free(p);
     free(d);
 }
+
+/* A schema-1 store (serbench before the labeller ABI 1.1) opens, migrates to the current
+ * schema, and keeps its labels: they read as status 'ok'. The plugin cache table exists. */
+Test(store, migrates_schema_1_and_keeps_labels)
+{
+    char *d = tmpdir();
+    char *db = NULL;
+    cr_assert(asprintf(&db, "%s/serbench.db", d) > 0);
+    sqlite3 *h = NULL;
+    cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(h,
+                              "CREATE TABLE runs(run_id TEXT PRIMARY KEY, group_id TEXT NOT NULL,"
+                              " seed INTEGER, config TEXT NOT NULL, status TEXT NOT NULL, error"
+                              " TEXT, created TEXT, started TEXT, finished TEXT, seconds REAL,"
+                              " inputs_key TEXT, provenance TEXT);"
+                              "CREATE TABLE labels(stage_key TEXT NOT NULL, utt_id TEXT NOT NULL,"
+                              " label INTEGER, label_name TEXT, confidence REAL, raw TEXT,"
+                              " PRIMARY KEY(stage_key, utt_id));"
+                              "INSERT INTO labels VALUES('k', 'u1', 2, 'ang', 1.0, NULL);"
+                              "PRAGMA user_version = 1;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(h);
+    sbi_store *s = NULL;
+    sb_error err = { 0 };
+    cr_assert_eq(sbi_store_open(d, &s, &err), SB_OK, "%s", err.msg);
+    sqlite3_stmt *q = NULL;
+    cr_assert_eq(sbi_store_prepare(s, "SELECT label, status, dist, detail FROM labels", &q, &err),
+                 SB_OK, "%s", err.msg);
+    cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(q, 0), 2);
+    cr_assert_str_eq((const char *)sqlite3_column_text(q, 1), "ok");
+    cr_assert_eq(sqlite3_column_type(q, 2), SQLITE_NULL);
+    sqlite3_finalize(q);
+    cr_assert_eq(
+        sbi_store_exec(s, "INSERT INTO plugin_cache VALUES('llm', 'k', x'00', NULL)", &err), SB_OK,
+        "%s", err.msg);
+    cr_assert_eq(sbi_store_prepare(s, "PRAGMA user_version", &q, &err), SB_OK);
+    cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(q, 0), SBI_SCHEMA_VERSION);
+    sqlite3_finalize(q);
+    sbi_store_close(&s);
+    free(db);
+    free(d);
+}
