@@ -48,6 +48,21 @@ expect_in $T/plan.out "sends no requests"
 run_sb $T/planbad run $T/melt.yaml --plan
 expect_exit 2 $T/planbad
 
+# A labeller built against ABI 1.0 (vtable without `plan`) loads, labels, and plans.
+cat >"$T/old.yaml" <<YAML
+include: [$T/melt.yaml]
+plugin_path: [$SB_FIXTURE_PLUGINS/abi]
+labellers:
+  old: {plugin: label10}
+sweep: {experiment.train.labels: [old]}
+YAML
+run_sb $T/old label $T/old.yaml --results $T/rold
+expect_exit 0 $T/old
+expect_in $T/old.err "13708 labelled, 0 invalid, 0 failed"
+run_sb $T/oldplan label $T/old.yaml --results $T/rold --plan
+expect_exit 0 $T/oldplan
+expect_in $T/oldplan.out "sends no requests"
+
 # Agreement on the test split equals scikit-learn's on the CSV itself.
 run_sb $T/agree agree $T/melt.yaml --split test --json
 expect_exit 0 $T/agree

@@ -90,7 +90,7 @@ expect_in "$T/plan.out" "cost:               ~\$"
 expect_in "$T/plan.out" "note: temperature 0: answers are deterministic only where the server honours seed"
 expect_in "$T/plan.out" "one request, fully rendered:"
 expect_in "$T/plan.out" '"temperature": 0.0'
-expect_in "$T/plan.out" '"seed": 1'
+expect_in "$T/plan.out" '"seed": 0'   # the labeller's, not the run's seed
 expect_in "$T/plan.out" "Labels: neutral, surprise, fear, sadness, joy, disgust, anger"
 expect_in "$T/plan.out" "<<<"
 [ "$(stat_of "$URL_main" requests)" = 0 ] || fail "--plan sent requests"

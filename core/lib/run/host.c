@@ -94,6 +94,10 @@ static sb_status host_cache_put(const sb_host *h, const char *key, const void *v
     sqlite3_bind_blob(q, 3, len ? value : "", (int)len, SQLITE_TRANSIENT);
     st = sbi_store_step_done(hp->store, q, err);
     sqlite3_finalize(q);
+    /* Durable on return: the label stage may hold a transaction of deliveries open on the
+     * same connection; commit it with this row (a Batch id must never be lost). */
+    if (st == SB_OK && !sqlite3_get_autocommit(hp->store->db))
+        st = sbi_store_commit(hp->store, err);
     return st;
 }
 

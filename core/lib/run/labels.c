@@ -9,6 +9,16 @@
 
 #include "util.h"
 
+/* The seed labellers get. The label stage is keyed by the labeller's options and the corpus,
+ * not by the run's seed: every seed of a sweep trains on the same labels. A labeller that
+ * samples (an LLM at temperature > 0) takes its seed from its own options. */
+#define SBI_LABELLER_SEED 0u
+
+/* Deliveries are committed in batches of this many rows or this many seconds, whichever
+ * comes first (and at the end of the stage, and whenever a plugin writes its cache). */
+#define SINK_BATCH_ROWS 256
+#define SINK_BATCH_SECONDS 0.05
+
 struct sb_label_sink {
     ctx *c;
     sbi_store *store;
@@ -18,6 +28,9 @@ struct sb_label_sink {
     size_t n_ok, n_invalid, n_fail, n_todo, n_cached;
     double prompt_tokens, completion_tokens, cost;
     int have_cost;
+    size_t n_cost_unknown; /* labels whose detail has cost_usd null */
+    size_t tx_rows;        /* rows in the open transaction */
+    double tx_t0;          /* when it began */
     sbi_progress *prog;
     pthread_mutex_t lock;
     sqlite3_stmt *put, *fail, *unfail;
@@ -40,6 +53,8 @@ static void add_usage(sb_label_sink *s, const char *detail)
     if (json_is_number(cost)) {
         s->cost += json_number_value(cost);
         s->have_cost = 1;
+    } else if (cost) {
+        s->n_cost_unknown++;
     }
     if (json_is_true(json_object_get(d, "cached")))
         s->n_cached++;
@@ -76,6 +91,12 @@ sb_status sb_label_deliver(sb_label_sink *s, size_t utt, const sb_label_result *
     }
     char *dist = r->dist ? dist_json(r->dist, nc) : NULL;
     pthread_mutex_lock(&s->lock);
+    if (sqlite3_get_autocommit(s->store->db)) {
+        if (sbi_store_begin(s->store, NULL) == SB_OK) {
+            s->tx_rows = 0;
+            s->tx_t0 = sbi_now();
+        }
+    }
     const sb_utt *u = sb_corpus_utt(s->ce->c, utt);
     sqlite3_stmt *q = s->put;
     sqlite3_bind_text(q, 1, s->stage_key, -1, SQLITE_STATIC);
@@ -103,6 +124,9 @@ sb_status sb_label_deliver(sb_label_sink *s, size_t utt, const sb_label_result *
         sqlite3_bind_text(s->unfail, 2, u->id, -1, SQLITE_STATIC);
         st = sbi_store_step_done(s->store, s->unfail, NULL);
     }
+    if (st == SB_OK && !sqlite3_get_autocommit(s->store->db) &&
+        (++s->tx_rows >= SINK_BATCH_ROWS || sbi_now() - s->tx_t0 >= SINK_BATCH_SECONDS))
+        st = sbi_store_commit(s->store, NULL);
     if (st == SB_OK) {
         add_usage(s, r->detail);
         if (ok) {
@@ -170,7 +194,7 @@ static sb_status plan_labels(ctx *c, const sbi_run *r, const sbi_instance *in,
     sb_host host;
     host_priv hp;
     char cache[4096];
-    sb_status st = sbi_host_init(&host, &hp, c->ui, c->store, c->store->root, in, (uint64_t)r->seed,
+    sb_status st = sbi_host_init(&host, &hp, c->ui, c->store, c->store->root, in, SBI_LABELLER_SEED,
                                  c->threads, cache, sizeof cache, err);
     if (st != SB_OK)
         return st;
@@ -360,7 +384,7 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
     host_priv hp;
     char cache[4096];
     if (st == SB_OK)
-        st = sbi_host_init(&host, &hp, c->ui, c->store, c->store->root, in, (uint64_t)r->seed,
+        st = sbi_host_init(&host, &hp, c->ui, c->store, c->store->root, in, SBI_LABELLER_SEED,
                            c->threads, cache, sizeof cache, err);
     hp.prog = &prog;
     if (st == SB_OK) {
@@ -376,6 +400,15 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
             *err = e;
         }
     }
+    if (!sqlite3_get_autocommit(c->store->db)) {
+        sb_error cerr = { 0 };
+        sb_status cst = sbi_store_commit(c->store, &cerr);
+        if (cst != SB_OK && st == SB_OK) {
+            st = cst;
+            if (err)
+                *err = cerr;
+        }
+    }
     sqlite3_finalize(sink.put);
     sqlite3_finalize(sink.fail);
     sqlite3_finalize(sink.unfail);
@@ -384,7 +417,7 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
     c->item_failures += sink.n_fail;
     if (st != SB_OK)
         return st;
-    char summary[320];
+    char summary[400];
     int len = snprintf(summary, sizeof summary,
                        "%zu labelled, %zu invalid, %zu failed, %zu from the store", sink.n_ok,
                        sink.n_invalid, sink.n_fail, have + have_invalid);
@@ -393,7 +426,11 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
                         "; %.0f prompt + %.0f completion tokens", sink.prompt_tokens,
                         sink.completion_tokens);
     if (sink.have_cost)
-        len += snprintf(summary + len, sizeof summary - (size_t)len, ", $%.4f", sink.cost);
+        len += snprintf(summary + len, sizeof summary - (size_t)len, ", $%.4f%s", sink.cost,
+                        sink.n_cost_unknown ? " (partial)" : "");
+    if (sink.n_cost_unknown)
+        len += snprintf(summary + len, sizeof summary - (size_t)len,
+                        ", cost unknown for %zu (no price for the model)", sink.n_cost_unknown);
     if (sink.n_cached)
         snprintf(summary + len, sizeof summary - (size_t)len,
                  "; %zu answers from the response cache", sink.n_cached);
@@ -410,6 +447,8 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
                   "from_response_cache", (json_int_t)sink.n_cached);
     if (info && sink.have_cost)
         json_object_set_new(info, "cost_usd", json_real(sink.cost));
+    if (info && sink.n_cost_unknown)
+        json_object_set_new(info, "cost_unknown", json_integer((json_int_t)sink.n_cost_unknown));
     char *info_text = info ? json_dumps(info, JSON_COMPACT) : NULL;
     json_decref(info);
     st = sbi_store_stage_mark(c->store, key, "labels", desc,

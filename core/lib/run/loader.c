@@ -57,7 +57,8 @@ static const char *vtable_problem(const sb_plugin *d)
     }
     case SB_KIND_LABELLER: {
         const sb_labeller_vtable *v = d->vtable;
-        if (v->struct_size < sizeof *v)
+        /* ABI 1.0's vtable ends at destroy; `plan` (1.1) is read only when present. */
+        if (v->struct_size < offsetof(sb_labeller_vtable, destroy) + sizeof v->destroy)
             return "labeller vtable is smaller than ABI 1.0's";
         return v->create && v->label && v->destroy ? NULL
                                                    : "labeller vtable lacks create/label/destroy";

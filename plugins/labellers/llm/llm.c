@@ -79,8 +79,10 @@ static const sb_option llm_options[] = {
       .help = "nucleus sampling mass, always sent" },
     { .name = "seed",
       .type = SB_OPT_INT,
-      .help = "sampling seed, always sent (sample k of self-consistency uses seed+k); default "
-              "the run's seed" },
+      .def = "0",
+      .help = "sampling seed, always sent (sample k of self-consistency uses seed+k); labels "
+              "belong to the labeller, not to the run, so every seed of a sweep trains on the "
+              "same labels: change this to label again" },
     { .name = "max_completion_tokens",
       .type = SB_OPT_INT,
       .def = "20",
@@ -422,8 +424,7 @@ static sb_status llm_create(const sb_host *host, const sb_opts *o, void **inst, 
     L->after = (int)sb_opts_int(o, "context_after");
     L->temperature = sb_opts_float(o, "temperature");
     L->top_p = sb_opts_float(o, "top_p");
-    L->seed =
-        sb_opts_has(o, "seed") ? sb_opts_int(o, "seed") : (int64_t)(host->seed & 0x7fffffffffffull);
+    L->seed = sb_opts_int(o, "seed");
     L->max_tokens = sb_opts_int(o, "max_completion_tokens");
     L->token_param = sb_opts_str(o, "token_param");
     L->http.timeout_s = sb_opts_float(o, "timeout_s");
