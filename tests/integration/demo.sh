@@ -118,4 +118,25 @@ ok
 run_sb $T/corpus corpus "$CFG"
 expect_exit 0 $T/corpus
 expect_in $T/corpus.out "demo (manifest, label space demo-4class): 240 utterances"
+
+# The demo as scripts/demo runs it: human labels against LLM labels written from the
+# transcripts, here through the local test server (as when no endpoint is configured).
+/usr/bin/python3 "$SB_SOURCE_ROOT/tests/llm-server/llm_server.py" --port 0 \
+  --port-file "$T/llm.port" 2>"$T/llm.err" &
+llm_pid=$!
+trap 'kill $llm_pid 2>/dev/null; rm -rf "$T"' EXIT
+for _ in $(seq 100); do [ -s "$T/llm.port" ] && break; sleep 0.1; done
+[ -s "$T/llm.port" ] || fail "test server did not start"
+export SERBENCH_LLM_BASE_URL="http://127.0.0.1:$(cat "$T/llm.port")/v1"
+run_sb $T/llmdemo run "$SB_SOURCE_ROOT/configs/demo-llm.yaml" --results "$T/rl"
+expect_exit 0 $T/llmdemo
+expect_in $T/llmdemo.out "| labels=human |"
+expect_in $T/llmdemo.out "| labels=llm |"
+expect_in $T/llmdemo.err "240 labelled, 0 invalid, 0 failed"
+# Every utterance's LLM label is stored, with the server's model recorded in its provenance.
+[ "$(sqlite3 "$T/rl/serbench.db" "SELECT count(*) FROM labels WHERE json_extract(detail, '$.model') = 'serbench-test'")" = 240 ] ||
+  fail "240 LLM labels with provenance"
+ok
+grep -q "no LLM endpoint configured" "$SB_SOURCE_ROOT/scripts/demo" || fail "scripts/demo must say when it uses the test server"
+ok
 done_ok
