@@ -11,6 +11,8 @@ char *sbi_strdup(const char *s); /* NULL in → NULL out */
 char *sbi_strndup(const char *s, size_t n);
 char *sbi_asprintf(const char *fmt, ...) SB_PRINTF(1, 2);
 int sbi_streq(const char *a, const char *b); /* NULL-safe equality */
+/* write() all n bytes, retrying on EINTR and short writes: 0, or -1 with errno set. */
+int sbi_write_all(int fd, const void *p, size_t n);
 int sbi_has_suffix(const char *s, const char *suffix);
 
 /* Growable string. */

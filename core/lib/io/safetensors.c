@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util.h"
+
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian; this file assumes a little-endian host"
 #endif
@@ -838,22 +840,6 @@ static char *writer_header(const sb_st_writer *w)
     return s;
 }
 
-static int write_all(int fd, const void *buf, size_t n)
-{
-    const unsigned char *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 /* Open a fresh temporary file next to `path`; 0644 before umask, like any new file. */
 static int open_tmp(const char *path, char *tmp, size_t size)
 {
@@ -900,9 +886,9 @@ sb_status sb_st_writer_commit(sb_st_writer *w, const char *path, sb_error *err)
                           strerror(errno));
         goto out;
     }
-    int bad = write_all(fd, buf, 8 + padded);
+    int bad = sbi_write_all(fd, buf, 8 + padded);
     for (size_t i = 0; !bad && i < w->n; i++)
-        bad = write_all(fd, w->e[i].data, w->e[i].nbytes);
+        bad = sbi_write_all(fd, w->e[i].data, w->e[i].nbytes);
     if (bad || fsync(fd) != 0) {
         st = sb_error_set(err, SB_ERR_IO, tmp, "cannot write: %s", strerror(errno));
         close(fd);

@@ -38,21 +38,6 @@ static void j_header(const sbi_feat_layout *lay, unsigned char out[J_HEADER])
     memcpy(out + 8, v, sizeof v);
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t k = write(fd, c, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        c += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 static int read_at(int fd, void *p, size_t n, off_t off)
 {
     char *c = p;
@@ -265,7 +250,7 @@ sb_status sbi_feat_writer_add(sbi_feat_writer *w, const char *item_key, const fl
         size_t len = j_record(w, item_key, vec, frames, T);
         if (len == 0)
             return sb_error_set(err, SB_ERR_NOMEM, item_key, "out of memory for the journal");
-        if (write_all(w->jfd, w->rec, len) != 0)
+        if (sbi_write_all(w->jfd, w->rec, len) != 0)
             return sb_error_set(err, SB_ERR_IO, w->jpath,
                                 "cannot append to the feature journal: %s", strerror(errno));
         w->j_pending++;
@@ -451,7 +436,7 @@ static sb_status journal_start(sbi_feat_writer *w, sb_error *err)
     unsigned char hdr[J_HEADER];
     j_header(&w->lay, hdr);
     sb_status st = SB_OK;
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0 || write_all(fd, hdr, J_HEADER) != 0)
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 || sbi_write_all(fd, hdr, J_HEADER) != 0)
         st = sb_error_set(err, SB_ERR_IO, tmp, "cannot lock or write the feature journal: %s",
                           strerror(errno));
     /* "DIR/.journal-XXXXXX.new" → "DIR/journal-XXXXXX.bin" */

@@ -1463,21 +1463,6 @@ sb_status sbi_execute(sbi_plan *plan, sbi_store *store, const sbi_exec_opts *o,
 
 /* ---- export of stored features ----------------------------------------------------- */
 
-static int write_all_fd(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t k = write(fd, c, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        c += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 /* Write the safetensors file: the header built from the item list, then the data streamed
  * from the reader's mappings (so memory holds the pooled matrix, never all the frames). */
 static sb_status export_write(const char *out, json_t *hdr, const float *pooled, size_t pooled_n,
@@ -1501,12 +1486,12 @@ static sb_status export_write(const char *out, json_t *hdr, const float *pooled,
         return st;
     }
     static const char spaces[8] = "        ";
-    int bad = write_all_fd(fd, len8, 8) || write_all_fd(fd, text, hlen) ||
-              write_all_fd(fd, spaces, padded - hlen) ||
-              write_all_fd(fd, pooled, pooled_n * sizeof(float));
+    int bad = sbi_write_all(fd, len8, 8) || sbi_write_all(fd, text, hlen) ||
+              sbi_write_all(fd, spaces, padded - hlen) ||
+              sbi_write_all(fd, pooled, pooled_n * sizeof(float));
     for (size_t k = 0; !bad && k < n; k++)
         if (frames[k])
-            bad = write_all_fd(fd, frames[k]->data, frames[k]->nbytes);
+            bad = sbi_write_all(fd, frames[k]->data, frames[k]->nbytes);
     if (bad || fsync(fd) != 0) {
         st = sb_error_set(err, SB_ERR_IO, tmp, "cannot write: %s", strerror(errno));
         close(fd);
