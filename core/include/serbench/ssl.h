@@ -10,13 +10,16 @@
  * encoder input (layer-normed for post-LN models), index N the last layer's output (for
  * pre-LN models, after the final LayerNorm).
  *
- * Threading: GEMMs run on OpenBLAS with whatever thread count the process set
- * (openblas_set_num_threads; the serbench host sets it to the stage's thread budget). The
- * element-wise work between GEMMs (GELU, norms, softmax) is split over a small pool of
- * openblas_get_num_threads() - 1 threads owned by the model, which run only while OpenBLAS's
- * threads are idle, so the budget is not exceeded. Results are reproducible for a given
- * thread count. A model may be used by one thread at a time (it owns the scratch buffers
- * and the pool); open one model per thread to run several at once. */
+ * Threading: sb_ssl_forward runs the whole pass on a pool owned by the model, of
+ * openblas_get_num_threads() threads counting the caller (at most 64; the serbench host sets
+ * that count to the stage's thread budget with openblas_set_num_threads). Meanwhile OpenBLAS
+ * is set to one thread, so each pool thread runs single-threaded GEMMs on its own rows and
+ * the budget is not exceeded. That setting is reference-counted across threads: passes of
+ * different models that overlap all use the count found by the first, and OpenBLAS gets it
+ * back when the last one ends. The count is restored around each hidden-state callback and
+ * when sb_ssl_forward returns (unless another pass is still running). Results are
+ * reproducible for a given thread count. A model may be used by one thread at a time (it
+ * owns the scratch buffers and the pool); open one model per thread to run several at once. */
 #ifndef SERBENCH_SSL_H
 #define SERBENCH_SSL_H
 
