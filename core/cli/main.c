@@ -22,6 +22,7 @@ static void usage(FILE *f)
         "  serbench report CONFIG [--format md|csv|tex|json] [--out FILE]\n"
         "  serbench export predictions|metrics CONFIG --out FILE.csv\n"
         "  serbench export labels CONFIG --out FILE.csv [--format csv|melt] [--labeller L]\n"
+        "                                             [--dataset D]\n"
         "  serbench agree CONFIG [--dataset D] [--split S] [--json]   labeller agreement\n"
         "  serbench embed --checkpoint DIR --out FILE.safetensors AUDIO   SSL hidden states\n"
         "  serbench version\n"

@@ -67,7 +67,8 @@ typedef struct sb_host {
      * return SB_ERR_CANCELLED. */
     int (*cancelled)(const struct sb_host *h);
     const char *cache_dir; /* an existing folder private to this plugin */
-    uint64_t seed;         /* the run's seed; derive every random stream from it */
+    uint64_t seed;         /* the run's seed (0 for labellers: labels belong to the
+                              labeller, not the run); derive every random stream from it */
     int threads;           /* thread budget for this instance, >= 1 */
     /* Since ABI 1.1 (check struct_size before use). A persistent key-value cache in the
      * results store, shared by every instance of the same plugin (keys are namespaced by
@@ -95,8 +96,8 @@ typedef struct sb_dataset_vtable {
 
 /* ---- labellers --------------------------------------------------------------------- */
 
-/* Where a labeller delivers labels; the host persists each one as it arrives, so
- * finished items survive an interrupted run. */
+/* Where a labeller delivers labels; the host stores them as they arrive (committed in
+ * small batches), so finished items survive an interrupted run. */
 typedef struct sb_label_sink sb_label_sink;
 
 /* Deliver the label of utterance `utt` (index in the corpus): a class index of the
@@ -132,7 +133,9 @@ typedef struct sb_label_result {
                            over a stage from these keys */
 } sb_label_result;
 
-/* Deliver a label with its distribution and provenance; stored at once. Thread-safe. */
+/* Deliver a label with its distribution and provenance. The host commits deliveries in
+ * batches (256 rows or 50 ms) and at the end of the stage, so a killed run loses at most
+ * the last 50 ms; a plugin's cache_put commits at once. Thread-safe. */
 SB_API sb_status sb_label_deliver(sb_label_sink *sink, size_t utt, const sb_label_result *r);
 
 typedef struct sb_labeller_vtable {

@@ -13,7 +13,7 @@ static const sb_option human_options[] = {
       .type = SB_OPT_STRING,
       .help = "take one rater's labels (e.g. IEMOCAP's \"E2\" from its C-E2 lines) instead of the "
               "corpus's "
-              "majority label; see `serbench corpus CONFIG raters`" },
+              "majority label; `serbench corpus CONFIG` lists the raters" },
     { .name = "rater_map",
       .type = SB_OPT_MAP,
       .help = "rater's label text -> class name, for rater labels that are not class names "
@@ -109,7 +109,7 @@ static sb_status rater_label(human *h, const sb_corpus *corpus, const size_t *to
     if (rated == 0 && n_todo > 0)
         return sb_error_set(err, SB_ERR_CONFIG, NULL,
                             "rater '%s' rated none of the %zu utterances of %s; `serbench corpus "
-                            "CONFIG raters` lists the raters",
+                            "CONFIG` lists the raters",
                             h->rater, n_todo, sb_corpus_name(corpus));
     h->host->log(h->host, SB_LOG_INFO, "rater %s: %zu of %zu utterances rated, %zu invalid",
                  h->rater, rated, n_todo, invalid);
