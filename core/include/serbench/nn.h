@@ -18,7 +18,7 @@ SB_BEGIN_DECLS
 SB_API void sb_nn_linear_forward(float *out, const float *inp, const float *weight,
                                  const float *bias, int B, int C, int OC);
 /* dinp (B,C) += dout·weight; dweight (OC,C) += dout^T·inp; dbias (OC) += sum_b dout.
- * dinp and dbias may be NULL (not needed). */
+ * dinp, dweight and dbias may each be NULL (not needed, e.g. a frozen layer). */
 SB_API void sb_nn_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                                   const float *inp, const float *weight, int B, int C, int OC);
 /* Reference implementation with plain loops, for tests. */
@@ -27,6 +27,11 @@ SB_API void sb_nn_linear_forward_ref(float *out, const float *inp, const float *
 
 /* Softmax over the last axis: probs (B,K) from logits (B,K). */
 SB_API void sb_nn_softmax_forward(float *probs, const float *logits, int B, int K);
+/* dlogits (B,K) += probs ⊙ (dprobs - Σ_k probs·dprobs) per row: the gradient through a
+ * softmax whose output probs (B,K) received dprobs (B,K). (Cross-entropy has its own fused
+ * backward below.) */
+SB_API void sb_nn_softmax_backward(float *dlogits, const float *dprobs, const float *probs, int B,
+                                   int K);
 
 /* Weighted cross-entropy. losses (B) = -w[y_b] * log probs[b, y_b]; rows with y_b < 0 give
  * 0. class_w (K) may be NULL (all 1). Returns the mean over rows with a target, weighted

@@ -16,6 +16,7 @@
 #include "text.h"
 #include "files.h"
 #include "nn.h"
+#include "nn_train.h"
 #include "metrics.h"
 #include "agree.h"
 #include "ssl.h"

@@ -1,5 +1,6 @@
 /* core/lib/nn/nn.c — the first layers of serbench's numeric core: linear (GEMM through
- * cblas, with a loop reference beside it), softmax, weighted cross-entropy and AdamW.
+ * cblas, with a loop reference beside it), softmax (forward and backward), weighted
+ * cross-entropy and AdamW. The rest of the training library is in nn_train.h.
  * Conventions are those of nn.h: outputs first, backward accumulates into d*. */
 #include <serbench/nn.h>
 
@@ -64,8 +65,9 @@ void sb_nn_linear_backward(float *dinp, float *dweight, float *dbias, const floa
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, weight, C,
                     1.0f, dinp, C);
     /* dweight (OC,C) += dout^T (OC,B) · inp (B,C) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, inp, C, 1.0f,
-                dweight, C);
+    if (dweight)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, inp, C, 1.0f,
+                    dweight, C);
 }
 
 /* ---- softmax ------------------------------------------------------------------------- */
@@ -88,6 +90,20 @@ void sb_nn_softmax_forward(float *probs, const float *logits, int B, int K)
         float inv = (float)(1.0 / sum);
         for (int k = 0; k < K; k++)
             p_b[k] *= inv;
+    }
+}
+
+/* probs, dprobs, dlogits are (B,K); the row's dot product is accumulated in double. */
+void sb_nn_softmax_backward(float *dlogits, const float *dprobs, const float *probs, int B, int K)
+{
+    for (int b = 0; b < B; b++) {
+        const float *p_b = probs + (size_t)b * K, *dp_b = dprobs + (size_t)b * K;
+        float *d_b = dlogits + (size_t)b * K;
+        double dot = 0.0;
+        for (int k = 0; k < K; k++)
+            dot += (double)p_b[k] * dp_b[k];
+        for (int k = 0; k < K; k++)
+            d_b[k] += p_b[k] * (dp_b[k] - (float)dot);
     }
 }
 
