@@ -70,6 +70,16 @@ SB_API void sb_nn_dropout_forward(float *out, uint8_t *mask, const float *inp, f
 SB_API void sb_nn_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float p,
                                    size_t n);
 
+/* ---- masked mean pooling -------------------------------------------------------------- */
+
+/* out (B,C) = the mean of inp (B,T,C) over each sequence's real steps (mask (B,T) or NULL);
+ * a sequence with no real step gives a zero row. */
+SB_API void sb_nn_meanpool_forward(float *out, const float *inp, const uint8_t *mask, int B, int T,
+                                   int C);
+/* dinp (B,T,C) += dout (B,C) / (real steps) at real steps; padded steps get nothing. */
+SB_API void sb_nn_meanpool_backward(float *dinp, const float *dout, const uint8_t *mask, int B,
+                                    int T, int C);
+
 /* ---- scaled dot-product attention ------------------------------------------------------ */
 
 /* Multi-head attention on projected queries, keys and values, head h owning channels

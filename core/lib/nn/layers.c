@@ -1,5 +1,6 @@
 /* core/lib/nn/layers.c — the element- and row-wise layers of the training library: layer
- * norm, exact GELU and inverted dropout, each a forward/backward pair (nn_train.h).
+ * norm, exact GELU, inverted dropout and masked mean pooling, each a forward/backward pair
+ * (nn_train.h).
  * Row statistics are accumulated in double in index order, so results do not depend on
  * threads or vector width. */
 #include <serbench/nn_train.h>
@@ -128,4 +129,51 @@ void sb_nn_dropout_backward(float *dinp, const float *dout, const uint8_t *mask,
     for (size_t i = 0; i < n; i++)
         if (mask[i])
             dinp[i] += dout[i] * scale;
+}
+
+/* ---- masked mean pooling --------------------------------------------------------------- */
+
+static int real_steps(const uint8_t *mask_b, int T)
+{
+    int n = 0;
+    for (int t = 0; t < T; t++)
+        n += !mask_b || mask_b[t];
+    return n;
+}
+
+/* inp (B,T,C), out (B,C); the sum runs in double over t in order. */
+void sb_nn_meanpool_forward(float *out, const float *inp, const uint8_t *mask, int B, int T, int C)
+{
+    for (int b = 0; b < B; b++) {
+        const uint8_t *mask_b = mask ? mask + (size_t)b * T : NULL;
+        const int n = real_steps(mask_b, T);
+        float *out_b = out + (size_t)b * C;
+        for (int c = 0; c < C; c++) {
+            double s = 0.0;
+            for (int t = 0; t < T; t++)
+                if (!mask_b || mask_b[t])
+                    s += inp[((size_t)b * T + t) * C + c];
+            out_b[c] = n ? (float)(s / n) : 0.0f;
+        }
+    }
+}
+
+void sb_nn_meanpool_backward(float *dinp, const float *dout, const uint8_t *mask, int B, int T,
+                             int C)
+{
+    for (int b = 0; b < B; b++) {
+        const uint8_t *mask_b = mask ? mask + (size_t)b * T : NULL;
+        const int n = real_steps(mask_b, T);
+        if (!n)
+            continue;
+        const float inv = 1.0f / (float)n;
+        const float *dout_b = dout + (size_t)b * C;
+        for (int t = 0; t < T; t++) {
+            if (mask_b && !mask_b[t])
+                continue;
+            float *dinp_bt = dinp + ((size_t)b * T + t) * C;
+            for (int c = 0; c < C; c++)
+                dinp_bt[c] += dout_b[c] * inv;
+        }
+    }
 }

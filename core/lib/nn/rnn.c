@@ -61,8 +61,11 @@ static void gru_forward(float *out, int ldo, float *acts, float *scratch, const 
         const int t = reverse ? T - 1 - s : s;
         /* hg (B,3H) = h · w_hh^T + b_hh */
         fill_rows(hg, w->b_hh, (size_t)B, G, G);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, G, H, 1.0f, h, H, w->w_hh, H, 1.0f,
-                    hg, G);
+        if (B == 1) /* one sequence: a matrix-vector product */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, G, H, 1.0f, w->w_hh, H, h, 1, 1.0f, hg, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, G, H, 1.0f, h, H, w->w_hh, H,
+                        1.0f, hg, G);
         for (int b = 0; b < B; b++) {
             const size_t bt = (size_t)b * T + t;
             float *a = acts + bt * A, *out_bt = out + bt * ldo;
@@ -136,8 +139,12 @@ static void gru_backward(float *dinp, float *dh0, const sb_nn_gru_grads *g, floa
             }
         }
         /* dh (B,H) += dgh[:,t,:] (B,3H; row stride T·3H) · w_hh (3H,H) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, G, 1.0f, dgh + (size_t)t * G,
-                    T * G, w->w_hh, H, 1.0f, dh, H);
+        if (B == 1)
+            cblas_sgemv(CblasRowMajor, CblasTrans, G, H, 1.0f, w->w_hh, H, dgh + (size_t)t * G, 1,
+                        1.0f, dh, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, G, 1.0f,
+                        dgh + (size_t)t * G, T * G, w->w_hh, H, 1.0f, dh, H);
     }
     if (dh0)
         for (size_t i = 0; i < (size_t)B * H; i++)

@@ -314,3 +314,57 @@ Test(dropout, backward_matches_finite_differences_for_its_mask)
     free(xd);
     free(Gd);
 }
+
+/* ---- masked mean pooling --------------------------------------------------------------- */
+
+typedef struct pool_ctx {
+    const double *x, *G;
+    const uint8_t *mask;
+    int B, T, C;
+} pool_ctx;
+
+static double pool_loss(void *p)
+{
+    pool_ctx *c = p;
+    double L = 0;
+    for (int b = 0; b < c->B; b++) {
+        int n = 0;
+        for (int t = 0; t < c->T; t++)
+            n += c->mask[b * c->T + t] != 0;
+        for (int k = 0; k < c->C && n; k++) {
+            double s = 0;
+            for (int t = 0; t < c->T; t++)
+                if (c->mask[b * c->T + t])
+                    s += c->x[(b * c->T + t) * c->C + k];
+            L += c->G[b * c->C + k] * s / n;
+        }
+    }
+    return L;
+}
+
+Test(meanpool, masked_mean_forward_and_backward)
+{
+    enum { B = 3, T = 4, C = 5 };
+    const uint8_t mask[B * T] = { 1, 1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0 };
+    float x[B * T * C], G[B * C], out[B * C], dx[B * T * C] = { 0 };
+    tu_fill_uniform(x, B * T * C, 21);
+    tu_fill_uniform(G, B * C, 22);
+    sb_nn_meanpool_forward(out, x, mask, B, T, C);
+    double ref[B * C];
+    for (int k = 0; k < C; k++) {
+        ref[k] = ((double)x[k] + x[C + k] + x[2 * C + k] + x[3 * C + k]) / 4;
+        ref[C + k] = ((double)x[(T + 0) * C + k] + x[(T + 2) * C + k]) / 2; /* steps 0 and 2 */
+        ref[2 * C + k] = 0.0;                                               /* no real step */
+    }
+    tu_check_close("meanpool", out, ref, B * C, 1e-7, 1e-6);
+    sb_nn_meanpool_backward(dx, G, mask, B, T, C);
+    double *xd = tu_to_double(x, B * T * C), *Gd = tu_to_double(G, B * C);
+    pool_ctx ctx = { xd, Gd, mask, B, T, C };
+    tu_check_grad("meanpool dinp", dx, xd, B * T * C, pool_loss, &ctx, 1e-5, 1e-7, 1e-5);
+    /* no mask: the plain mean */
+    sb_nn_meanpool_forward(out, x, NULL, B, T, C);
+    cr_assert(fabs(out[C] - ((double)x[T * C] + x[(T + 1) * C] + x[(T + 2) * C] + x[(T + 3) * C]) /
+                                4) < 1e-6);
+    free(xd);
+    free(Gd);
+}
