@@ -132,10 +132,12 @@ run_sb $T/llmdemo run "$SB_SOURCE_ROOT/configs/demo-llm.yaml" --results "$T/rl"
 expect_exit 0 $T/llmdemo
 expect_in $T/llmdemo.out "| labels=human |"
 expect_in $T/llmdemo.out "| labels=llm |"
-expect_in $T/llmdemo.err "240 labelled, 0 invalid, 0 failed"
-# Every utterance's LLM label is stored, with the server's model recorded in its provenance.
-[ "$(sqlite3 "$T/rl/serbench.db" "SELECT count(*) FROM labels WHERE json_extract(detail, '$.model') = 'serbench-test'")" = 240 ] ||
-  fail "240 LLM labels with provenance"
+# The LLM labels the training split only (160 utterances), each with the server's model
+# recorded in its provenance.
+expect_in $T/llmdemo.err "labels llm on demo/train"
+expect_in $T/llmdemo.err "160 labelled, 0 invalid, 0 failed"
+[ "$(sqlite3 "$T/rl/serbench.db" "SELECT count(*) FROM labels WHERE json_extract(detail, '$.model') = 'serbench-test'")" = 160 ] ||
+  fail "160 LLM labels with provenance"
 ok
 grep -q "no LLM endpoint configured" "$SB_SOURCE_ROOT/scripts/demo" || fail "scripts/demo must say when it uses the test server"
 ok

@@ -23,17 +23,20 @@ heads:
 experiment:
   train: {dataset: meld, split: train, labels: human}
   dev: {dataset: meld, split: dev, labels: human}
-  test: [{dataset: meld, split: test}]
+  test: [{dataset: meld, split: test},
+         {dataset: meld, split: test, labels: melt_test, name: meld-test-melt}]
   encoder: fbank
   head: linear
-sweep:
-  experiment.train.labels: [human, melt_test]
 YAML
 
-# Label: MELT's three out-of-schema test labels are stored as invalid, with a warning.
+# Label: each labeller labels the splits it is named for; MELT's three out-of-schema test
+# labels are stored as invalid, with a warning.
 run_sb $T/lab label $T/melt.yaml
 expect_exit 0 $T/lab
+expect_in $T/lab.err "labels melt_test on meld/test"
 expect_in $T/lab.err "1791 labelled, 3 invalid, 0 failed"
+expect_in $T/lab.err "labels human on meld/train"
+expect_not_in $T/lab.err "labels melt_test on meld/train"
 expect_in $T/lab.err "3 answers were not a class of the label space"
 expect_in $T/lab.err "'frustration'"
 # A second pass finds everything in the store.
@@ -54,11 +57,17 @@ include: [$T/melt.yaml]
 plugin_path: [$SB_FIXTURE_PLUGINS/abi]
 labellers:
   old: {plugin: label10}
-sweep: {experiment.train.labels: [old]}
+experiment: {train: {dataset: meld, split: train, labels: old}}
 YAML
 run_sb $T/old label $T/old.yaml --results $T/rold
 expect_exit 0 $T/old
-expect_in $T/old.err "13708 labelled, 0 invalid, 0 failed"
+expect_in $T/old.err "9989 labelled, 0 invalid, 0 failed"
+# A labeller named only for train labels train only (an LLM would be paid for nothing else).
+run_sb $T/oldexp export labels $T/old.yaml --results $T/rold --labeller old --out $T/old.csv
+expect_exit 0 $T/oldexp
+[ "$(tail -n +2 $T/old.csv | wc -l)" = 9989 ] || fail "old labels: $(tail -n +2 $T/old.csv | wc -l) rows, want 9989"
+[ "$(tail -n +2 $T/old.csv | cut -d, -f4 | sort -u)" = train ] || fail "old labels outside train"
+ok
 run_sb $T/oldplan label $T/old.yaml --results $T/rold --plan
 expect_exit 0 $T/oldplan
 expect_in $T/oldplan.out "sends no requests"
@@ -141,11 +150,12 @@ encoders:
 heads:
   linear: {plugin: linear}
 experiment:
-  train: {dataset: iemocap, split: train, labels: e2}
+  train: {dataset: iemocap, split: train, labels: human}
   dev: {dataset: iemocap, split: dev, labels: human}
   test: [{dataset: iemocap, split: test}]
   encoder: fbank
   head: linear
+sweep: {experiment.train.labels: [human, e2]}
 YAML
 run_sb $T/ilab label $T/iem.yaml
 expect_exit 0 $T/ilab
@@ -164,7 +174,7 @@ assert r["items_rated"] > 0 and r["fleiss_items"] > 0
 assert -1 <= r["krippendorff_alpha"] <= 1 and -1 <= r["fleiss_kappa"] <= 1, r
 PY
 ok
-run_sb $T/inobody label $T/iem.yaml experiment.train.labels=nobody
+run_sb $T/inobody label $T/iem.yaml 'sweep={experiment.train.labels: [nobody]}'
 expect_exit 2 $T/inobody
 expect_in $T/inobody.err "rater 'X9' rated none"
 run_sb $T/icorp corpus $T/iem.yaml

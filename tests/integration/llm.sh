@@ -44,7 +44,9 @@ stat_of() { curl -s "${1%/v1}/_admin/stats" | jq -r ".$2"; }
 reset_server() { curl -s -X POST "${1%/v1}/_admin/reset" >/dev/null; curl -s -X POST -d '[]' "${1%/v1}/_admin/faults" >/dev/null; }
 
 # ---- corpora: MELD's real CSVs, text only --------------------------------------------
-# big: all of dev (1109) + 20 train + 20 test rows = 1149; small: 44 dev + 3 + 3 = 50.
+# big: all of dev (1109) + 20 train + 20 test rows = 1149; small: 44 dev + 3 + 3 = 50. The
+# labeller is named for all three splits (train: dev, and two test sets), so it labels them
+# all: a labeller labels only the splits it is named for.
 mkdir -p "$T/big" "$T/small"
 cp "$MELD/dev_sent_emo.csv" "$T/big/"
 head -n 45 "$MELD/dev_sent_emo.csv" >"$T/small/dev_sent_emo.csv"
@@ -53,6 +55,7 @@ for s in train test; do
   head -n 4 "$MELD/${s}_sent_emo.csv" >"$T/small/${s}_sent_emo.csv"
 done
 N_BIG=1149
+N_SMALL=50
 
 # config FILE ROOT LABELLER-OPTIONS (YAML flow entries, appended to the labeller block)
 config() {
@@ -67,13 +70,13 @@ heads:
   linear: {plugin: linear}
 experiment:
   train: {dataset: meld, split: dev, labels: gpt}
-  test: {dataset: meld, split: test, labels: gpt}
+  test: [{dataset: meld, split: test, labels: gpt}, {dataset: meld, split: train, labels: gpt, name: meld-train}]
   encoder: fbank
   head: linear
 YAML
 }
-labels_in_as() { sqlite3 "$1/serbench.db" "SELECT count(*) FROM labels WHERE stage_key IN (SELECT key FROM stages WHERE description LIKE 'labels $2 on %') AND status='ok'" 2>/dev/null || echo 0; }
-labels_in() { sqlite3 "$1/serbench.db" "SELECT count(*) FROM labels WHERE stage_key IN (SELECT key FROM stages WHERE description LIKE 'labels gpt on %') AND status='ok'" 2>/dev/null || echo 0; }
+labels_in_as() { sqlite3 "$1/serbench.db" "SELECT count(*) FROM labels WHERE stage_key IN (SELECT json_extract(info, '$.labels_key') FROM stages WHERE description LIKE 'labels $2 on %') AND status='ok'" 2>/dev/null || echo 0; }
+labels_in() { sqlite3 "$1/serbench.db" "SELECT count(*) FROM labels WHERE stage_key IN (SELECT json_extract(info, '$.labels_key') FROM stages WHERE description LIKE 'labels gpt on %') AND status='ok'" 2>/dev/null || echo 0; }
 cache_rows() { sqlite3 "$1/serbench.db" "SELECT count(*) FROM plugin_cache WHERE plugin='llm' AND key NOT LIKE 'llm-%'"; }
 
 start_server main --answers "$LT/scenarios/answers.json" --batch-delay-s 0.6
@@ -183,7 +186,7 @@ expect_in "$T/b2.err" "submitted by an earlier run"
 [ "$(stat_of "$URL_batch" batches)" = 1 ] || fail "the restart submitted another batch"
 [ "$(stat_of "$URL_batch" files)" = 1 ] || fail "the restart uploaded another file"
 [ "$(stat_of "$URL_batch" requests)" = 0 ] || fail "batch mode sent sync requests"
-[ "$(labels_in "$R")" = 50 ] || fail "$(labels_in "$R") labels after the batch"
+[ "$(labels_in "$R")" = $N_SMALL ] || fail "$(labels_in "$R") labels after the batch"
 ok
 
 # ---- the shipped blocks (configs/base/llm.yaml) ---------------------------------------
@@ -202,10 +205,11 @@ experiment:
   head: linear
 YAML
 reset_server "$URL_main"
+N_DEVTEST=47 # this experiment names the labeller for dev (44) and test (3), not train
 VLLM_URL=$URL_main VLLM_MODEL=serbench-test run_sb "$T/base" label "$T/base.yaml" --results "$T/r-base"
 expect_exit 0 "$T/base"
-[ "$(labels_in_as "$T/r-base" vllm_local)" = 50 ] || fail "vllm_local block: $(labels_in_as "$T/r-base" vllm_local) labels"
-[ "$(stat_of "$URL_main" requests)" = 50 ] || fail "vllm_local block: $(stat_of "$URL_main" requests) requests"
+[ "$(labels_in_as "$T/r-base" vllm_local)" = $N_DEVTEST ] || fail "vllm_local block: $(labels_in_as "$T/r-base" vllm_local) labels"
+[ "$(stat_of "$URL_main" requests)" = $N_DEVTEST ] || fail "vllm_local block: $(stat_of "$URL_main" requests) requests"
 for b in gpt4o gpt4o_batch gpt4o_iemocap4 ollama_local llamacpp_local gpt35_sentiment; do
   env -u OPENAI_API_KEY "$SERBENCH" validate "$T/base.yaml" "experiment.train.labels=$b" "experiment.test.labels=$b" >"$T/v.out" 2>&1 ||
     { cat "$T/v.out" >&2; fail "block $b does not validate"; }
@@ -215,7 +219,7 @@ env -u OPENAI_API_KEY "$SERBENCH" label "$T/base.yaml" --results "$T/r-base" --p
 expect_in "$T/bp.out" "POST https://api.openai.com/v1/chat/completions, model gpt-4o-2024-08-06"
 expect_in "$T/bp.out" "cost:               ~\$"
 expect_in "$T/bp.out" "OPENAI_API_KEY (api_key_env) is not set"
-[ "$(stat_of "$URL_main" requests)" = 50 ] || fail "the plan sent requests"
+[ "$(stat_of "$URL_main" requests)" = $N_DEVTEST ] || fail "the plan sent requests"
 ok
 
 # ---- TLS: certificates are verified; ca_file says whom to trust ------------------------
@@ -239,7 +243,7 @@ expect_not_in "$T/tls1.err" "retry"
 config "$T/tls2.yaml" "$T/small" "base_url: \"$URL_tls\", ca_file: \"$T/tls.pem\""
 run_sb "$T/tls2" label "$T/tls2.yaml" --results "$T/r-tls2"
 expect_exit 0 "$T/tls2"
-[ "$(labels_in "$T/r-tls2")" = 50 ] || fail "$(labels_in "$T/r-tls2") labels over TLS with ca_file"
+[ "$(labels_in "$T/r-tls2")" = $N_SMALL ] || fail "$(labels_in "$T/r-tls2") labels over TLS with ca_file"
 
 # ---- the headers sent: Authorization only with a key, the organization when named ------
 "$PY" "$LT/header_capture.py" --port-file "$T/hdr.port" --out "$T/hdr.jsonl" 2>"$T/hdr.err" &

@@ -178,9 +178,9 @@ sb_status sb_label_fail(sb_label_sink *s, size_t utt, const char *reason)
 }
 
 /* serbench label --plan: what the labeller would do, printed to stdout; nothing is sent. */
-static sb_status plan_labels(ctx *c, const sbi_run *r, const sbi_instance *in,
-                             const corpus_entry *ce, const char *desc, const size_t *todo,
-                             size_t nt, size_t have, sb_error *err)
+static sb_status plan_labels(ctx *c, const sbi_instance *in, const corpus_entry *ce,
+                             const char *desc, const size_t *todo, size_t nt, size_t have,
+                             sb_error *err)
 {
     const sb_labeller_vtable *vt = in->plugin->desc->vtable;
     const int has_plan =
@@ -247,6 +247,132 @@ static sb_status plan_labels(ctx *c, const sbi_run *r, const sbi_instance *in,
     return SB_OK;
 }
 
+/* The labels entry of `key` on ce: found, or created and filled from the store. */
+static sb_status labels_entry_get(ctx *c, const char *key, corpus_entry *ce, labels_entry **out,
+                                  int *created, sb_error *err)
+{
+    *created = 0;
+    for (size_t i = 0; i < c->n_labels; i++)
+        if (strcmp(c->labels[i]->key, key) == 0) {
+            *out = c->labels[i];
+            return SB_OK;
+        }
+    const size_t n = sb_corpus_size(ce->c);
+    labels_entry **nl = realloc(c->labels, (c->n_labels + 1) * sizeof *nl);
+    if (!nl)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    c->labels = nl;
+    labels_entry *le = calloc(1, sizeof *le);
+    if (le) {
+        le->labels = malloc((n + 1) * sizeof *le->labels);
+        le->answered = calloc(n + 1, 1);
+    }
+    if (!le || !le->labels || !le->answered) {
+        if (le)
+            free(le->labels), free(le->answered);
+        free(le);
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    snprintf(le->key, sizeof le->key, "%s", key);
+    le->ce = ce;
+    for (size_t i = 0; i < n; i++)
+        le->labels[i] = -1;
+    c->labels[c->n_labels++] = le;
+    *out = le;
+    *created = 1;
+
+    sqlite3_stmt *q = NULL;
+    sb_status st = sbi_store_prepare(
+        c->store, "SELECT utt_id, label, status FROM labels WHERE stage_key=?1", &q, err);
+    if (st != SB_OK)
+        return st;
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        long k = sb_corpus_find(ce->c, (const char *)sqlite3_column_text(q, 0));
+        if (k < 0)
+            continue;
+        const char *status = (const char *)sqlite3_column_text(q, 2);
+        if (status && strcmp(status, "invalid") == 0) {
+            le->answered[k] = 1; /* a final answer: not asked again */
+            continue;
+        }
+        int lab = sqlite3_column_type(q, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 1);
+        if (lab >= 0 && lab < sb_corpus_n_classes(ce->c)) {
+            le->labels[k] = lab;
+            le->answered[k] = 1;
+        }
+    }
+    sqlite3_finalize(q);
+    return SB_OK;
+}
+
+/* Remember that `split` was resolved; 1 if it already was. */
+static int split_seen(labels_entry *le, const char *split)
+{
+    for (size_t i = 0; i < le->n_splits; i++)
+        if (strcmp(le->splits[i], split) == 0)
+            return 1;
+    char **grown = realloc(le->splits, (le->n_splits + 1) * sizeof *grown);
+    char *copy = sbi_strdup(split);
+    if (!grown || !copy) {
+        free(copy);
+        if (grown)
+            le->splits = grown;
+        return 0; /* resolve it again rather than fail */
+    }
+    le->splits = grown;
+    le->splits[le->n_splits++] = copy;
+    return 0;
+}
+
+/* The completion mark of one split of a label stage. */
+static void split_stage_key(const char *key, const char *split, char out[SB_HASH_HEX])
+{
+    sb_hasher *h = sb_hasher_create();
+    sb_hasher_str(h, "labels-split/1");
+    sb_hasher_str(h, key);
+    sb_hasher_str(h, split);
+    sb_hasher_hex(h, out);
+    sb_hasher_destroy(&h);
+}
+
+static int same_instance(const sbi_instance *a, const sbi_instance *b)
+{
+    return a && b && json_equal(a->canon, b->canon);
+}
+
+/* The splits of the dataset of `ref` that the plan labels with the labeller of `ref` (the same
+ * labeller and dataset configuration, in any run of this invocation's shard): a labeller
+ * labels those, in one pass, and nothing else (an LLM labeller named for training labels is
+ * not paid to label the test split). list[0..return) point into the plan; ref's split first. */
+static size_t splits_named(const ctx *c, const sbi_run *r, const sbi_split_ref *ref,
+                           const char **list, size_t cap)
+{
+    const sbi_instance *lab = sbi_run_instance(r, SB_KIND_LABELLER, ref->labels);
+    const sbi_instance *ds = sbi_run_instance(r, SB_KIND_DATASET, ref->dataset);
+    size_t n = 0;
+    list[n++] = ref->split;
+    for (size_t i = 0; i < c->plan->n_runs; i++) {
+        const sbi_run *q = &c->plan->runs[i];
+        if (!sbi_in_shard(q, c->o->shard_i, c->o->shard_n))
+            continue;
+        for (size_t k = 0; k < 2 + q->n_tests; k++) {
+            const sbi_split_ref *x = k == 0 ? &q->train : k == 1 ? &q->dev : &q->tests[k - 2];
+            if (!x->dataset || !x->labels || !x->split)
+                continue;
+            if (!same_instance(sbi_run_instance(q, SB_KIND_LABELLER, x->labels), lab) ||
+                !same_instance(sbi_run_instance(q, SB_KIND_DATASET, x->dataset), ds))
+                continue;
+            int seen = 0;
+            for (size_t j = 0; j < n && !seen; j++)
+                seen = strcmp(list[j], x->split) == 0;
+            if (!seen && n < cap)
+                list[n++] = x->split;
+        }
+    }
+    return n;
+}
+
 sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, corpus_entry *ce,
                          labels_entry **out, sb_error *err)
 {
@@ -260,101 +386,73 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
     sb_hasher_hex(h, key);
     sb_hasher_destroy(&h);
     free(canon);
-    for (size_t i = 0; i < c->n_labels; i++)
-        if (strcmp(c->labels[i]->key, key) == 0) {
-            *out = c->labels[i];
-            return SB_OK;
-        }
-    size_t n = sb_corpus_size(ce->c);
-    labels_entry **nl = realloc(c->labels, (c->n_labels + 1) * sizeof *nl);
-    if (!nl)
-        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-    c->labels = nl;
-    labels_entry *le = calloc(1, sizeof *le);
-    if (!le)
-        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-    snprintf(le->key, sizeof le->key, "%s", key);
-    le->ce = ce;
-    le->labels = malloc((n + 1) * sizeof *le->labels);
-    if (!le->labels) {
-        free(le);
-        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-    }
-    for (size_t i = 0; i < n; i++)
-        le->labels[i] = -1;
-    c->labels[c->n_labels++] = le;
 
-    /* What the store already has. */
-    sqlite3_stmt *q = NULL;
-    sb_status st = sbi_store_prepare(
-        c->store, "SELECT utt_id, label, status FROM labels WHERE stage_key=?1", &q, err);
+    labels_entry *le = NULL;
+    int created = 0;
+    sb_status st = labels_entry_get(c, key, ce, &le, &created, err);
     if (st != SB_OK)
         return st;
-    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
-    unsigned char *done = calloc(n + 1, 1);
-    if (!done) {
-        sqlite3_finalize(q);
+    *out = le;
+    if (created && c->o->label_readonly && c->o->on_labels)
+        c->o->on_labels(c->o->on_labels_user, in, ce->c, key, le->labels);
+    for (size_t i = 0; i < le->n_splits; i++)
+        if (strcmp(le->splits[i], ref->split) == 0)
+            return SB_OK; /* resolved with the other splits of this labeller */
+
+    /* Every split the plan names this labeller for, resolved together. */
+    enum { MAX_SPLITS = 64 };
+    const char *splits[MAX_SPLITS];
+    const size_t n_splits = splits_named(c, r, ref, splits, MAX_SPLITS);
+    char split_keys[MAX_SPLITS][SB_HASH_HEX];
+    char split_list[512] = "";
+    int all_complete = 1;
+    for (size_t k = 0; k < n_splits; k++) {
+        split_stage_key(key, splits[k], split_keys[k]);
+        all_complete &= sbi_store_stage_complete(c->store, split_keys[k]);
+        size_t used = strlen(split_list);
+        snprintf(split_list + used, sizeof split_list - used, "%s%s", k ? "," : "", splits[k]);
+        split_seen(le, splits[k]);
+    }
+    const size_t n = sb_corpus_size(ce->c);
+    size_t have = 0, have_invalid = 0, want = 0;
+    size_t *todo = malloc((n + 1) * sizeof *todo), nt = 0;
+    if (!todo)
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-    }
-    size_t have = 0, have_invalid = 0;
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        long k = sb_corpus_find(ce->c, (const char *)sqlite3_column_text(q, 0));
-        if (k < 0)
+    for (size_t i = 0; i < n; i++) {
+        const char *sp = sb_corpus_utt(ce->c, i)->split;
+        int named = 0;
+        for (size_t k = 0; k < n_splits && !named; k++)
+            named = strcmp(sp, splits[k]) == 0;
+        if (!named || ce->excluded[i])
             continue;
-        const char *status = (const char *)sqlite3_column_text(q, 2);
-        if (status && strcmp(status, "invalid") == 0) {
-            done[k] = 1; /* a final answer: not asked again */
-            have_invalid++;
-            continue;
-        }
-        int lab = sqlite3_column_type(q, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 1);
-        if (lab >= 0 && lab < sb_corpus_n_classes(ce->c)) {
-            le->labels[k] = lab;
-            done[k] = 1;
+        want++;
+        if (!le->answered[i])
+            todo[nt++] = i;
+        else if (le->labels[i] >= 0)
             have++;
-        }
+        else
+            have_invalid++;
     }
-    sqlite3_finalize(q);
-    char desc[256];
-    snprintf(desc, sizeof desc, "labels %s on %s", in->name, sb_corpus_name(ce->c));
+    char desc[700];
+    snprintf(desc, sizeof desc, "labels %s on %s/%s", in->name, sb_corpus_name(ce->c), split_list);
     if (c->o->label_readonly) {
-        free(done);
-        size_t want = 0;
-        for (size_t i = 0; i < n; i++)
-            want += !ce->excluded[i];
-        if (!sbi_store_stage_complete(c->store, key))
+        free(todo);
+        if (!all_complete)
             sbi_ui_log(c->ui, SB_LOG_WARN, NULL,
                        "%s: the store has %zu answers for %zu utterances (the stage is not "
                        "complete; serbench label CONFIG finishes it)",
                        desc, have + have_invalid, want);
-        if (c->o->on_labels)
-            c->o->on_labels(c->o->on_labels_user, in, ce->c, key, le->labels);
-        *out = le;
         return SB_OK;
     }
-    if (sbi_store_stage_complete(c->store, key) && !c->o->label_plan) {
+    if (all_complete && !c->o->label_plan) {
         sbi_ui_log(c->ui, SB_LOG_DEBUG, NULL, "%s: complete in store (%zu labels, %zu invalid)",
                    desc, have, have_invalid);
-        free(done);
-        if (c->o->on_labels)
-            c->o->on_labels(c->o->on_labels_user, in, ce->c, key, le->labels);
-        *out = le;
+        free(todo);
         return SB_OK;
     }
-    /* Label what is missing (everything not yet answered and not excluded). */
-    size_t *todo = malloc((n + 1) * sizeof *todo), nt = 0;
-    if (!todo) {
-        free(done);
-        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!done[i] && !ce->excluded[i])
-            todo[nt++] = i;
-    free(done);
     if (c->o->label_plan) {
-        st = plan_labels(c, r, in, ce, desc, todo, nt, have + have_invalid, err);
+        st = plan_labels(c, in, ce, desc, todo, nt, have + have_invalid, err);
         free(todo);
-        *out = le;
         return st;
     }
     sb_label_sink sink = {
@@ -364,7 +462,12 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
     sbi_progress prog;
     sbi_progress_start(&prog, c->ui, desc, nt);
     sink.prog = &prog;
-    st = sbi_store_stage_mark(c->store, key, "labels", desc, "running", NULL, err);
+    /* The stage row of each split names the key of its label rows (labels.stage_key). */
+    char running_info[128];
+    snprintf(running_info, sizeof running_info, "{\"labels_key\":\"%s\"}", key);
+    for (size_t k = 0; st == SB_OK && k < n_splits; k++)
+        st = sbi_store_stage_mark(c->store, split_keys[k], "labels", desc, "running", running_info,
+                                  err);
     if (st == SB_OK)
         st = sbi_store_prepare(
             c->store,
@@ -445,17 +548,17 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
                   (json_int_t)sink.n_invalid, "failed", (json_int_t)sink.n_fail, "prompt_tokens",
                   sink.prompt_tokens, "completion_tokens", sink.completion_tokens,
                   "from_response_cache", (json_int_t)sink.n_cached);
+    if (info)
+        json_object_set_new(info, "labels_key", json_string(key));
     if (info && sink.have_cost)
         json_object_set_new(info, "cost_usd", json_real(sink.cost));
     if (info && sink.n_cost_unknown)
         json_object_set_new(info, "cost_unknown", json_integer((json_int_t)sink.n_cost_unknown));
     char *info_text = info ? json_dumps(info, JSON_COMPACT) : NULL;
     json_decref(info);
-    st = sbi_store_stage_mark(c->store, key, "labels", desc,
-                              sink.n_fail == 0 ? "complete" : "running", info_text, err);
+    for (size_t k = 0; st == SB_OK && k < n_splits; k++)
+        st = sbi_store_stage_mark(c->store, split_keys[k], "labels", desc,
+                                  sink.n_fail == 0 ? "complete" : "running", info_text, err);
     free(info_text);
-    if (st == SB_OK && c->o->on_labels)
-        c->o->on_labels(c->o->on_labels_user, in, ce->c, key, le->labels);
-    *out = le;
     return st;
 }

@@ -1350,6 +1350,10 @@ static void ctx_free(ctx *c)
     free(c->corpora);
     for (size_t i = 0; i < c->n_labels; i++) {
         free(c->labels[i]->labels);
+        free(c->labels[i]->answered);
+        for (size_t k = 0; k < c->labels[i]->n_splits; k++)
+            free(c->labels[i]->splits[k]);
+        free(c->labels[i]->splits);
         free(c->labels[i]);
     }
     free(c->labels);

@@ -37,10 +37,16 @@ typedef struct corpus_entry {
     int skip_missing_audio;         /* the dataset's on_missing_audio policy is skip */
 } corpus_entry;
 
+/* One labeller's labels on one corpus (one stage key, one set of rows in the store). A
+ * labeller labels only the splits the plan names it for, all of them in one pass; each split
+ * has its own completion mark (a stage key of the labels key and the split). */
 typedef struct labels_entry {
     char key[SB_HASH_HEX];
     const corpus_entry *ce;
-    int32_t *labels; /* [n] -1 = none */
+    int32_t *labels;         /* [n] -1 = none */
+    unsigned char *answered; /* [n] the store holds a final answer (a label or invalid) */
+    char **splits;           /* splits resolved in this invocation */
+    size_t n_splits;
 } labels_entry;
 
 typedef struct feat_entry {

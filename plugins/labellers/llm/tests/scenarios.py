@@ -74,7 +74,7 @@ def expected_label(body, answers):
 def store_rows(db_path, labeller):
     db = sqlite3.connect(db_path)
     keys = [r[0] for r in db.execute(
-        "SELECT key FROM stages WHERE description LIKE ?", (f"labels {labeller} on %",))]
+        "SELECT DISTINCT json_extract(info, '$.labels_key') FROM stages WHERE description LIKE ?", (f"labels {labeller} on %",))]
     rows, fails = {}, {}
     for k in keys:
         for utt, name, status, raw, reason, detail, conf, dist in db.execute(
@@ -129,7 +129,10 @@ def write_config(path, a, options, dataset_root):
         "encoders": {"fbank": {"plugin": "fbank"}},
         "heads": {"linear": {"plugin": "linear"}},
         "experiment": {"train": {"dataset": "meld", "split": "dev", "labels": "gpt"},
-                       "test": {"dataset": "meld", "split": "test", "labels": "gpt"},
+                       # the labeller labels only the splits it is named for: all three
+                       "test": [{"dataset": "meld", "split": "test", "labels": "gpt"},
+                                {"dataset": "meld", "split": "train", "labels": "gpt",
+                                 "name": "meld-train"}],
                        "encoder": "fbank", "head": "linear"},
     }
     with open(path, "w", encoding="utf-8") as f:
