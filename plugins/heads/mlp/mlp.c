@@ -1,0 +1,821 @@
+/* plugins/heads/mlp/mlp.c — the `mlp` head: the linear head's SUPERB layer mixing and
+ * train-set standardisation, then 1–4 hidden layers (linear → GELU → dropout) and a linear
+ * classifier. Weighted cross-entropy, mini-batch AdamW with warmup + cosine decay and global
+ * gradient clipping, early stopping on dev with the best epoch restored.
+ *
+ * Model, for one utterance with pooled features x (L,D), hidden widths H_1..H_n:
+ *   z[l,d]  = (x[l,d] - mu[l,d]) * inv_sd[l,d]        (mu = 0, inv_sd = 1 without normalize)
+ *   w       = softmax(a)  (L)                          (w = 1/L without layer_weights)
+ *   h_0     = sum_l w[l] z[l,:]                        (D)
+ *   u_i     = W_i h_{i-1} + b_i                        (H_i), W_i is (H_i, H_{i-1}), H_0 = D
+ *   h_i     = dropout(gelu(u_i))                       (training only; identity at predict)
+ *   logits  = Wc h_n + bc                              (K), Wc is (K, H_n)
+ *   loss    = weighted mean over rows of -cw[y] log softmax(logits)[y] */
+#include <serbench/serbench.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MLP_VERSION "0.1.0"
+
+#define MAX_HIDDEN 4
+#define MAX_WIDTH 65536
+
+static const sb_option mlp_options[] = {
+    { "layer_weights", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
+      "Learn softmax-normalised weights over the encoder layers; false averages the layers." },
+    { "normalize", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
+      "Standardise each layer's features with the train-set mean and standard deviation." },
+    { "hidden", SB_OPT_LIST, "[256]", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 1, MAX_HIDDEN, NULL,
+      "Widths of the hidden layers (1 to 4 of them, each 1..65536), e.g. [256] or [512, 128]." },
+    { "dropout", SB_OPT_FLOAT, "0.1", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 0, 0.95, NULL,
+      "Dropout probability after each hidden layer's GELU during training, in [0, 0.95]." },
+    { "class_weights", SB_OPT_ENUM, "none", 0, 0, 0, "none|balanced",
+      "Weight the loss per class: none, or balanced = n / (classes * count) as in sklearn." },
+    { "lr", SB_OPT_FLOAT, "0.001", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 0, 10, NULL,
+      "Peak AdamW learning rate, in (0, 10]." },
+    { "warmup", SB_OPT_FLOAT, "0.05", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 0, 1, NULL,
+      "Fraction of all training steps (epochs x batches) spent warming the learning rate up "
+      "linearly; cosine decay to 0 follows." },
+    { "clip", SB_OPT_FLOAT, "1.0", SB_OPT_HAS_MIN, 0, 0, NULL,
+      "Clip the global gradient norm to this value; 0 = no clipping." },
+    { "batch_size", SB_OPT_INT, "32", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 1, 65536, NULL,
+      "Utterances per mini-batch." },
+    { "epochs", SB_OPT_INT, "50", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 1, 100000, NULL,
+      "Maximum number of passes over the training set." },
+    { "weight_decay", SB_OPT_FLOAT, "0.0001", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 0, 10, NULL,
+      "AdamW decoupled weight decay on the weight matrices (not biases or layer weights)." },
+    { "metric", SB_OPT_ENUM, "ua", 0, 0, 0, "ua|wa|macro_f1|loss",
+      "Dev-set criterion for early stopping and choosing the best epoch." },
+    { "patience", SB_OPT_INT, "10", SB_OPT_HAS_MIN, 1, 0, NULL,
+      "Stop after this many epochs without a dev improvement." },
+    { NULL, 0, NULL, 0, 0, 0, NULL, NULL },
+};
+
+/* Fixed AdamW constants (PyTorch defaults). */
+#define ADAM_BETA1 0.9f
+#define ADAM_BETA2 0.999f
+#define ADAM_EPS 1e-8f
+
+/* Independent random streams derived from host->seed. */
+#define STREAM_INIT 0x6d6c702d696e6974ull    /* "mlp-init" */
+#define STREAM_SHUFFLE 0x6d6c702d73687566ull /* "mlp-shuf" */
+#define STREAM_DROPOUT 0x6d6c702d64726f70ull /* "mlp-drop" */
+
+/* Rows per forward pass when evaluating (dev, predict). */
+#define EVAL_ROWS 256
+
+typedef enum stop_metric { STOP_UA, STOP_WA, STOP_MACRO_F1, STOP_LOSS } stop_metric;
+
+/* One weight tensor of the parameter buffer: its offset, size and whether AdamW decays it. */
+typedef struct tensor {
+    size_t off, n;
+    int decay;
+} tensor;
+
+/* Layer i of the stack, i = 0..n_hidden (the last one is the classifier). */
+typedef struct layer {
+    int in, out;
+    float *W, *b;   /* (out,in), (out): views into params */
+    float *dW, *db; /* views into grads */
+    /* activations for up to cap rows (hidden layers only) */
+    float *u;       /* (cap,out) pre-activation */
+    float *g;       /* (cap,out) GELU output */
+    float *h;       /* (cap,out) after dropout: the next layer's input */
+    uint8_t *mask;  /* (cap,out) dropout mask */
+    float *dh, *dg; /* (cap,out) gradients w.r.t. h and g */
+    float *du;      /* (cap,out) gradient w.r.t. u */
+} layer;
+
+typedef struct mlp_head {
+    const sb_host *host;
+    int L, D, K, n_hidden;
+    int hidden[MAX_HIDDEN];
+    /* options */
+    int learn_layers, normalize, balanced;
+    float lr, weight_decay, dropout, clip;
+    double warmup; /* fraction of all steps */
+    int batch_size, epochs, patience;
+    stop_metric metric;
+    /* parameters, one allocation: a (L) | W_1, b_1 | ... | W_n, b_n | Wc, bc */
+    size_t n_params;
+    float *params, *grads, *m, *v, *best;
+    float *a, *da;
+    layer layers[MAX_HIDDEN + 1];
+    tensor tensors[2 * MAX_HIDDEN + 3];
+    int n_tensors;
+    /* train-set standardisation, (L,D) each */
+    float *mu, *inv_sd;
+    float *class_w; /* (K) */
+    sb_rng drop_rng;
+    int trained;
+    /* work buffers for up to cap rows */
+    int cap;
+    float *zb;      /* (cap,L,D) standardised inputs */
+    float *zbar;    /* (cap,D) mixed features */
+    float *dzbar;   /* (cap,D) */
+    float *logits;  /* (cap,K) */
+    float *probs;   /* (cap,K) */
+    float *dlogits; /* (cap,K) */
+    float *losses;  /* (cap) */
+    int32_t *yb;    /* (cap) */
+    float *wl;      /* (L) current layer weights */
+    double *dwl;    /* (L) gradient w.r.t. the layer weights w, before the softmax */
+} mlp_head;
+
+static void mlp_destroy(void *inst)
+{
+    mlp_head *h = inst;
+    if (!h)
+        return;
+    free(h->params);
+    free(h->grads);
+    free(h->m);
+    free(h->v);
+    free(h->best);
+    free(h->mu);
+    free(h->inv_sd);
+    free(h->class_w);
+    for (int i = 0; i < h->n_hidden; i++) {
+        layer *ly = &h->layers[i];
+        free(ly->u);
+        free(ly->g);
+        free(ly->h);
+        free(ly->mask);
+        free(ly->dh);
+        free(ly->dg);
+        free(ly->du);
+    }
+    free(h->zb);
+    free(h->zbar);
+    free(h->dzbar);
+    free(h->logits);
+    free(h->probs);
+    free(h->dlogits);
+    free(h->losses);
+    free(h->yb);
+    free(h->wl);
+    free(h->dwl);
+    free(h);
+}
+
+/* Reads `hidden` into h->hidden; an error names the item and where it was set. */
+static sb_status parse_hidden(mlp_head *h, const sb_opts *opts, sb_error *err)
+{
+    size_t n = sb_opts_list_len(opts, "hidden");
+    if (n < 1 || n > MAX_HIDDEN)
+        return sb_error_set(err, SB_ERR_INVALID, sb_opts_where(opts, "hidden"),
+                            "hidden: %zu layers given; the mlp head takes 1 to %d widths, "
+                            "e.g. [256]",
+                            n, MAX_HIDDEN);
+    for (size_t i = 0; i < n; i++) {
+        const char *s = sb_opts_list_item(opts, "hidden", i);
+        char *end = NULL;
+        long v = s ? strtol(s, &end, 10) : 0;
+        if (!s || end == s || *end != '\0' || v < 1 || v > MAX_WIDTH)
+            return sb_error_set(err, SB_ERR_INVALID, sb_opts_where(opts, "hidden"),
+                                "hidden: item %zu ('%s') is not a width; each item must be an "
+                                "integer from 1 to %d",
+                                i + 1, s ? s : "", MAX_WIDTH);
+        h->hidden[i] = (int)v;
+    }
+    h->n_hidden = (int)n;
+    return SB_OK;
+}
+
+/* Lays out the AdamW tensor table and counts n_params; once params and grads are
+ * allocated, also points the views into them. */
+static void bind_params(mlp_head *h)
+{
+    size_t off = 0;
+    int nt = 0;
+    int views = h->params && h->grads;
+    h->a = h->params;
+    h->da = h->grads;
+    h->tensors[nt++] = (tensor){ 0, (size_t)h->L, 0 };
+    off = (size_t)h->L;
+    int in = h->D;
+    for (int i = 0; i <= h->n_hidden; i++) {
+        layer *ly = &h->layers[i];
+        ly->in = in;
+        ly->out = i < h->n_hidden ? h->hidden[i] : h->K;
+        size_t nw = (size_t)ly->out * (size_t)ly->in;
+        if (views) {
+            ly->W = h->params + off;
+            ly->dW = h->grads + off;
+            ly->b = h->params + off + nw;
+            ly->db = h->grads + off + nw;
+        }
+        h->tensors[nt++] = (tensor){ off, nw, 1 };
+        off += nw;
+        h->tensors[nt++] = (tensor){ off, (size_t)ly->out, 0 };
+        off += (size_t)ly->out;
+        in = ly->out;
+    }
+    h->n_tensors = nt;
+    h->n_params = off;
+}
+
+static sb_status mlp_create(const sb_host *host, const sb_opts *opts, int n_layers, int dim,
+                            int n_classes, void **inst, sb_error *err)
+{
+    *inst = NULL;
+    if (n_classes < 2)
+        return sb_error_set(err, SB_ERR_INVALID, "head mlp",
+                            "the mlp head classifies and needs at least 2 classes, but the "
+                            "task has %d%s",
+                            n_classes, n_classes == 0 ? " (a regression task?)" : "");
+    if (n_layers < 1 || dim < 1)
+        return sb_error_set(err, SB_ERR_INVALID, "head mlp",
+                            "features of %d layers x %d dims: need at least 1 x 1", n_layers, dim);
+    double lr = sb_opts_float(opts, "lr");
+    if (!(lr > 0.0))
+        return sb_error_set(err, SB_ERR_INVALID, sb_opts_where(opts, "lr"),
+                            "lr: must be > 0 (got %g)", lr);
+    if ((size_t)n_layers * (size_t)dim > (size_t)1 << 28)
+        return sb_error_set(err, SB_ERR_INVALID, "head mlp",
+                            "features of %d layers x %d dims are too large", n_layers, dim);
+
+    mlp_head *h = calloc(1, sizeof *h);
+    if (!h)
+        return sb_error_set(err, SB_ERR_NOMEM, "head mlp", "out of memory");
+    sb_status st = parse_hidden(h, opts, err);
+    if (st != SB_OK) {
+        free(h);
+        return st;
+    }
+    h->host = host;
+    h->L = n_layers;
+    h->D = dim;
+    h->K = n_classes;
+    h->learn_layers = sb_opts_bool(opts, "layer_weights");
+    h->normalize = sb_opts_bool(opts, "normalize");
+    const char *cw = sb_opts_str(opts, "class_weights");
+    h->balanced = cw && strcmp(cw, "balanced") == 0;
+    h->lr = (float)lr;
+    h->weight_decay = (float)sb_opts_float(opts, "weight_decay");
+    h->dropout = (float)sb_opts_float(opts, "dropout");
+    h->warmup = sb_opts_float(opts, "warmup");
+    h->clip = (float)sb_opts_float(opts, "clip");
+    h->batch_size = (int)sb_opts_int(opts, "batch_size");
+    h->epochs = (int)sb_opts_int(opts, "epochs");
+    int64_t pat = sb_opts_int(opts, "patience");
+    h->patience = pat > 1000000000 ? 1000000000 : (int)pat;
+    const char *met = sb_opts_str(opts, "metric");
+    h->metric = !met || strcmp(met, "ua") == 0 ? STOP_UA
+                : strcmp(met, "wa") == 0       ? STOP_WA
+                : strcmp(met, "macro_f1") == 0 ? STOP_MACRO_F1
+                                               : STOP_LOSS;
+
+    bind_params(h); /* params is still NULL: counts only */
+    size_t L = (size_t)h->L, D = (size_t)h->D, K = (size_t)h->K, np = h->n_params;
+    h->cap = h->batch_size > EVAL_ROWS ? h->batch_size : EVAL_ROWS;
+    size_t cap = (size_t)h->cap;
+    h->params = calloc(np, sizeof(float));
+    h->grads = calloc(np, sizeof(float));
+    h->m = calloc(np, sizeof(float));
+    h->v = calloc(np, sizeof(float));
+    h->best = calloc(np, sizeof(float));
+    h->mu = calloc(L * D, sizeof(float));
+    h->inv_sd = calloc(L * D, sizeof(float));
+    h->class_w = calloc(K, sizeof(float));
+    h->zb = calloc(cap * L * D, sizeof(float));
+    h->zbar = calloc(cap * D, sizeof(float));
+    h->dzbar = calloc(cap * D, sizeof(float));
+    h->logits = calloc(cap * K, sizeof(float));
+    h->probs = calloc(cap * K, sizeof(float));
+    h->dlogits = calloc(cap * K, sizeof(float));
+    h->losses = calloc(cap, sizeof(float));
+    h->yb = calloc(cap, sizeof(int32_t));
+    h->wl = calloc(L, sizeof(float));
+    h->dwl = calloc(L, sizeof(double));
+    int ok = h->params && h->grads && h->m && h->v && h->best && h->mu && h->inv_sd && h->class_w &&
+             h->zb && h->zbar && h->dzbar && h->logits && h->probs && h->dlogits && h->losses &&
+             h->yb && h->wl && h->dwl;
+    for (int i = 0; i < h->n_hidden; i++) {
+        layer *ly = &h->layers[i];
+        size_t n = cap * (size_t)h->hidden[i];
+        ly->u = calloc(n, sizeof(float));
+        ly->g = calloc(n, sizeof(float));
+        ly->h = calloc(n, sizeof(float));
+        ly->mask = calloc(n, 1);
+        ly->dh = calloc(n, sizeof(float));
+        ly->dg = calloc(n, sizeof(float));
+        ly->du = calloc(n, sizeof(float));
+        ok = ok && ly->u && ly->g && ly->h && ly->mask && ly->dh && ly->dg && ly->du;
+    }
+    if (!ok) {
+        mlp_destroy(h);
+        return sb_error_set(err, SB_ERR_NOMEM, "head mlp",
+                            "out of memory for %d layers x %d dims, %zu parameters, batch %d",
+                            n_layers, dim, np, (int)cap);
+    }
+    bind_params(h);
+    *inst = h;
+    return SB_OK;
+}
+
+/* ---- the model ---------------------------------------------------------------------- */
+
+/* Layer weights w (L): softmax of a, or uniform. */
+static void layer_weights(const mlp_head *h, float *w)
+{
+    if (h->learn_layers)
+        sb_nn_softmax_forward(w, h->a, 1, h->L);
+    else
+        for (int l = 0; l < h->L; l++)
+            w[l] = 1.0f / (float)h->L;
+}
+
+/* Copy rows[0..B) of d (or rows first..first+B when rows is NULL) into zb, standardised,
+ * and their targets into yb. */
+static void gather(mlp_head *h, const sb_head_data *d, const size_t *rows, size_t first, int B)
+{
+    size_t LD = (size_t)h->L * (size_t)h->D;
+    for (int b = 0; b < B; b++) {
+        size_t r = rows ? rows[b] : first + (size_t)b;
+        const float *x_r = d->x + r * LD;
+        float *z_b = h->zb + (size_t)b * LD;
+        for (size_t i = 0; i < LD; i++)
+            z_b[i] = (x_r[i] - h->mu[i]) * h->inv_sd[i];
+        h->yb[b] = d->y ? d->y[r] : -1;
+    }
+}
+
+/* zb (B,L,D) → zbar (B,D) → hidden layers → logits (B,K) → probs (B,K), with wl set.
+ * `train` applies dropout (masks drawn from h->drop_rng); otherwise h_i = g_i. */
+static void forward(mlp_head *h, int B, int train)
+{
+    int L = h->L, D = h->D;
+    layer_weights(h, h->wl);
+    for (int b = 0; b < B; b++) {
+        const float *z_b = h->zb + (size_t)b * L * D;
+        float *zbar_b = h->zbar + (size_t)b * D;
+        for (int d = 0; d < D; d++)
+            zbar_b[d] = 0.0f;
+        for (int l = 0; l < L; l++) {
+            const float *z_bl = z_b + (size_t)l * D;
+            float w = h->wl[l];
+            for (int d = 0; d < D; d++)
+                zbar_b[d] += w * z_bl[d];
+        }
+    }
+    const float *in = h->zbar;
+    for (int i = 0; i < h->n_hidden; i++) {
+        layer *ly = &h->layers[i];
+        size_t n = (size_t)B * (size_t)ly->out;
+        sb_nn_linear_forward(ly->u, in, ly->W, ly->b, B, ly->in, ly->out);
+        sb_nn_gelu_forward(ly->g, ly->u, n);
+        if (train)
+            sb_nn_dropout_forward(ly->h, ly->mask, ly->g, h->dropout, n, &h->drop_rng);
+        else
+            memcpy(ly->h, ly->g, n * sizeof(float));
+        in = ly->h;
+    }
+    layer *cl = &h->layers[h->n_hidden];
+    sb_nn_linear_forward(h->logits, in, cl->W, cl->b, B, cl->in, h->K);
+    sb_nn_softmax_forward(h->probs, h->logits, B, h->K);
+}
+
+/* Loss of the B rows in zb/yb at the current parameters, forward in training mode (with
+ * dropout); with `grads`, also sets h->grads (zeroed first) to its gradient. Returns the
+ * weighted mean loss. */
+static double loss_and_grad(mlp_head *h, int B, int grads)
+{
+    int L = h->L, D = h->D, K = h->K, nh = h->n_hidden;
+    forward(h, B, 1);
+    double loss = sb_nn_xent_forward(h->losses, h->probs, h->yb, h->class_w, B, K);
+    if (!grads)
+        return loss;
+    memset(h->grads, 0, h->n_params * sizeof(float));
+    memset(h->dlogits, 0, (size_t)B * K * sizeof(float));
+    sb_nn_xent_backward(h->dlogits, h->probs, h->yb, h->class_w, B, K);
+    /* classifier, then each hidden layer from the top: dout is the gradient w.r.t. the
+     * layer's output h_i, din the one w.r.t. its input (h_{i-1}, or zbar for i = 0) */
+    layer *cl = &h->layers[nh];
+    float *din = nh > 0 ? h->layers[nh - 1].dh : h->dzbar;
+    const float *inp = nh > 0 ? h->layers[nh - 1].h : h->zbar;
+    memset(din, 0, (size_t)B * cl->in * sizeof(float));
+    sb_nn_linear_backward(din, cl->dW, cl->db, h->dlogits, inp, cl->W, B, cl->in, K);
+    for (int i = nh - 1; i >= 0; i--) {
+        layer *ly = &h->layers[i];
+        size_t n = (size_t)B * (size_t)ly->out;
+        memset(ly->dg, 0, n * sizeof(float));
+        sb_nn_dropout_backward(ly->dg, ly->dh, ly->mask, h->dropout, n);
+        memset(ly->du, 0, n * sizeof(float));
+        sb_nn_gelu_backward(ly->du, ly->dg, ly->u, n);
+        din = i > 0 ? h->layers[i - 1].dh : h->dzbar;
+        inp = i > 0 ? h->layers[i - 1].h : h->zbar;
+        memset(din, 0, (size_t)B * ly->in * sizeof(float));
+        sb_nn_linear_backward(din, ly->dW, ly->db, ly->du, inp, ly->W, B, ly->in, ly->out);
+    }
+    if (!h->learn_layers)
+        return loss;
+    /* dw[l] = sum_b sum_d dzbar[b,d] z[b,l,d]; then through the softmax Jacobian:
+     * da[j] = w[j] (dw[j] - sum_l w[l] dw[l]). */
+    double dw_mean = 0.0, *dw = h->dwl;
+    for (int l = 0; l < L; l++)
+        dw[l] = 0.0;
+    for (int b = 0; b < B; b++) {
+        const float *dzbar_b = h->dzbar + (size_t)b * D;
+        for (int l = 0; l < L; l++) {
+            const float *z_bl = h->zb + ((size_t)b * L + l) * D;
+            double s = 0.0;
+            for (int d = 0; d < D; d++)
+                s += (double)dzbar_b[d] * z_bl[d];
+            dw[l] += s;
+        }
+    }
+    for (int l = 0; l < L; l++)
+        dw_mean += h->wl[l] * dw[l];
+    for (int l = 0; l < L; l++)
+        h->da[l] += (float)(h->wl[l] * (dw[l] - dw_mean));
+    return loss;
+}
+
+/* One AdamW step at learning rate lr; decay applies to the weight matrices only, and the
+ * layer logits are left alone when they are not learned. */
+static void adamw(mlp_head *h, int t, float lr)
+{
+    for (int i = 0; i < h->n_tensors; i++) {
+        const tensor *tn = &h->tensors[i];
+        if (i == 0 && !h->learn_layers)
+            continue;
+        sb_adamw_step(h->params + tn->off, h->grads + tn->off, h->m + tn->off, h->v + tn->off,
+                      tn->n, t, lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,
+                      tn->decay ? h->weight_decay : 0.0f);
+    }
+}
+
+/* ---- training ----------------------------------------------------------------------- */
+
+static sb_status check_data(const mlp_head *h, const sb_head_data *d, const char *split,
+                            sb_error *err)
+{
+    if (d->n == 0)
+        return SB_OK;
+    if (d->n_layers != h->L || d->dim != h->D)
+        return sb_error_set(err, SB_ERR_INVALID, "head mlp",
+                            "%s features are %d layers x %d dims, but the head was created for "
+                            "%d x %d",
+                            split, d->n_layers, d->dim, h->L, h->D);
+    if (!d->x)
+        return sb_error_set(err, SB_ERR_INVALID, "head mlp", "%s: no features", split);
+    if (d->y)
+        for (size_t i = 0; i < d->n; i++)
+            if (d->y[i] >= h->K)
+                return sb_error_set(
+                    err, SB_ERR_INVALID, d->utt_id && d->utt_id[i] ? d->utt_id[i] : split,
+                    "%s label %d is outside the %d classes", split, (int)d->y[i], h->K);
+    return SB_OK;
+}
+
+/* Indices of rows with a target; *out is malloc'd (NULL when none). */
+static sb_status labelled_rows(const sb_head_data *d, size_t **out, size_t *n, sb_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    if (d->n == 0 || !d->y)
+        return SB_OK;
+    size_t *rows = malloc(d->n * sizeof *rows);
+    if (!rows)
+        return sb_error_set(err, SB_ERR_NOMEM, "head mlp", "out of memory");
+    for (size_t i = 0; i < d->n; i++)
+        if (d->y[i] >= 0)
+            rows[(*n)++] = i;
+    if (*n == 0) {
+        free(rows);
+        rows = NULL;
+    }
+    *out = rows;
+    return SB_OK;
+}
+
+/* Non-finite features among the given rows are an error naming the item. */
+static sb_status check_finite(const mlp_head *h, const sb_head_data *d, const size_t *rows,
+                              size_t n, const char *split, sb_error *err)
+{
+    size_t LD = (size_t)h->L * (size_t)h->D;
+    for (size_t r = 0; r < n; r++) {
+        const float *x_r = d->x + rows[r] * LD;
+        for (size_t i = 0; i < LD; i++)
+            if (!isfinite(x_r[i]))
+                return sb_error_set(err, SB_ERR_INVALID,
+                                    d->utt_id && d->utt_id[rows[r]] ? d->utt_id[rows[r]]
+                                                                    : "head mlp",
+                                    "%s feature %zu of layer %zu is not finite (%g); re-extract "
+                                    "the features of this utterance",
+                                    split, i % (size_t)h->D, i / (size_t)h->D, (double)x_r[i]);
+    }
+    return SB_OK;
+}
+
+/* Per-(layer,dim) mean and 1/sd (population) over the labelled train rows, in double. A
+ * constant feature gets 1/sd = 1. */
+static sb_status fit_stats(mlp_head *h, const sb_head_data *d, const size_t *rows, size_t n,
+                           sb_error *err)
+{
+    size_t LD = (size_t)h->L * (size_t)h->D;
+    if (!h->normalize) {
+        for (size_t i = 0; i < LD; i++) {
+            h->mu[i] = 0.0f;
+            h->inv_sd[i] = 1.0f;
+        }
+        return SB_OK;
+    }
+    double *sum = calloc(LD, sizeof *sum), *ss = calloc(LD, sizeof *ss);
+    if (!sum || !ss) {
+        free(sum);
+        free(ss);
+        return sb_error_set(err, SB_ERR_NOMEM, "head mlp", "out of memory");
+    }
+    for (size_t r = 0; r < n; r++) {
+        const float *x_r = d->x + rows[r] * LD;
+        for (size_t i = 0; i < LD; i++)
+            sum[i] += x_r[i];
+    }
+    for (size_t i = 0; i < LD; i++)
+        sum[i] /= (double)n;
+    for (size_t r = 0; r < n; r++) {
+        const float *x_r = d->x + rows[r] * LD;
+        for (size_t i = 0; i < LD; i++) {
+            double dv = x_r[i] - sum[i];
+            ss[i] += dv * dv;
+        }
+    }
+    for (size_t i = 0; i < LD; i++) {
+        double sd = sqrt(ss[i] / (double)n);
+        h->mu[i] = (float)sum[i];
+        h->inv_sd[i] = sd > 1e-8 ? (float)(1.0 / sd) : 1.0f;
+    }
+    free(sum);
+    free(ss);
+    return SB_OK;
+}
+
+/* sklearn's 'balanced': n / (n_present_classes * count[k]); 0 for classes absent from
+ * train (they contribute no rows anyway). */
+static void fit_class_weights(mlp_head *h, const sb_head_data *d, const size_t *rows, size_t n)
+{
+    for (int k = 0; k < h->K; k++)
+        h->class_w[k] = 1.0f;
+    if (!h->balanced)
+        return;
+    size_t *count = calloc((size_t)h->K, sizeof *count);
+    if (!count)
+        return; /* keeps uniform weights; not worth failing the run over */
+    for (size_t r = 0; r < n; r++)
+        count[d->y[rows[r]]]++;
+    int present = 0;
+    for (int k = 0; k < h->K; k++)
+        present += count[k] > 0;
+    for (int k = 0; k < h->K; k++)
+        h->class_w[k] = count[k] ? (float)((double)n / ((double)present * (double)count[k])) : 0.0f;
+    free(count);
+}
+
+/* a = 0 (uniform layer weights); every W and b ~ U(-1/sqrt(in), 1/sqrt(in)) like
+ * nn.Linear, drawn layer by layer from the init stream. Resets AdamW's moments. */
+static void init_params(mlp_head *h)
+{
+    sb_rng r;
+    sb_rng_seed(&r, h->host->seed, STREAM_INIT);
+    for (int l = 0; l < h->L; l++)
+        h->a[l] = 0.0f;
+    for (int i = 0; i <= h->n_hidden; i++) {
+        layer *ly = &h->layers[i];
+        double bound = 1.0 / sqrt((double)ly->in);
+        size_t n = (size_t)ly->out * ((size_t)ly->in + 1); /* W then b: contiguous */
+        for (size_t j = 0; j < n; j++)
+            ly->W[j] = (float)((2.0 * sb_rng_uniform(&r) - 1.0) * bound);
+    }
+    memset(h->m, 0, h->n_params * sizeof(float));
+    memset(h->v, 0, h->n_params * sizeof(float));
+}
+
+static int argmax(const float *p, int K)
+{
+    int best = 0;
+    for (int k = 1; k < K; k++)
+        if (p[k] > p[best])
+            best = k;
+    return best;
+}
+
+/* Score the labelled dev rows: the chosen metric (higher is better; loss is negated). */
+static sb_status evaluate(mlp_head *h, const sb_head_data *d, const size_t *rows, size_t n,
+                          double *score, double *shown, sb_error *err)
+{
+    int32_t *gold = malloc(n * sizeof *gold), *pred = malloc(n * sizeof *pred);
+    if (!gold || !pred) {
+        free(gold);
+        free(pred);
+        return sb_error_set(err, SB_ERR_NOMEM, "head mlp", "out of memory");
+    }
+    double lsum = 0.0, wsum = 0.0;
+    for (size_t s = 0; s < n; s += (size_t)h->cap) {
+        int B = (int)(n - s < (size_t)h->cap ? n - s : (size_t)h->cap);
+        gather(h, d, rows + s, 0, B);
+        forward(h, B, 0);
+        sb_nn_xent_forward(h->losses, h->probs, h->yb, h->class_w, B, h->K);
+        for (int b = 0; b < B; b++) {
+            lsum += h->losses[b];
+            wsum += h->class_w[h->yb[b]];
+            gold[s + (size_t)b] = h->yb[b];
+            pred[s + (size_t)b] = argmax(h->probs + (size_t)b * h->K, h->K);
+        }
+    }
+    sb_status st = SB_OK;
+    if (h->metric == STOP_LOSS) {
+        /* all-zero class weights on dev's classes leave no loss to compare: use 0 */
+        double loss = wsum > 0.0 ? lsum / wsum : 0.0;
+        *shown = loss;
+        *score = -loss;
+    } else {
+        sb_cls_metrics met;
+        st = sb_metrics_classify(gold, pred, n, h->K, &met, err);
+        if (st == SB_OK) {
+            *shown = h->metric == STOP_UA ? met.ua : h->metric == STOP_WA ? met.wa : met.macro_f1;
+            *score = *shown;
+            sb_cls_metrics_free(&met);
+        }
+    }
+    free(gold);
+    free(pred);
+    return st;
+}
+
+/* The learning-rate schedule's length in AdamW steps: *total = epochs x batches per epoch
+ * (an early stop leaves the tail unused), *warmup = warmup fraction x total,
+ * rounded to the nearest step. */
+static void schedule_steps(const mlp_head *h, size_t n_tr, long *warmup, long *total)
+{
+    long per_epoch = (long)((n_tr + (size_t)h->batch_size - 1) / (size_t)h->batch_size);
+    *total = per_epoch * (long)h->epochs;
+    *warmup = lround(h->warmup * (double)*total);
+}
+
+static const char *metric_name(stop_metric m)
+{
+    return m == STOP_UA ? "ua" : m == STOP_WA ? "wa" : m == STOP_MACRO_F1 ? "macro_f1" : "loss";
+}
+
+static sb_status mlp_train(void *inst, const sb_head_data *train, const sb_head_data *dev,
+                           sb_error *err)
+{
+    mlp_head *h = inst;
+    const sb_host *host = h->host;
+    sb_status st;
+    if ((st = check_data(h, train, "train", err)) != SB_OK)
+        return st;
+    if (dev && (st = check_data(h, dev, "dev", err)) != SB_OK)
+        return st;
+    size_t *tr = NULL, *dv = NULL, n_tr = 0, n_dv = 0;
+    if ((st = labelled_rows(train, &tr, &n_tr, err)) != SB_OK)
+        return st;
+    if (n_tr == 0)
+        return sb_error_set(err, SB_ERR_INVALID, "head mlp",
+                            "the train split has no utterance with a label (%zu rows); "
+                            "nothing to train on",
+                            train->n);
+    if (dev && (st = labelled_rows(dev, &dv, &n_dv, err)) != SB_OK)
+        goto out;
+    if (dev && dev->n > 0 && n_dv == 0)
+        host->log(host, SB_LOG_WARN,
+                  "the dev split has %zu rows but none with a label; training all %d epochs "
+                  "without early stopping",
+                  dev->n, h->epochs);
+    if ((st = check_finite(h, train, tr, n_tr, "train", err)) != SB_OK)
+        goto out;
+    if (n_dv > 0 && (st = check_finite(h, dev, dv, n_dv, "dev", err)) != SB_OK)
+        goto out;
+    if ((st = fit_stats(h, train, tr, n_tr, err)) != SB_OK)
+        goto out;
+    fit_class_weights(h, train, tr, n_tr);
+    init_params(h);
+    sb_rng_seed(&h->drop_rng, host->seed, STREAM_DROPOUT);
+    h->trained = 0;
+
+    sb_rng shuf;
+    sb_rng_seed(&shuf, host->seed, STREAM_SHUFFLE);
+    long warmup, total;
+    schedule_steps(h, n_tr, &warmup, &total);
+    double best_score = -INFINITY, best_shown = NAN;
+    int best_epoch = 0, since_best = 0, ran = 0, t = 0;
+    long clipped = 0;
+    for (int epoch = 1; epoch <= h->epochs; epoch++) {
+        if (host->cancelled(host)) {
+            st = sb_error_set(err, SB_ERR_CANCELLED, "head mlp", "training interrupted at epoch %d",
+                              epoch);
+            goto out;
+        }
+        sb_rng_shuffle(&shuf, tr, n_tr);
+        double loss_sum = 0.0;
+        for (size_t s = 0; s < n_tr; s += (size_t)h->batch_size) {
+            int B = (int)(n_tr - s < (size_t)h->batch_size ? n_tr - s : (size_t)h->batch_size);
+            gather(h, train, tr + s, 0, B);
+            double loss = loss_and_grad(h, B, 1);
+            double norm = sb_nn_clip_grad_norm(h->grads, h->n_params, h->clip);
+            if (!isfinite(loss) || !isfinite(norm)) {
+                st = sb_error_set(err, SB_ERR_INVALID, "head mlp",
+                                  "the training loss became %g (gradient norm %g) at epoch %d; "
+                                  "lower lr (now %g) or set clip",
+                                  loss, norm, epoch, (double)h->lr);
+                goto out;
+            }
+            clipped += h->clip > 0.0f && norm > h->clip;
+            t++;
+            float lr = sb_nn_lr_warmup_cosine(t, warmup, total, h->lr, 0.0f);
+            adamw(h, t, lr);
+            loss_sum += loss * B;
+        }
+        double train_loss = loss_sum / (double)n_tr;
+        if (n_dv == 0) {
+            host->log(host, SB_LOG_DEBUG, "epoch %d/%d: train loss %.5f", epoch, h->epochs,
+                      train_loss);
+            host->progress(host, (uint64_t)epoch, (uint64_t)h->epochs);
+            ran = epoch;
+            continue;
+        }
+        double score = -INFINITY, shown = NAN;
+        if ((st = evaluate(h, dev, dv, n_dv, &score, &shown, err)) != SB_OK)
+            goto out;
+        int better = score > best_score;
+        if (better) {
+            best_score = score;
+            best_shown = shown;
+            best_epoch = epoch;
+            since_best = 0;
+            memcpy(h->best, h->params, h->n_params * sizeof(float));
+        } else {
+            since_best++;
+        }
+        host->log(host, SB_LOG_DEBUG, "epoch %d/%d: train loss %.5f, dev %s %.5f%s", epoch,
+                  h->epochs, train_loss, metric_name(h->metric), shown, better ? " (best)" : "");
+        host->progress(host, (uint64_t)epoch, (uint64_t)h->epochs);
+        ran = epoch;
+        if (since_best >= h->patience)
+            break;
+    }
+    if (best_epoch > 0)
+        memcpy(h->params, h->best, h->n_params * sizeof(float));
+    h->trained = 1;
+
+    layer_weights(h, h->wl);
+    int top = argmax(h->wl, h->L);
+    if (best_epoch > 0)
+        host->log(host, SB_LOG_INFO,
+                  "mlp head: %zu train rows, %zu parameters, %d epochs run, best epoch %d with "
+                  "dev %s %.4f; top layer %d (weight %.3f); %ld of %d steps clipped",
+                  n_tr, h->n_params, ran, best_epoch, metric_name(h->metric), best_shown, top,
+                  (double)h->wl[top], clipped, t);
+    else
+        host->log(host, SB_LOG_INFO,
+                  "mlp head: %zu train rows, %zu parameters, %d epochs (no dev set); top layer "
+                  "%d (weight %.3f); %ld of %d steps clipped",
+                  n_tr, h->n_params, ran, top, (double)h->wl[top], clipped, t);
+out:
+    free(tr);
+    free(dv);
+    return st;
+}
+
+static sb_status mlp_predict(void *inst, const sb_head_data *data, float *probs, sb_error *err)
+{
+    mlp_head *h = inst;
+    if (!h->trained)
+        return sb_error_set(err, SB_ERR_INVALID, "head mlp", "predict called before train");
+    sb_status st = check_data(h, data, "predict", err);
+    if (st != SB_OK)
+        return st;
+    for (size_t s = 0; s < data->n; s += (size_t)h->cap) {
+        int B = (int)(data->n - s < (size_t)h->cap ? data->n - s : (size_t)h->cap);
+        gather(h, data, NULL, s, B);
+        forward(h, B, 0);
+        memcpy(probs + s * (size_t)h->K, h->probs, (size_t)B * h->K * sizeof(float));
+    }
+    return SB_OK;
+}
+
+static const sb_head_vtable mlp_vtable = {
+    .struct_size = sizeof(sb_head_vtable),
+    .create = mlp_create,
+    .train = mlp_train,
+    .predict = mlp_predict,
+    .destroy = mlp_destroy,
+};
+
+static const sb_plugin mlp_plugin = {
+    .abi_minor = SB_ABI_MINOR,
+    .struct_size = sizeof(sb_plugin),
+    .kind = SB_KIND_HEAD,
+    .name = "mlp",
+    .version = MLP_VERSION,
+    .summary = "MLP probe: softmax layer weights, standardised features, 1-4 GELU hidden "
+               "layers with dropout (AdamW, warmup + cosine, clipping, early stopping on dev)",
+    .options = mlp_options,
+    .vtable = &mlp_vtable,
+};
+
+SB_PLUGIN_DEFINE(mlp_plugin)
