@@ -27,8 +27,11 @@ awk -v w="$wa" 'BEGIN { exit !(w > 0.5) }' || fail "mlp demo accuracy $wa is not
 ok
 echo "mlp demo accuracy (wa, mean of 3 seeds): $wa"
 
-# The head that ran is the mlp, with the block's options.
+# Three complete runs, and the head that ran is the mlp plugin (in each run's provenance).
 [ "$(sqlite3 "$R/serbench.db" "SELECT count(*) FROM runs WHERE status='complete'")" = 3 ] || fail "3 complete runs"
+ok
+sqlite3 "$R/serbench.db" "SELECT provenance FROM runs LIMIT 1" | jq -e '.plugins.mlp.file_hash' >/dev/null ||
+  fail "the mlp plugin is not in the provenance"
 ok
 
 # Determinism: a fresh store gives bitwise the same metrics.
@@ -37,6 +40,15 @@ expect_exit 0 $T/run2
 m1=$(sqlite3 "$R/serbench.db" "SELECT group_concat(run_id||metric||printf('%.17g',value)) FROM (SELECT * FROM metrics ORDER BY run_id, metric)")
 m2=$(sqlite3 "$T/results2/serbench.db" "SELECT group_concat(run_id||metric||printf('%.17g',value)) FROM (SELECT * FROM metrics ORDER BY run_id, metric)")
 [ "$m1" = "$m2" ] || fail "metrics differ between two fresh runs of the same config"
+ok
+
+# The same with 2 BLAS threads, twice: bitwise the same metrics for that thread count too.
+metrics() { sqlite3 "$1/serbench.db" "SELECT group_concat(run_id||metric||printf('%.17g',value)) FROM (SELECT * FROM metrics ORDER BY run_id, metric)"; }
+run_sb $T/t2a run "$CFG" --results "$T/t2a" --threads 2 --quiet experiment.head=mlp
+run_sb $T/t2b run "$CFG" --results "$T/t2b" --threads 2 --quiet experiment.head=mlp
+expect_exit 0 $T/t2a
+expect_exit 0 $T/t2b
+[ "$(metrics $T/t2a)" = "$(metrics $T/t2b)" ] || fail "metrics differ between two runs with 2 threads"
 ok
 
 # A bad hidden width is reported with the place it was set.
