@@ -11,45 +11,7 @@
 
 #include <serbench/serbench.h>
 
-/* ---- helpers ----------------------------------------------------------------------- */
-
-/* Deterministic values in [-1, 1) (an LCG; the test needs no statistical quality). */
-static void fill_uniform(float *x, size_t n, uint64_t seed)
-{
-    uint64_t s = seed * 6364136223846793005ull + 1442695040888963407ull;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-    }
-}
-
-/* Pass when |got - ref| <= atol + rtol·|ref| everywhere; otherwise fail printing the worst
- * absolute and relative errors and the first failing index. */
-static void check_close(const char *what, const float *got, const double *ref, size_t n,
-                        double atol, double rtol)
-{
-    double max_abs = 0.0, max_rel = 0.0;
-    size_t at_abs = 0, at_rel = 0, first_bad = (size_t)-1;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - ref[i]);
-        double r = d / (fabs(ref[i]) > 1e-30 ? fabs(ref[i]) : 1e-30);
-        if (!(d <= max_abs)) {
-            max_abs = d;
-            at_abs = i;
-        }
-        if (!(r <= max_rel) && fabs(ref[i]) > atol) {
-            max_rel = r;
-            at_rel = i;
-        }
-        if (!(d <= atol + rtol * fabs(ref[i])) && first_bad == (size_t)-1)
-            first_bad = i;
-    }
-    if (first_bad != (size_t)-1)
-        cr_assert_fail("%s: |err| > %g + %g|ref| at [%zu] (got %.9g, ref %.9g); max-abs %.3g "
-                       "at [%zu], max-rel %.3g at [%zu]",
-                       what, atol, rtol, first_bad, (double)got[first_bad], ref[first_bad], max_abs,
-                       at_abs, max_rel, at_rel);
-}
+#include "nn_testutil.h"
 
 /* ---- linear: fast vs reference ------------------------------------------------------ */
 
@@ -64,9 +26,9 @@ Test(linear, gemm_matches_loops_on_awkward_shapes)
         float *bias = malloc(sizeof(float) * OC), *out = malloc(sizeof(float) * B * OC);
         float *out_ref = malloc(sizeof(float) * B * OC);
         double *ref = malloc(sizeof(double) * B * OC);
-        fill_uniform(inp, (size_t)B * C, 1 + s);
-        fill_uniform(w, (size_t)OC * C, 100 + s);
-        fill_uniform(bias, (size_t)OC, 200 + s);
+        tu_fill_uniform(inp, (size_t)B * C, 1 + s);
+        tu_fill_uniform(w, (size_t)OC * C, 100 + s);
+        tu_fill_uniform(bias, (size_t)OC, 200 + s);
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             const float *bb = with_bias ? bias : NULL;
             sb_nn_linear_forward(out, inp, w, bb, B, C, OC);
@@ -76,7 +38,7 @@ Test(linear, gemm_matches_loops_on_awkward_shapes)
             char what[96];
             snprintf(what, sizeof what, "linear B=%d C=%d OC=%d bias=%d", B, C, OC, with_bias);
             /* float sums of C products in different orders: ~C·eps·Σ|terms| apart */
-            check_close(what, out, ref, (size_t)B * OC, 1e-6 * (C + 1), 1e-5);
+            tu_check_close(what, out, ref, (size_t)B * OC, 1e-6 * (C + 1), 1e-5);
         }
         free(inp);
         free(w);
@@ -140,10 +102,10 @@ Test(linear, backward_matches_finite_differences)
         size_t nI = (size_t)B * C, nW = (size_t)OC * C, nO = (size_t)B * OC;
         float *inp = malloc(nI * 4), *w = malloc(nW * 4), *bias = malloc(OC * 4);
         float *G = malloc(nO * 4);
-        fill_uniform(inp, nI, 3 + s);
-        fill_uniform(w, nW, 30 + s);
-        fill_uniform(bias, OC, 60 + s);
-        fill_uniform(G, nO, 90 + s);
+        tu_fill_uniform(inp, nI, 3 + s);
+        tu_fill_uniform(w, nW, 30 + s);
+        tu_fill_uniform(bias, OC, 60 + s);
+        tu_fill_uniform(G, nO, 90 + s);
         /* gradients start at 0.5 to check that backward accumulates */
         float *dinp = malloc(nI * 4), *dw = malloc(nW * 4), *db = malloc(OC * 4);
         for (size_t i = 0; i < nI; i++)
@@ -175,20 +137,20 @@ Test(linear, backward_matches_finite_differences)
         char what[96];
         fd_grad(inp_d, nI, h, ref, inp_d, w_d, b_d, G_d, B, C, OC);
         snprintf(what, sizeof what, "dinp B=%d C=%d OC=%d", B, C, OC);
-        check_close(what, dinp, ref, nI, 1e-5, 1e-4);
+        tu_check_close(what, dinp, ref, nI, 1e-5, 1e-4);
         fd_grad(w_d, nW, h, ref, inp_d, w_d, b_d, G_d, B, C, OC);
         snprintf(what, sizeof what, "dweight B=%d C=%d OC=%d", B, C, OC);
-        check_close(what, dw, ref, nW, 1e-5, 1e-4);
+        tu_check_close(what, dw, ref, nW, 1e-5, 1e-4);
         fd_grad(b_d, (size_t)OC, h, ref, inp_d, w_d, b_d, G_d, B, C, OC);
         snprintf(what, sizeof what, "dbias B=%d C=%d OC=%d", B, C, OC);
-        check_close(what, db, ref, (size_t)OC, 1e-5, 1e-4);
+        tu_check_close(what, db, ref, (size_t)OC, 1e-5, 1e-4);
 
         /* optional outputs may be NULL; dweight is unchanged by that */
         float *dw2 = calloc(nW, 4);
         sb_nn_linear_backward(NULL, dw2, NULL, G, inp, w, B, C, OC);
         for (size_t i = 0; i < nW; i++)
             ref[i] = dw[i];
-        check_close("dweight with NULL dinp/dbias", dw2, ref, nW, 1e-6, 1e-6);
+        tu_check_close("dweight with NULL dinp/dbias", dw2, ref, nW, 1e-6, 1e-6);
 
         free(inp);
         free(w);
@@ -244,7 +206,7 @@ Test(xent, softmax_matches_double_and_survives_large_logits)
         x[i] = logits[i];
     for (int b = 0; b < 3; b++)
         softmax_d(x + 4 * b, ref + 4 * b, 4);
-    check_close("softmax", probs, ref, 12, 1e-7, 1e-6);
+    tu_check_close("softmax", probs, ref, 12, 1e-7, 1e-6);
 }
 
 Test(xent, weighted_loss_hand_computed)
@@ -267,7 +229,7 @@ Test(xent, weighted_loss_hand_computed)
     double want = 9.0 / 7.0 * log(2.0);
     cr_assert(fabs(mean - want) < 1e-6, "weighted mean %.9f, hand %.9f", mean, want);
     double row[4] = { 2 * log(2.0), log(4.0), 0.5 * log(2.0), 0.0 };
-    check_close("per-row losses", losses, row, 4, 1e-6, 1e-6);
+    tu_check_close("per-row losses", losses, row, 4, 1e-6, 1e-6);
     /* unweighted: (ln2 + ln4 + ln2) / 3 = (4/3) ln 2 */
     mean = sb_nn_xent_forward(losses, probs, y, NULL, 4, 3);
     cr_assert(fabs(mean - 4.0 / 3.0 * log(2.0)) < 1e-6, "unweighted mean %.9f", mean);
@@ -284,7 +246,7 @@ Test(xent, backward_matches_finite_differences)
 {
     enum { B = 5, K = 4 };
     float logits[B * K];
-    fill_uniform(logits, B * K, 77);
+    tu_fill_uniform(logits, B * K, 77);
     for (int i = 0; i < B * K; i++)
         logits[i] *= 3.0f;
     int32_t y[B] = { 0, 3, -1, 2, 3 };
@@ -311,7 +273,7 @@ Test(xent, backward_matches_finite_differences)
             x[i] = keep;
             ref[i] = (lp - lm) / (2 * h);
         }
-        check_close(weighted ? "dlogits weighted" : "dlogits", d, ref, B * K, 2e-6, 1e-4);
+        tu_check_close(weighted ? "dlogits weighted" : "dlogits", d, ref, B * K, 2e-6, 1e-4);
         /* the row without a target has zero gradient */
         for (int k = 0; k < K; k++)
             cr_assert_eq(d[2 * K + k], 0.0f);
@@ -331,11 +293,11 @@ Test(adamw, one_step_hand_computed)
     float m[4] = { 0 }, v[4] = { 0 };
     sb_adamw_step(p, g, m, v, 4, 1, 0.01f, 0.9f, 0.999f, 1e-8f, 0.1f);
     double want[4] = { 0.4895000009999999, -0.9890000005, 1.998, -0.0099999999666667 };
-    check_close("adamw t=1 params", p, want, 4, 1e-7, 1e-6);
+    tu_check_close("adamw t=1 params", p, want, 4, 1e-7, 1e-6);
     double mw[4] = { 0.01, -0.02, 0.0, 0.3 }, vw[4] = { 1e-5, 4e-5, 0.0, 9e-3 };
-    check_close("adamw t=1 m", m, mw, 4, 1e-9, 1e-6);
+    tu_check_close("adamw t=1 m", m, mw, 4, 1e-9, 1e-6);
     /* 1 − 0.999f is 0.001 to 1.3e-5 relative (0.999 is not exact in float) */
-    check_close("adamw t=1 v", v, vw, 4, 1e-12, 2e-5);
+    tu_check_close("adamw t=1 v", v, vw, 4, 1e-12, 2e-5);
 }
 
 /* PyTorch's _single_tensor_adamw, transcribed in double. */
@@ -358,7 +320,7 @@ Test(adamw, several_steps_match_pytorch_formula)
     enum { N = 9, STEPS = 25 };
     float p[N], m[N] = { 0 }, v[N] = { 0 }, g[N];
     double pd[N], md[N] = { 0 }, vd[N] = { 0 }, gd[N];
-    fill_uniform(p, N, 5);
+    tu_fill_uniform(p, N, 5);
     for (int i = 0; i < N; i++)
         pd[i] = p[i];
     for (int t = 1; t <= STEPS; t++) {
@@ -369,7 +331,7 @@ Test(adamw, several_steps_match_pytorch_formula)
         sb_adamw_step(p, g, m, v, N, t, 3e-3f, 0.9f, 0.999f, 1e-8f, 0.05f);
         adamw_torch_d(pd, gd, md, vd, N, t, 3e-3, 0.9f, 0.999f, 1e-8f, 0.05);
     }
-    check_close("adamw params after 25 steps", p, pd, N, 1e-6, 1e-5);
-    check_close("adamw m after 25 steps", m, md, N, 1e-7, 1e-5);
-    check_close("adamw v after 25 steps", v, vd, N, 1e-9, 1e-5);
+    tu_check_close("adamw params after 25 steps", p, pd, N, 1e-6, 1e-5);
+    tu_check_close("adamw m after 25 steps", m, md, N, 1e-7, 1e-5);
+    tu_check_close("adamw v after 25 steps", v, vd, N, 1e-9, 1e-5);
 }
