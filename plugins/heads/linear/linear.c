@@ -11,6 +11,8 @@
  *   loss    = weighted mean over rows of -cw[y] log softmax(logits)[y] */
 #include <serbench/serbench.h>
 
+#include "head_data.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,26 +206,14 @@ static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_l
 /* Layer weights w (L): softmax of a, or uniform. */
 static void layer_weights(const linear_head *h, float *w)
 {
-    if (h->learn_layers)
-        sb_nn_softmax_forward(w, h->a, 1, h->L);
-    else
-        for (int l = 0; l < h->L; l++)
-            w[l] = 1.0f / (float)h->L;
+    hd_layer_weights(h->learn_layers, h->a, h->L, w);
 }
 
 /* Copy rows[0..B) of d (or rows first..first+B when rows is NULL) into zb, standardised,
  * and their targets into yb. */
 static void gather(linear_head *h, const sb_head_data *d, const size_t *rows, size_t first, int B)
 {
-    size_t LD = (size_t)h->L * (size_t)h->D;
-    for (int b = 0; b < B; b++) {
-        size_t r = rows ? rows[b] : first + (size_t)b;
-        const float *x_r = d->x + r * LD;
-        float *z_b = h->zb + (size_t)b * LD;
-        for (size_t i = 0; i < LD; i++)
-            z_b[i] = (x_r[i] - h->mu[i]) * h->inv_sd[i];
-        h->yb[b] = d->y ? d->y[r] : -1;
-    }
+    hd_gather(h->L, h->D, h->mu, h->inv_sd, d, rows, first, B, h->zb, h->yb);
 }
 
 /* zb (B,L,D) → zbar (B,D) → logits (B,K) → probs (B,K), with wl set. */
@@ -302,43 +292,13 @@ static void adamw(linear_head *h, int t)
 static sb_status check_data(const linear_head *h, const sb_head_data *d, const char *split,
                             sb_error *err)
 {
-    if (d->n == 0)
-        return SB_OK;
-    if (d->n_layers != h->L || d->dim != h->D)
-        return sb_error_set(err, SB_ERR_INVALID, "head linear",
-                            "%s features are %d layers x %d dims, but the head was created for "
-                            "%d x %d",
-                            split, d->n_layers, d->dim, h->L, h->D);
-    if (!d->x)
-        return sb_error_set(err, SB_ERR_INVALID, "head linear", "%s: no features", split);
-    if (d->y)
-        for (size_t i = 0; i < d->n; i++)
-            if (d->y[i] >= h->K)
-                return sb_error_set(
-                    err, SB_ERR_INVALID, d->utt_id && d->utt_id[i] ? d->utt_id[i] : split,
-                    "%s label %d is outside the %d classes", split, (int)d->y[i], h->K);
-    return SB_OK;
+    return hd_check_data("head linear", h->L, h->D, h->K, d, split, err);
 }
 
 /* Indices of rows with a target; *out is malloc'd (NULL when none). */
 static sb_status labelled_rows(const sb_head_data *d, size_t **out, size_t *n, sb_error *err)
 {
-    *out = NULL;
-    *n = 0;
-    if (d->n == 0 || !d->y)
-        return SB_OK;
-    size_t *rows = malloc(d->n * sizeof *rows);
-    if (!rows)
-        return sb_error_set(err, SB_ERR_NOMEM, "head linear", "out of memory");
-    for (size_t i = 0; i < d->n; i++)
-        if (d->y[i] >= 0)
-            rows[(*n)++] = i;
-    if (*n == 0) {
-        free(rows);
-        rows = NULL;
-    }
-    *out = rows;
-    return SB_OK;
+    return hd_labelled_rows("head linear", d, out, n, err);
 }
 
 /* Per-(layer,dim) mean and 1/sd (population) over the labelled train rows, in double. A
@@ -346,74 +306,17 @@ static sb_status labelled_rows(const sb_head_data *d, size_t **out, size_t *n, s
 static sb_status fit_stats(linear_head *h, const sb_head_data *d, const size_t *rows, size_t n,
                            sb_error *err)
 {
-    size_t LD = (size_t)h->L * (size_t)h->D;
-    for (size_t r = 0; r < n; r++) {
-        const float *x_r = d->x + rows[r] * LD;
-        for (size_t i = 0; i < LD; i++)
-            if (!isfinite(x_r[i]))
-                return sb_error_set(err, SB_ERR_INVALID,
-                                    d->utt_id && d->utt_id[rows[r]] ? d->utt_id[rows[r]]
-                                                                    : "head linear",
-                                    "feature %zu of layer %zu is not finite (%g); re-extract "
-                                    "the features of this utterance",
-                                    i % (size_t)h->D, i / (size_t)h->D, (double)x_r[i]);
-    }
-    if (!h->normalize) {
-        for (size_t i = 0; i < LD; i++) {
-            h->mu[i] = 0.0f;
-            h->inv_sd[i] = 1.0f;
-        }
-        return SB_OK;
-    }
-    double *sum = calloc(LD, sizeof *sum), *ss = calloc(LD, sizeof *ss);
-    if (!sum || !ss) {
-        free(sum);
-        free(ss);
-        return sb_error_set(err, SB_ERR_NOMEM, "head linear", "out of memory");
-    }
-    for (size_t r = 0; r < n; r++) {
-        const float *x_r = d->x + rows[r] * LD;
-        for (size_t i = 0; i < LD; i++)
-            sum[i] += x_r[i];
-    }
-    for (size_t i = 0; i < LD; i++)
-        sum[i] /= (double)n;
-    for (size_t r = 0; r < n; r++) {
-        const float *x_r = d->x + rows[r] * LD;
-        for (size_t i = 0; i < LD; i++) {
-            double dv = x_r[i] - sum[i];
-            ss[i] += dv * dv;
-        }
-    }
-    for (size_t i = 0; i < LD; i++) {
-        double sd = sqrt(ss[i] / (double)n);
-        h->mu[i] = (float)sum[i];
-        h->inv_sd[i] = sd > 1e-8 ? (float)(1.0 / sd) : 1.0f;
-    }
-    free(sum);
-    free(ss);
-    return SB_OK;
+    sb_status st = hd_check_finite("head linear", h->L, h->D, d, rows, n, NULL, err);
+    return st ? st
+              : hd_fit_stats("head linear", h->normalize, h->L, h->D, d, rows, n, h->mu, h->inv_sd,
+                             err);
 }
 
 /* sklearn's 'balanced': n / (n_present_classes * count[k]); 0 for classes absent from
  * train (they contribute no rows anyway). */
 static void fit_class_weights(linear_head *h, const sb_head_data *d, const size_t *rows, size_t n)
 {
-    for (int k = 0; k < h->K; k++)
-        h->class_w[k] = 1.0f;
-    if (!h->balanced)
-        return;
-    size_t *count = calloc((size_t)h->K, sizeof *count);
-    if (!count)
-        return; /* keeps uniform weights; not worth failing the run over */
-    for (size_t r = 0; r < n; r++)
-        count[d->y[rows[r]]]++;
-    int present = 0;
-    for (int k = 0; k < h->K; k++)
-        present += count[k] > 0;
-    for (int k = 0; k < h->K; k++)
-        h->class_w[k] = count[k] ? (float)((double)n / ((double)present * (double)count[k])) : 0.0f;
-    free(count);
+    hd_class_weights(h->balanced, h->K, d, rows, n, h->class_w);
 }
 
 static void init_params(linear_head *h)
@@ -433,11 +336,7 @@ static void init_params(linear_head *h)
 
 static int argmax(const float *p, int K)
 {
-    int best = 0;
-    for (int k = 1; k < K; k++)
-        if (p[k] > p[best])
-            best = k;
-    return best;
+    return hd_argmax(p, K);
 }
 
 /* Score the labelled dev rows: the chosen metric (higher is better; loss is negated). */
