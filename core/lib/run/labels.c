@@ -37,15 +37,10 @@ struct sb_label_sink {
 };
 
 /* Add the usage of one delivered label (its detail JSON) to the stage totals. */
-static void add_usage(sb_label_sink *s, const char *detail)
+static void add_usage(sb_label_sink *s, const json_t *d)
 {
-    if (!detail)
+    if (!d)
         return;
-    json_t *d = json_loads(detail, 0, NULL);
-    if (!json_is_object(d)) {
-        json_decref(d);
-        return;
-    }
     json_t *u = json_object_get(d, "usage");
     s->prompt_tokens += json_number_value(json_object_get(u, "prompt_tokens"));
     s->completion_tokens += json_number_value(json_object_get(u, "completion_tokens"));
@@ -58,7 +53,6 @@ static void add_usage(sb_label_sink *s, const char *detail)
     }
     if (json_is_true(json_object_get(d, "cached")))
         s->n_cached++;
-    json_decref(d);
 }
 
 static char *dist_json(const double *dist, int n)
@@ -82,12 +76,10 @@ sb_status sb_label_deliver(sb_label_sink *s, size_t utt, const sb_label_result *
         return sb_label_fail(s, utt, "label index outside the label space (plugin bug)");
     if (!ok && r->status != SB_LABEL_INVALID)
         return sb_label_fail(s, utt, "unknown label status (plugin bug)");
-    if (r->detail) {
-        json_t *d = json_loads(r->detail, 0, NULL);
-        int is_obj = json_is_object(d);
-        json_decref(d);
-        if (!is_obj)
-            return sb_label_fail(s, utt, "label detail is not a JSON object (plugin bug)");
+    json_t *detail = r->detail ? json_loads(r->detail, 0, NULL) : NULL;
+    if (r->detail && !json_is_object(detail)) {
+        json_decref(detail);
+        return sb_label_fail(s, utt, "label detail is not a JSON object (plugin bug)");
     }
     char *dist = r->dist ? dist_json(r->dist, nc) : NULL;
     pthread_mutex_lock(&s->lock);
@@ -128,7 +120,7 @@ sb_status sb_label_deliver(sb_label_sink *s, size_t utt, const sb_label_result *
         (++s->tx_rows >= SINK_BATCH_ROWS || sbi_now() - s->tx_t0 >= SINK_BATCH_SECONDS))
         st = sbi_store_commit(s->store, NULL);
     if (st == SB_OK) {
-        add_usage(s, r->detail);
+        add_usage(s, detail);
         if (ok) {
             s->labels[utt] = r->label;
             s->n_ok++;
@@ -143,6 +135,7 @@ sb_status sb_label_deliver(sb_label_sink *s, size_t utt, const sb_label_result *
     }
     pthread_mutex_unlock(&s->lock);
     free(dist);
+    json_decref(detail);
     return st;
 }
 

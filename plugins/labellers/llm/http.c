@@ -202,19 +202,24 @@ struct llm_http {
     llm_http_stats stats;
 };
 
+/* Append j to the queue of requests ready to send. */
+static void queue_push(llm_http *e, llm_job *j)
+{
+    j->next = NULL;
+    if (e->tail)
+        e->tail->next = j;
+    else
+        e->head = j;
+    e->tail = j;
+}
+
 static void heap_push(llm_http *e, llm_job *j)
 {
     if (e->n_heap == e->cap_heap) {
         size_t cap = e->cap_heap ? 2 * e->cap_heap : 64;
         llm_job **h = realloc(e->heap, cap * sizeof *h);
         if (!h) {
-            /* Out of memory: send it now rather than lose it. */
-            j->next = NULL;
-            if (e->tail)
-                e->tail->next = j;
-            else
-                e->head = j;
-            e->tail = j;
+            queue_push(e, j); /* out of memory: send it now rather than lose it */
             return;
         }
         e->heap = h;
@@ -252,16 +257,6 @@ static llm_job *heap_pop(llm_http *e)
         i = m;
     }
     return top;
-}
-
-static void queue_push(llm_http *e, llm_job *j)
-{
-    j->next = NULL;
-    if (e->tail)
-        e->tail->next = j;
-    else
-        e->head = j;
-    e->tail = j;
 }
 
 static void queue_push_front(llm_http *e, llm_job *j)
