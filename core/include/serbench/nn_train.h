@@ -225,6 +225,57 @@ SB_API double sb_nn_grad_norm(const float *grads, size_t n);
  * max_norm <= 0 only measures. */
 SB_API double sb_nn_clip_grad_norm(float *grads, size_t n, double max_norm);
 
+/* ---- the training loop ----------------------------------------------------------------- */
+
+/* What sb_fit runs: epochs of shuffled mini-batches over n_items training items (rows, or
+ * whole dialogues for a dialogue model), a dev evaluation after each epoch, early stopping
+ * after `patience` epochs without a better dev score, and at the end the parameters of the
+ * best epoch restored. The head owns the model; the loop owns the order, the bookkeeping
+ * and the snapshot. Deterministic: the order comes only from (seed, stream). */
+typedef struct sb_fit_spec {
+    const char *who;         /* names the head in messages ("head linear") */
+    int epochs;              /* >= 1 */
+    int patience;            /* >= 1; epochs without a better dev score before stopping */
+    size_t batch_size;       /* items per step, >= 1 */
+    size_t n_items;          /* training items, >= 1 */
+    const size_t *items;     /* the item ids to shuffle, or NULL for 0 .. n_items-1 */
+    uint64_t seed, stream;   /* the shuffling stream: sb_rng_seed(seed, stream) */
+    float *params;           /* all trainable parameters, one allocation (snapshot/restore) */
+    size_t n_params;
+    void *ctx;               /* passed to the callbacks */
+    /* One optimisation step on items batch[0..n) (ids from `items`): forward, backward,
+     * update. *loss = the batch's mean loss. `step` counts from 1 over the whole fit
+     * (sb_fit_steps gives the total, for a schedule). A non-finite loss stops the fit with
+     * an error that names the epoch and suggests a lower lr. */
+    sb_status (*step)(void *ctx, const size_t *batch, size_t n, long step, double *loss,
+                      sb_error *err);
+    /* Score the current parameters on the dev set: *score, higher is better (a loss is
+     * returned negated), and *shown, the value to print. NULL, or has_dev == 0: no dev set,
+     * every epoch runs and the last one is kept. */
+    sb_status (*evaluate)(void *ctx, double *score, double *shown, sb_error *err);
+    int has_dev;
+    const char *metric; /* name of the dev metric, for the log ("ua", "loss") */
+    /* Optional: cancellation, progress (epochs) and per-epoch debug lines; may be NULL. */
+    const struct sb_host *host;
+} sb_fit_spec;
+
+typedef struct sb_fit_result {
+    int epochs_run;     /* epochs completed */
+    int best_epoch;     /* 1-based epoch whose parameters are kept; 0 without a dev set */
+    double best_score;  /* its dev score (NAN without a dev set) */
+    double best_shown;  /* ... as shown */
+    double train_loss;  /* mean training loss of the last epoch run */
+    long steps;         /* optimisation steps taken */
+} sb_fit_result;
+
+/* Steps per epoch × epochs: the schedule's total for spec. */
+SB_API long sb_fit_steps(const sb_fit_spec *spec);
+
+/* Run the loop. On an error (a callback's, a non-finite loss, SB_ERR_CANCELLED when the
+ * host says so between steps) the parameters are left as they are and res says how far it
+ * got. */
+SB_API sb_status sb_fit(const sb_fit_spec *spec, sb_fit_result *res, sb_error *err);
+
 SB_END_DECLS
 
 #endif

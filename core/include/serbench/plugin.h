@@ -28,11 +28,12 @@
 #include "corpus.h"
 #include "error.h"
 #include "options.h"
+#include "safetensors.h"
 
 SB_BEGIN_DECLS
 
 #define SB_ABI_MAJOR 1
-#define SB_ABI_MINOR 1
+#define SB_ABI_MINOR 2
 #define SB_PLUGIN_ENTRY serbench_plugin_v1
 #define SB_PLUGIN_ENTRY_NAME "serbench_plugin_v1"
 
@@ -170,7 +171,15 @@ typedef struct sb_encoder_info {
                        the frames call (e.g. H); 0 = this instance keeps no frames */
     int frame_bits; /* when frame_dim > 0: how the host stores the frames, 16 (F16, rounded
                        to nearest even) or 32 (F32) */
+    /* Since ABI 1.2 (written only when struct_size covers it; 0 otherwise). */
+    int input; /* what encode reads: SB_INPUT_AUDIO (encode) or SB_INPUT_TEXT (encode_text) */
 } sb_encoder_info;
+
+/* The modality an encoder reads (sb_encoder_info.input) and a head input carries. */
+typedef enum sb_input {
+    SB_INPUT_AUDIO = 0,
+    SB_INPUT_TEXT = 1
+} sb_input;
 
 typedef struct sb_encoder_vtable {
     uint32_t struct_size;
@@ -191,12 +200,42 @@ typedef struct sb_encoder_vtable {
      * valid until its next encode or destroy. The host calls it after every successful
      * encode of such an instance, and stores the frames beside the pooled vector. */
     sb_status (*frames)(void *inst, const float **out, size_t *T, sb_error *err);
+    /* Since ABI 1.2, both may be NULL; a text encoder (info.input == SB_INPUT_TEXT) MUST
+     * have encode_text, and its encode is never called (it may be NULL).
+     *
+     * fit: learn what the encoder needs from the run's training split before any
+     * encode_text (a vocabulary, IDF weights): texts[0..n) are the transcripts of the
+     * training split's utterances that have one, in corpus order. Called at most once per
+     * instance, before fingerprint; the fingerprint MUST then identify the fitted state
+     * (e.g. a hash of the vocabulary and weights), because it keys the feature store. An
+     * encoder without fit is the same for every corpus. */
+    sb_status (*fit)(void *inst, const char *const *texts, size_t n, sb_error *err);
+    /* Encode n transcripts (UTF-8, never NULL; may be empty strings) into
+     * out [n, n_layers, dim], written fully. The host passes up to 256 at a time so an
+     * encoder can batch requests; it stores each batch before the next call. An item-level
+     * problem fails the call with the item's index in err->where ("text 3"). */
+    sb_status (*encode_text)(void *inst, const char *const *texts, size_t n, float *out,
+                             sb_error *err);
 } sb_encoder_vtable;
 
 /* ---- heads ------------------------------------------------------------------------- */
 
+/* Since ABI 1.2: one feature input of a head — the pooled output of one of the
+ * experiment's encoders (`experiment.encoder: [wavlm, tfidf]` gives two). */
+typedef struct sb_head_input {
+    const char *name; /* the encoder instance's name in the config */
+    int modality;     /* SB_INPUT_AUDIO or SB_INPUT_TEXT */
+    int n_layers, dim;
+    const float *x; /* [n, n_layers, dim] */
+} sb_head_input;
+
 /* One split as a head sees it: pooled features and targets of n utterances, in corpus
- * order grouped by dialogue then turn. Built by the host; read-only; valid during the call. */
+ * order grouped by dialogue then turn. Built by the host; read-only; valid during the call.
+ *
+ * Which rows: every utterance of the split that has features from all inputs. Rows with
+ * no target (y == -1 and value NAN: unlabelled, or an invalid LLM answer) are still there
+ * as dialogue context; a head trains and scores only on rows with a target, and predicts
+ * every row. */
 typedef struct sb_head_data {
     uint32_t struct_size;
     size_t n;          /* utterances */
@@ -208,7 +247,22 @@ typedef struct sb_head_data {
     const char *const *utt_id;   /* [n] */
     const char *const *dialogue; /* [n], entries may be NULL */
     const int32_t *turn;         /* [n], -1 = unknown */
+    /* Since ABI 1.2 (check struct_size before use). */
+    const char *const *speaker;  /* [n], entries may be NULL */
+    int n_inputs;                /* >= 1 */
+    const sb_head_input *inputs; /* [n_inputs]; inputs[0] is x above */
 } sb_head_data;
+
+/* Since ABI 1.2: how a head starts from a checkpoint (experiment.init_from), passed to
+ * load before train. */
+typedef struct sb_head_init {
+    uint32_t struct_size;
+    const char *parts; /* which parameters to take: "all", or a part the head documents
+                          (the hierarchical head's "stage1") */
+    int new_output;    /* 1: initialise the output layer afresh (the label spaces differ, or
+                          the config asks); 0: take it from the checkpoint */
+    int n_classes;     /* the checkpoint's class count (0 for regression) */
+} sb_head_init;
 
 typedef struct sb_head_vtable {
     uint32_t struct_size;
@@ -218,9 +272,25 @@ typedef struct sb_head_vtable {
      * Deterministic for a given host->seed and host->threads. */
     sb_status (*train)(void *inst, const sb_head_data *train, const sb_head_data *dev,
                        sb_error *err);
-    /* probs: [data->n, n_classes] class probabilities, written fully. */
+    /* probs: [data->n, n_classes] class probabilities, written fully; for a regression
+     * head (n_classes == 0), [data->n] predicted values. */
     sb_status (*predict)(void *inst, const sb_head_data *data, float *probs, sb_error *err);
     void (*destroy)(void *inst);
+    /* Since ABI 1.2, both may be NULL (then the run keeps no checkpoint / cannot start
+     * from one). save: after train, add the trained parameters to w as tensors, and as
+     * metadata "head_config" a JSON object of everything that fixes their shapes (layer
+     * counts, widths, input dims, n_classes). The host has already put its own metadata
+     * ("serbench_head" = plugin name, "head_version", "head_options", "classes",
+     * "label_space", "run_id") and commits the file as RESULTS/checkpoints/<run_id>.safetensors.
+     * Keys the host writes MUST NOT be reused. */
+    sb_status (*save)(void *inst, sb_st_writer *w, sb_error *err);
+    /* load: before train, take parameters from f, a checkpoint this plugin saved (the host
+     * has checked "serbench_head"), as init says; train then starts from them (its
+     * standardisation statistics too, when the checkpoint's are taken) instead of a random
+     * initialisation. A checkpoint whose head_config does not fit this instance's options
+     * and inputs is an SB_ERR_CONFIG error naming the first difference. f is valid
+     * during the call only: copy what train needs. */
+    sb_status (*load)(void *inst, const sb_st_file *f, const sb_head_init *init, sb_error *err);
 } sb_head_vtable;
 
 /* ---- the descriptor ---------------------------------------------------------------- */
