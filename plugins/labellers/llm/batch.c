@@ -21,20 +21,20 @@ typedef struct once {
     llm_run *r;
     const char *what;
     long status;
-    llm_buf body;
+    oai_buf body;
     char request_id[128];
     char error[800];
     int failed; /* gave up, or a non-retryable status (r->fatal set) */
 } once;
 
-static int once_prepare(void *ctx, llm_job *job)
+static int once_prepare(void *ctx, oai_job *job)
 {
     (void)ctx;
     (void)job;
     return 1;
 }
 
-static llm_verdict once_done(void *ctx, llm_job *job, const llm_result *res)
+static oai_verdict once_done(void *ctx, oai_job *job, const oai_result *res)
 {
     once *o = ctx;
     (void)job;
@@ -45,38 +45,38 @@ static llm_verdict once_done(void *ctx, llm_job *job, const llm_result *res)
         if (!o->r->fatal)
             llm_run_transport_error(o->r, res->error);
         o->failed = 1;
-        return LLM_ACCEPT;
+        return OAI_ACCEPT;
     }
     if (res->gave_up || res->status == 0) {
         snprintf(o->error, sizeof o->error, "%s", res->error ? res->error : "no answer");
         o->failed = 1;
-        return LLM_ACCEPT;
+        return OAI_ACCEPT;
     }
     if (res->status < 200 || res->status >= 300) {
         llm_run_http_error(o->r, o->what, res);
         o->failed = 1;
-        return LLM_ACCEPT;
+        return OAI_ACCEPT;
     }
-    llm_buf_add(&o->body, res->body, res->len);
-    return LLM_ACCEPT;
+    oai_buf_add(&o->body, res->body, res->len);
+    return OAI_ACCEPT;
 }
 
 /* Send one request; on success *out is the parsed JSON answer (or NULL with want_json 0:
  * the raw text in o->body). Errors go to r->err. */
-static sb_status request(llm_run *r, const char *what, llm_method m, const char *url, char *body,
+static sb_status request(llm_run *r, const char *what, oai_method m, const char *url, char *body,
                          size_t len, const char *file_name, int want_json, json_t **out,
-                         llm_buf *text)
+                         oai_buf *text)
 {
     once o = { .r = r, .what = what };
-    llm_job job = { .method = m,
+    oai_job job = { .method = m,
                     .url = (char *)url,
                     .body = body,
                     .body_len = len,
                     .file_name = file_name,
                     .purpose = "batch" };
-    llm_http_submit(r->http, &job);
-    llm_http_cb cb = { once_prepare, once_done };
-    sb_status st = llm_http_run(r->http, &cb, &o, r->err);
+    oai_http_submit(r->http, &job);
+    oai_http_cb cb = { once_prepare, once_done };
+    sb_status st = oai_http_run(r->http, &cb, &o, r->err);
     if (st == SB_OK && o.failed && !r->fatal)
         r->fatal = sb_error_set(r->err, SB_ERR_NETWORK, url, "%s: %s", what, o.error);
     if (st == SB_OK && r->fatal)
@@ -95,7 +95,7 @@ static sb_status request(llm_run *r, const char *what, llm_method m, const char 
         *text = o.body;
         memset(&o.body, 0, sizeof o.body);
     }
-    llm_buf_free(&o.body);
+    oai_buf_free(&o.body);
     return st;
 }
 
@@ -121,19 +121,19 @@ static int id_ok(const char *s)
 
 static char *url_join(const llm *L, const char *a, const char *b, const char *c)
 {
-    llm_buf u = { 0 };
-    llm_buf_printf(&u, "%s%s%s%s", L->base_url, a, b ? b : "", c ? c : "");
-    return llm_buf_take(&u);
+    oai_buf u = { 0 };
+    oai_buf_printf(&u, "%s%s%s%s", L->base_url, a, b ? b : "", c ? c : "");
+    return oai_buf_take(&u);
 }
 
 /* Pause up to `seconds`, watching for cancellation. Returns 0 when cancelled. */
 static int nap(const sb_host *h, double seconds)
 {
-    double end = llm_now() + seconds;
+    double end = oai_now() + seconds;
     for (;;) {
         if (h->cancelled(h))
             return 0;
-        double left = end - llm_now();
+        double left = end - oai_now();
         if (left <= 0)
             return 1;
         double step = left < 0.1 ? left : 0.1;
@@ -201,9 +201,9 @@ static void apply_line(llm_run *r, llm_call **calls, size_t n, json_t *line, siz
     char msg[500] = "", type[64] = "", ecode[64] = "";
     int retry;
     if (code) {
-        llm_error_parse(btext, btext ? strlen(btext) : 0, msg, sizeof msg, type, sizeof type, ecode,
+        oai_error_parse(btext, btext ? strlen(btext) : 0, msg, sizeof msg, type, sizeof type, ecode,
                         sizeof ecode);
-        retry = code == 200 || llm_retryable(code, btext, btext ? strlen(btext) : 0, -1);
+        retry = code == 200 || oai_retryable(code, btext, btext ? strlen(btext) : 0, -1);
         if (code == 200)
             snprintf(msg, sizeof msg, "%s", why);
     } else {
@@ -235,13 +235,13 @@ static sb_status apply_file(llm_run *r, const char *file_id, llm_call **calls, s
         return r->fatal = sb_error_set(r->err, SB_ERR_API, r->L->base_url,
                                        "the Batch API gave a file id that is not an id");
     char *url = url_join(r->L, "/files/", file_id, "/content");
-    llm_buf text = { 0 };
-    sb_status st = url ? request(r, "downloading a batch result file", LLM_GET, url, NULL, 0, NULL,
+    oai_buf text = { 0 };
+    sb_status st = url ? request(r, "downloading a batch result file", OAI_GET, url, NULL, 0, NULL,
                                  0, NULL, &text)
                        : SB_ERR_NOMEM;
     free(url);
     if (st != SB_OK) {
-        llm_buf_free(&text);
+        oai_buf_free(&text);
         return st;
     }
     char *p = text.p;
@@ -254,7 +254,7 @@ static sb_status apply_file(llm_run *r, const char *file_id, llm_call **calls, s
         json_decref(line);
         p = nl ? nl + 1 : NULL;
     }
-    llm_buf_free(&text);
+    oai_buf_free(&text);
     return SB_OK;
 }
 
@@ -271,13 +271,13 @@ static sb_status run_batch(llm_run *r, llm_call **calls, size_t n, int round)
     sb_hasher_str(hs, "llm-batch/1");
     sb_hasher_str(hs, L->base_url);
     size_t n_lines = 0;
-    llm_buf jsonl = { 0 };
+    oai_buf jsonl = { 0 };
     for (size_t i = 0; i < n; i++) {
         calls[i]->in_batch = 1;
         if (i && strcmp(calls[i]->key, calls[i - 1]->key) == 0)
             continue;
         sb_hasher_str(hs, calls[i]->key);
-        llm_buf_printf(&jsonl,
+        oai_buf_printf(&jsonl,
                        "{\"custom_id\":\"%s\",\"method\":\"POST\",\"url\":\"/v1/chat/"
                        "completions\",\"body\":%s}\n",
                        calls[i]->key, calls[i]->body);
@@ -288,7 +288,7 @@ static sb_status run_batch(llm_run *r, llm_call **calls, size_t n, int round)
     sb_hasher_destroy(&hs);
     snprintf(key, sizeof key, "llm-batch/1/%s", set);
     if (jsonl.oom) {
-        llm_buf_free(&jsonl);
+        oai_buf_free(&jsonl);
         return sb_error_set(r->err, SB_ERR_NOMEM, NULL, "out of memory");
     }
     char *v = NULL;
@@ -308,7 +308,7 @@ static sb_status run_batch(llm_run *r, llm_call **calls, size_t n, int round)
         snprintf(fname, sizeof fname, "serbench-%.16s.jsonl", set);
         char *url = url_join(L, "/files", NULL, NULL);
         json_t *file = NULL;
-        st = url ? request(r, "uploading the batch input file", LLM_POST_FILE, url, jsonl.p,
+        st = url ? request(r, "uploading the batch input file", OAI_POST_FILE, url, jsonl.p,
                            jsonl.n, fname, 1, &file, NULL)
                  : SB_ERR_NOMEM;
         free(url);
@@ -326,7 +326,7 @@ static sb_status run_batch(llm_run *r, llm_call **calls, size_t n, int round)
         json_t *b = NULL;
         if (st == SB_OK) {
             url = url_join(L, "/batches", NULL, NULL);
-            st = url && req_text ? request(r, "creating the batch", LLM_POST_JSON, url, req_text,
+            st = url && req_text ? request(r, "creating the batch", OAI_POST_JSON, url, req_text,
                                            strlen(req_text), NULL, 1, &b, NULL)
                                  : SB_ERR_NOMEM;
             free(url);
@@ -356,7 +356,7 @@ static sb_status run_batch(llm_run *r, llm_call **calls, size_t n, int round)
         json_decref(b);
     }
     json_decref(saved);
-    llm_buf_free(&jsonl);
+    oai_buf_free(&jsonl);
     if (st != SB_OK)
         return st;
     /* Poll until the batch is over. */
@@ -368,7 +368,7 @@ static sb_status run_batch(llm_run *r, llm_call **calls, size_t n, int round)
     for (;;) {
         json_decref(b);
         b = NULL;
-        st = request(r, "polling the batch", LLM_GET, url, NULL, 0, NULL, 1, &b, NULL);
+        st = request(r, "polling the batch", OAI_GET, url, NULL, 0, NULL, 1, &b, NULL);
         if (st != SB_OK)
             break;
         const char *status = json_string_value(json_object_get(b, "status"));

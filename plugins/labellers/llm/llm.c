@@ -249,15 +249,15 @@ static sb_status read_file(const char *path, const char *what, char **out, sb_er
     FILE *f = fopen(path, "rb");
     if (!f)
         return sb_error_set(err, SB_ERR_IO, path, "cannot read the %s: %s", what, strerror(errno));
-    llm_buf b = { 0 };
+    oai_buf b = { 0 };
     char chunk[4096];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        llm_buf_add(&b, chunk, n);
+        oai_buf_add(&b, chunk, n);
     int bad = ferror(f);
     fclose(f);
     size_t len = b.n;
-    char *text = llm_buf_take(&b);
+    char *text = oai_buf_take(&b);
     if (bad || !text) {
         free(text);
         return sb_error_set(err, bad ? SB_ERR_IO : SB_ERR_NOMEM, path, "cannot read the %s", what);
@@ -472,14 +472,16 @@ static sb_status llm_label(void *inst, const sb_corpus *corpus, const size_t *to
     llm_run r;
     sb_status st = llm_run_init(&r, L, corpus, todo, n_todo, sink, err);
     if (st == SB_OK) {
-        llm_http_cfg cfg = L->http;
+        oai_http_cfg cfg = L->http;
         cfg.api_key = L->api_key;
         cfg.organization = L->organization;
-        st = llm_http_create(&cfg, L->host, &r.http, err);
+        cfg.user_agent = "serbench-llm/1";
+        cfg.answer_kind = "a chat completion";
+        st = oai_http_create(&cfg, L->host, &r.http, err);
     }
     if (st == SB_OK)
         st = L->batch ? llm_run_batch(&r) : llm_run_sync(&r);
-    llm_http_destroy(&r.http);
+    oai_http_destroy(&r.http);
     llm_run_free(&r);
     return st;
 }

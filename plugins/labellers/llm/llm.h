@@ -8,24 +8,11 @@
 
 #include <serbench/serbench.h>
 
+#include "oai_http.h"
+
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* ---- small growable string (prompt.c) ---------------------------------------------- */
-
-typedef struct llm_buf {
-    char *p; /* NUL-terminated when non-NULL */
-    size_t n, cap;
-    int oom; /* set once an allocation failed; p stays valid */
-} llm_buf;
-
-void llm_buf_add(llm_buf *b, const char *s, size_t n);
-void llm_buf_str(llm_buf *b, const char *s);
-void llm_buf_printf(llm_buf *b, const char *fmt, ...) SB_PRINTF(2, 3);
-/* Hand over the text (malloc'ed, never NULL unless out of memory) and reset b. */
-char *llm_buf_take(llm_buf *b);
-void llm_buf_free(llm_buf *b);
 
 /* ---- the label words shown to the model (prompt.c) --------------------------------- */
 
@@ -124,123 +111,6 @@ int llm_validate(llm_format f, const llm_labels *l, const char *content, char *w
 int llm_confidence(llm_format f, const llm_labels *l, const char *content, json_t *logprobs,
                    double *dist);
 
-/* The error message of an error body in the OpenAI shape {"error":{"message","type",
- * "code"}} or vLLM's older {"object":"error","message","type","code":<int>}. Copies into
- * the buffers (empty when absent); code is copied as text either way. */
-void llm_error_parse(const char *body, size_t len, char *msg, size_t msg_size, char *type,
-                     size_t type_size, char *code, size_t code_size);
-
-/* ---- HTTP engine (http.c) ---------------------------------------------------------- */
-
-/* Parse a Go duration ("1s", "6m0s", "20ms", "1h2m3.5s", "0s", "250us"). Returns 1 and the
- * seconds, or 0 when malformed. */
-int llm_go_duration(const char *s, double *seconds);
-
-/* Parse an HTTP date (RFC 7231 IMF-fixdate, RFC 850, asctime) into Unix seconds; -1 when
- * it is not one. */
-int64_t llm_http_date(const char *s);
-
-/* The delay before retry number n (0 for the first retry), in seconds:
- *  - retry_after_ms (a number of milliseconds; NULL when absent) or retry_after (seconds
- *    as a number, or an HTTP date compared with now_unix) when 0 < value <= 120 s: exactly
- *    that value;
- *  - a value over 120 s: -1 (do not retry);
- *  - otherwise (absent, unparsable, <= 0): full jitter u * min(backoff_max, base * 2^n),
- *    u uniform in [0,1) supplied by the caller. */
-double llm_retry_delay(int n, const char *retry_after_ms, const char *retry_after, int64_t now_unix,
-                       double base, double backoff_max, double u);
-
-/* How long to hold back every request after an answer whose x-ratelimit-remaining-*
- * header is `remaining` and x-ratelimit-reset-* is `reset` (a Go duration): the reset time
- * (at most 120 s) when remaining is 0, else 0. */
-double llm_ratelimit_wait(const char *remaining, const char *reset);
-
-/* Classify a finished HTTP exchange. Returns 1 when it is worth retrying: status 408, 409,
- * 429 (unless the body says insufficient_quota) and >= 500; x-should-retry "true"/"false"
- * (should_retry 1/0, -1 when absent) overrides the status. */
-int llm_retryable(long status, const char *body, size_t len, int should_retry);
-
-typedef enum llm_method { LLM_POST_JSON = 0, LLM_GET = 1, LLM_POST_FILE = 2 } llm_method;
-
-/* One request the engine sends (and re-sends after retryable failures). Owned by the
- * caller, who keeps it alive until the engine reports it done. */
-typedef struct llm_job {
-    struct llm_job *next; /* engine queue link */
-    llm_method method;
-    char *url;  /* owned by the caller */
-    char *body; /* POST_JSON body, or POST_FILE file content; owned by the caller */
-    size_t body_len;
-    const char *file_name; /* POST_FILE: name of the uploaded part */
-    const char *purpose;   /* POST_FILE: the purpose field */
-    double tokens;         /* estimated tokens for tpm pacing (0 for none) */
-    int attempts;          /* sends so far for this submission (reset by llm_http_submit) */
-    double not_before;     /* monotonic seconds */
-    void *user;            /* caller's pointer */
-} llm_job;
-
-/* What the engine saw when it hands a job back. */
-typedef struct llm_result {
-    long status;      /* HTTP status, 0 when the transfer failed */
-    const char *body; /* response body (NUL-terminated), or "" */
-    size_t len;
-    const char *request_id; /* x-request-id, or NULL */
-    int gave_up;            /* retryable failures exhausted max_retries (or a retry-after
-                               over 120 s, or the stage is stopping) */
-    const char *error;      /* with gave_up or status 0: what happened last */
-    int permanent;          /* status 0 from a failure retrying cannot fix (the server's
-                               TLS certificate not trusted, a malformed URL): not retried */
-} llm_result;
-
-typedef enum llm_verdict {
-    LLM_ACCEPT = 0, /* the job is finished (the caller may submit it again) */
-    LLM_RETRY = 1   /* a 2xx body that is unusable (malformed): retry like a 5xx */
-} llm_verdict;
-
-typedef struct llm_http_cb {
-    /* Called before each send of a job. Return 1 to send it, 0 when the caller finished it
-     * without a request (a cache hit). May submit other jobs. */
-    int (*prepare)(void *ctx, llm_job *job);
-    /* Called once per finished job: a 2xx answer, a non-retryable status, or gave_up. */
-    llm_verdict (*done)(void *ctx, llm_job *job, const llm_result *r);
-} llm_http_cb;
-
-typedef struct llm_http_cfg {
-    double timeout_s, connect_timeout_s;
-    int concurrency;
-    double rpm, tpm; /* 0 = no limit */
-    int max_retries;
-    double backoff_base_s, backoff_max_s;
-    const char *ca_file; /* NULL = libcurl's default bundle */
-    const char *api_key; /* NULL = no Authorization header; copied, wiped on destroy */
-    const char *organization;
-} llm_http_cfg;
-
-typedef struct llm_http llm_http;
-
-typedef struct llm_http_stats {
-    size_t sent, retries, by_transport, by_status_429, by_status_5xx, by_other, malformed;
-    double paced_s; /* time spent waiting for rpm/tpm or rate-limit headers */
-} llm_http_stats;
-
-sb_status llm_http_create(const llm_http_cfg *cfg, const sb_host *host, llm_http **out,
-                          sb_error *err);
-void llm_http_destroy(llm_http **e);
-/* Queue a job (attempts reset to 0). */
-void llm_http_submit(llm_http *e, llm_job *job);
-/* Queue a job to be sent no earlier than `delay_s` from now. */
-void llm_http_submit_after(llm_http *e, llm_job *job, double delay_s);
-/* Run until every queued job is done, llm_http_stop was called and in-flight requests
- * finished, or the user cancelled (in-flight requests are aborted; SB_ERR_CANCELLED). */
-sb_status llm_http_run(llm_http *e, const llm_http_cb *cb, void *ctx, sb_error *err);
-/* Requests in flight at most, 1..concurrency (e.g. 1 while probing a server). */
-void llm_http_set_limit(llm_http *e, int n);
-/* From a callback: send nothing more; requests in flight finish (without retries). */
-void llm_http_stop(llm_http *e);
-int llm_http_stopping(const llm_http *e);
-const llm_http_stats *llm_http_get_stats(const llm_http *e);
-/* Monotonic clock in seconds. */
-double llm_now(void);
-
 /* ---- the labeller instance and one label/plan call (llm.c, request.c, batch.c) ------- */
 
 /* USD per 1M tokens for the configured model (prices option). */
@@ -266,7 +136,7 @@ typedef struct llm {
     int64_t seed;
     int64_t max_tokens;
     const char *token_param; /* "max_completion_tokens" or "max_tokens" */
-    llm_http_cfg http;
+    oai_http_cfg http;
     llm_format format; /* as configured */
     int fallback, logprobs, top_logprobs, samples;
     int batch;
@@ -280,7 +150,7 @@ struct llm_item;
 
 /* One conversation with the model: a sample of an utterance, possibly re-asked once. */
 typedef struct llm_call {
-    llm_job job;
+    oai_job job;
     struct llm_item *item;
     int sample;
     int reask;          /* 1 once the first answer was out of the label set */
@@ -321,7 +191,7 @@ typedef struct llm_run {
     llm_dialogues *dia;
     llm_format fmt;      /* current, after any fallback */
     sb_label_sink *sink; /* NULL when planning */
-    llm_http *http;
+    oai_http *http;
     llm_item *items;
     size_t n_items;
     int batch_mode;
@@ -354,8 +224,8 @@ void llm_call_cache_put(llm_run *r, llm_call *call, json_t *response, const char
 /* Finish a call with a failure reason (the item fails: asked again next run). */
 void llm_call_fail(llm_run *r, llm_call *call, const char *fmt, ...) SB_PRINTF(3, 4);
 /* Record a stage-stopping error for a non-retryable HTTP answer. */
-void llm_run_http_error(llm_run *r, const char *what, const llm_result *res);
-/* Record a stage-stopping transport failure (llm_result.permanent). */
+void llm_run_http_error(llm_run *r, const char *what, const oai_result *res);
+/* Record a stage-stopping transport failure (oai_result.permanent). */
 void llm_run_transport_error(llm_run *r, const char *error);
 /* Replace every occurrence of the API key in text by "***" (in place). */
 void llm_scrub(const llm *L, char *text);

@@ -11,73 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- llm_buf ----------------------------------------------------------------------- */
-
-static int buf_reserve(llm_buf *b, size_t extra)
-{
-    if (b->oom)
-        return 0;
-    if (b->n + extra + 1 <= b->cap)
-        return 1;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + extra + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = 1;
-        return 0;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 1;
-}
-
-void llm_buf_add(llm_buf *b, const char *s, size_t n)
-{
-    if (!buf_reserve(b, n))
-        return;
-    if (n)
-        memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-void llm_buf_str(llm_buf *b, const char *s)
-{
-    llm_buf_add(b, s, strlen(s));
-}
-
-void llm_buf_printf(llm_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || !buf_reserve(b, (size_t)n))
-        return;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->n, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->n += (size_t)n;
-}
-
-char *llm_buf_take(llm_buf *b)
-{
-    if (b->oom) {
-        llm_buf_free(b);
-        return NULL;
-    }
-    char *p = b->p ? b->p : strdup("");
-    memset(b, 0, sizeof *b);
-    return p;
-}
-
-void llm_buf_free(llm_buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
 /* ---- label words ------------------------------------------------------------------- */
 
 sb_status llm_labels_build(const sb_corpus *c, const char *map_json, const char *where,
@@ -290,20 +223,20 @@ sb_status llm_template_load(const char *path, llm_template **out, sb_error *err)
     if (!f)
         return sb_error_set(err, SB_ERR_IO, path, "cannot read the prompt template: %s",
                             strerror(errno));
-    llm_buf b = { 0 };
+    oai_buf b = { 0 };
     char chunk[8192];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        llm_buf_add(&b, chunk, n);
+        oai_buf_add(&b, chunk, n);
     int bad = ferror(f);
     fclose(f);
     if (bad || b.oom) {
-        llm_buf_free(&b);
+        oai_buf_free(&b);
         return sb_error_set(err, bad ? SB_ERR_IO : SB_ERR_NOMEM, path,
                             "cannot read the prompt template");
     }
     size_t len = b.n;
-    char *text = llm_buf_take(&b);
+    char *text = oai_buf_take(&b);
     if (!text)
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     sb_status st = SB_OK;
@@ -456,32 +389,32 @@ void llm_dialogues_window(const llm_dialogues *d, const sb_corpus *c, size_t u, 
 
 /* ---- rendering --------------------------------------------------------------------- */
 
-static void add_turns(llm_buf *b, const sb_corpus *c, const size_t *idx, size_t n)
+static void add_turns(oai_buf *b, const sb_corpus *c, const size_t *idx, size_t n)
 {
     if (!n) {
-        llm_buf_str(b, "(none)");
+        oai_buf_str(b, "(none)");
         return;
     }
     for (size_t i = 0; i < n; i++) {
         const sb_utt *x = sb_corpus_utt(c, idx[i]);
-        llm_buf_printf(b, "%s%s: %s", i ? "\n" : "", x->speaker && *x->speaker ? x->speaker : "?",
+        oai_buf_printf(b, "%s%s: %s", i ? "\n" : "", x->speaker && *x->speaker ? x->speaker : "?",
                        x->text);
     }
 }
 
 /* A meta field as text: strings as they are, numbers and booleans printed; 0 when the
  * field is missing, null, or an array/object. */
-static int add_meta(llm_buf *b, json_t *meta, const char *key)
+static int add_meta(oai_buf *b, json_t *meta, const char *key)
 {
     json_t *v = json_object_get(meta, key);
     if (json_is_string(v))
-        llm_buf_str(b, json_string_value(v));
+        oai_buf_str(b, json_string_value(v));
     else if (json_is_integer(v))
-        llm_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        oai_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     else if (json_is_real(v))
-        llm_buf_printf(b, "%g", json_real_value(v));
+        oai_buf_printf(b, "%g", json_real_value(v));
     else if (json_is_boolean(v))
-        llm_buf_str(b, json_is_true(v) ? "true" : "false");
+        oai_buf_str(b, json_is_true(v) ? "true" : "false");
     else
         return 0;
     return 1;
@@ -505,27 +438,27 @@ char *llm_render(const llm_template *t, const sb_corpus *c, const llm_dialogues 
     if (d)
         llm_dialogues_window(d, c, u, before, after, win, &np, &nn);
     json_t *meta = NULL;
-    llm_buf b = { 0 };
+    oai_buf b = { 0 };
     int bad = 0;
     for (size_t i = 0; i < t->n && !bad; i++) {
         const seg *s = &t->segs[i];
         switch (s->var) {
-        case -1: llm_buf_str(&b, s->text); break;
-        case V_UTTERANCE: llm_buf_str(&b, x->text); break;
-        case V_SPEAKER: llm_buf_str(&b, x->speaker && *x->speaker ? x->speaker : "?"); break;
-        case V_DIALOGUE: llm_buf_str(&b, x->dialogue ? x->dialogue : ""); break;
+        case -1: oai_buf_str(&b, s->text); break;
+        case V_UTTERANCE: oai_buf_str(&b, x->text); break;
+        case V_SPEAKER: oai_buf_str(&b, x->speaker && *x->speaker ? x->speaker : "?"); break;
+        case V_DIALOGUE: oai_buf_str(&b, x->dialogue ? x->dialogue : ""); break;
         case V_TURN:
             if (x->turn >= 0)
-                llm_buf_printf(&b, "%ld", (long)x->turn);
+                oai_buf_printf(&b, "%ld", (long)x->turn);
             break;
-        case V_SPLIT: llm_buf_str(&b, x->split ? x->split : ""); break;
+        case V_SPLIT: oai_buf_str(&b, x->split ? x->split : ""); break;
         case V_LABELS:
             for (int k = 0; k < l->n; k++)
-                llm_buf_printf(&b, "%s%s", k ? ", " : "", l->names[k]);
+                oai_buf_printf(&b, "%s%s", k ? ", " : "", l->names[k]);
             break;
         case V_LABELS_LIST:
             for (int k = 0; k < l->n; k++)
-                llm_buf_printf(&b, "%s%s", k ? "\n" : "", l->names[k]);
+                oai_buf_printf(&b, "%s%s", k ? "\n" : "", l->names[k]);
             break;
         case V_CONTEXT: add_turns(&b, c, win, np); break;
         case V_NEXT_CONTEXT: add_turns(&b, c, win + np, nn); break;
@@ -546,10 +479,10 @@ char *llm_render(const llm_template *t, const sb_corpus *c, const llm_dialogues 
     json_decref(meta);
     free(win);
     if (bad) {
-        llm_buf_free(&b);
+        oai_buf_free(&b);
         return NULL;
     }
-    char *out = llm_buf_take(&b);
+    char *out = oai_buf_take(&b);
     if (!out)
         snprintf(why, why_size, "out of memory");
     return out;

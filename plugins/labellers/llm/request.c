@@ -23,11 +23,11 @@ static const char *format_instruction(llm_format f)
 
 static char *labels_line(const llm_labels *l)
 {
-    llm_buf b = { 0 };
-    llm_buf_str(&b, "Labels: ");
+    oai_buf b = { 0 };
+    oai_buf_str(&b, "Labels: ");
     for (int k = 0; k < l->n; k++)
-        llm_buf_printf(&b, "%s%s", k ? ", " : "", l->names[k]);
-    return llm_buf_take(&b);
+        oai_buf_printf(&b, "%s%s", k ? ", " : "", l->names[k]);
+    return oai_buf_take(&b);
 }
 
 /* The correction turn of a re-ask: why the first answer does not count, the utterance
@@ -36,14 +36,14 @@ static char *correction(const llm_run *r, const llm_call *call)
 {
     const sb_utt *u = sb_corpus_utt(r->c, call->item->utt);
     char *line = labels_line(&r->labels);
-    llm_buf b = { 0 };
-    llm_buf_printf(&b,
+    oai_buf b = { 0 };
+    oai_buf_printf(&b,
                    "That answer does not count: %s. Answer again for the utterance "
                    "<<<%s>>> with exactly one of the allowed labels.\n%s",
                    call->first_reason ? call->first_reason : "it is not one of the labels",
                    u->text ? u->text : "", line ? line : "Labels:");
     free(line);
-    return llm_buf_take(&b);
+    return oai_buf_take(&b);
 }
 
 static json_t *message(const char *role, const char *content)
@@ -57,11 +57,11 @@ static json_t *body_json(const llm_run *r, const llm_call *call, llm_format f, s
 {
     const llm *L = r->L;
     json_t *msgs = json_array();
-    llm_buf sys = { 0 };
+    oai_buf sys = { 0 };
     if (L->system && *L->system)
-        llm_buf_printf(&sys, "%s\n\n", L->system);
-    llm_buf_str(&sys, format_instruction(f));
-    char *sys_text = llm_buf_take(&sys);
+        oai_buf_printf(&sys, "%s\n\n", L->system);
+    oai_buf_str(&sys, format_instruction(f));
+    char *sys_text = oai_buf_take(&sys);
     char *fix = call->reask ? correction(r, call) : NULL;
     if (!msgs || !sys_text || (call->reask && (!fix || !call->first_answer))) {
         json_decref(msgs);
@@ -128,7 +128,7 @@ int llm_call_build(llm_run *r, llm_call *call)
     sb_hasher_destroy(&h);
     call->body_fmt = r->fmt;
     call->looked_up = 0;
-    call->job.method = LLM_POST_JSON;
+    call->job.method = OAI_POST_JSON;
     call->job.url = r->L->chat_url;
     call->job.body = call->body;
     call->job.body_len = strlen(call->body);
@@ -452,7 +452,7 @@ static void deliver(llm_run *r, llm_item *it)
             r->fatal = sb_error_set(r->err, st, sb_corpus_utt(r->c, it->utt)->id,
                                     "could not store the label (%s)", sb_strerror(st));
         if (r->http)
-            llm_http_stop(r->http);
+            oai_http_stop(r->http);
         return;
     }
     if (res.status == SB_LABEL_OK)
@@ -478,11 +478,11 @@ void llm_scrub(const llm *L, char *text)
     }
 }
 
-void llm_run_http_error(llm_run *r, const char *what, const llm_result *res)
+void llm_run_http_error(llm_run *r, const char *what, const oai_result *res)
 {
     const llm *L = r->L;
     char msg[700], type[64], code[64];
-    llm_error_parse(res->body, res->len, msg, sizeof msg, type, sizeof type, code, sizeof code);
+    oai_error_parse(res->body, res->len, msg, sizeof msg, type, sizeof type, code, sizeof code);
     llm_scrub(L, msg);
     int quota = !strcmp(type, "insufficient_quota") || !strcmp(code, "insufficient_quota");
     char hint[400];
@@ -524,7 +524,7 @@ void llm_run_http_error(llm_run *r, const char *what, const llm_result *res)
                  res->status, tc, res->request_id ? " (request id " : "",
                  res->request_id ? res->request_id : "", res->request_id ? ")" : "");
     if (r->http)
-        llm_http_stop(r->http);
+        oai_http_stop(r->http);
 }
 
 void llm_run_transport_error(llm_run *r, const char *error)
@@ -540,7 +540,7 @@ void llm_run_transport_error(llm_run *r, const char *error)
             : "check base_url");
     L->host->log(L->host, SB_LOG_ERROR, "%s; stopping the stage", e);
     if (r->http)
-        llm_http_stop(r->http);
+        oai_http_stop(r->http);
 }
 
 /* ---- the run ----------------------------------------------------------------------- */
@@ -561,11 +561,11 @@ static void format_key(const llm *L, char out[SB_HASH_HEX + 16])
 }
 
 /* Switch to the next format after a 400, remember it for this server and model. */
-static void fall_back(llm_run *r, const llm_result *res)
+static void fall_back(llm_run *r, const oai_result *res)
 {
     const llm *L = r->L;
     char msg[400], type[64], code[64];
-    llm_error_parse(res->body, res->len, msg, sizeof msg, type, sizeof type, code, sizeof code);
+    oai_error_parse(res->body, res->len, msg, sizeof msg, type, sizeof type, code, sizeof code);
     llm_scrub(L, msg);
     llm_format from = r->fmt;
     r->fmt = r->fmt == LLM_FMT_JSON_SCHEMA ? LLM_FMT_JSON_OBJECT : LLM_FMT_TEXT;
@@ -676,7 +676,7 @@ void llm_run_free(llm_run *r)
 
 /* ---- sync mode --------------------------------------------------------------------- */
 
-static int sync_prepare(void *ctx, llm_job *job)
+static int sync_prepare(void *ctx, oai_job *job)
 {
     llm_run *r = ctx;
     llm_call *call = job->user;
@@ -685,7 +685,7 @@ static int sync_prepare(void *ctx, llm_job *job)
     return !llm_call_from_cache(r, call);
 }
 
-static llm_verdict sync_done(void *ctx, llm_job *job, const llm_result *res)
+static oai_verdict sync_done(void *ctx, oai_job *job, const oai_result *res)
 {
     llm_run *r = ctx;
     llm_call *call = job->user;
@@ -693,13 +693,13 @@ static llm_verdict sync_done(void *ctx, llm_job *job, const llm_result *res)
     if (res->permanent) {
         if (!r->fatal)
             llm_run_transport_error(r, res->error);
-        return LLM_ACCEPT;
+        return OAI_ACCEPT;
     }
     if (res->gave_up || res->status == 0) {
         if (res->request_id)
             snprintf(call->request_id, sizeof call->request_id, "%s", res->request_id);
         llm_call_fail(r, call, "%s", res->error ? res->error : "no answer");
-        return LLM_ACCEPT;
+        return OAI_ACCEPT;
     }
     if (res->status >= 200 && res->status < 300) {
         llm_answer a;
@@ -708,29 +708,29 @@ static llm_verdict sync_done(void *ctx, llm_job *job, const llm_result *res)
             h->log(h, SB_LOG_DEBUG, "unusable answer (%s)%s%s%s; retrying", why,
                    res->request_id ? " (request id " : "", res->request_id ? res->request_id : "",
                    res->request_id ? ")" : "");
-            return LLM_RETRY;
+            return OAI_RETRY;
         }
         if (r->probing) {
             /* The server takes requests in this format: open up to `concurrency`. */
             r->probing = 0;
-            llm_http_set_limit(r->http, r->L->http.concurrency);
+            oai_http_set_limit(r->http, r->L->http.concurrency);
         }
         llm_call_cache_put(r, call, a.root, res->request_id, job->attempts);
         int finished = llm_call_answer(r, call, &a, res->request_id, job->attempts, 0, 0);
         llm_answer_clear(&a);
         if (!finished && !r->fatal)
-            llm_http_submit(r->http, job); /* the re-ask */
-        return LLM_ACCEPT;
+            oai_http_submit(r->http, job); /* the re-ask */
+        return OAI_ACCEPT;
     }
     if (res->status == 400 && r->L->fallback && call->body_fmt != LLM_FMT_TEXT && !r->fatal) {
         if (call->body_fmt == r->fmt)
             fall_back(r, res);
-        llm_http_submit(r->http, job); /* rebuilt in the new format by sync_prepare */
-        return LLM_ACCEPT;
+        oai_http_submit(r->http, job); /* rebuilt in the new format by sync_prepare */
+        return OAI_ACCEPT;
     }
     if (!r->fatal)
         llm_run_http_error(r, "the server refused a request", res);
-    return LLM_ACCEPT;
+    return OAI_ACCEPT;
 }
 
 sb_status llm_run_sync(llm_run *r)
@@ -738,14 +738,14 @@ sb_status llm_run_sync(llm_run *r)
     const llm *L = r->L;
     for (size_t i = 0; i < r->n_items; i++)
         for (int s = 0; s < L->samples; s++)
-            llm_http_submit(r->http, &r->items[i].calls[s].job);
+            oai_http_submit(r->http, &r->items[i].calls[s].job);
     /* One request first: a server that rejects the format or the key answers once, not
      * `concurrency` times; answers from the cache are not held back. */
     r->probing = 1;
-    llm_http_set_limit(r->http, 1);
-    llm_http_cb cb = { sync_prepare, sync_done };
-    sb_status st = llm_http_run(r->http, &cb, r, r->err);
-    const llm_http_stats *hs = llm_http_get_stats(r->http);
+    oai_http_set_limit(r->http, 1);
+    oai_http_cb cb = { sync_prepare, sync_done };
+    sb_status st = oai_http_run(r->http, &cb, r, r->err);
+    const oai_http_stats *hs = oai_http_get_stats(r->http);
     L->host->log(L->host, SB_LOG_INFO,
                  "%zu requests sent, %zu answers from the response cache, %zu retries (429: %zu, "
                  "5xx: %zu, no answer: %zu, malformed: %zu), %zu re-asked; %zu labelled, %zu "

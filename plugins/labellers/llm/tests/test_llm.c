@@ -417,19 +417,19 @@ Test(llm, error_bodies_in_both_shapes)
     char msg[200], type[64], code[64];
     const char *openai = "{\"error\":{\"message\":\"You exceeded your current quota\",\"type\":"
                          "\"insufficient_quota\",\"param\":null,\"code\":\"insufficient_quota\"}}";
-    llm_error_parse(openai, strlen(openai), msg, sizeof msg, type, sizeof type, code, sizeof code);
+    oai_error_parse(openai, strlen(openai), msg, sizeof msg, type, sizeof type, code, sizeof code);
     cr_assert_str_eq(msg, "You exceeded your current quota");
     cr_assert_str_eq(type, "insufficient_quota");
     cr_assert_str_eq(code, "insufficient_quota");
     const char *vllm = "{\"object\":\"error\",\"message\":\"model crashed\",\"type\":"
                        "\"InternalServerError\",\"param\":null,\"code\":500}";
-    llm_error_parse(vllm, strlen(vllm), msg, sizeof msg, type, sizeof type, code, sizeof code);
+    oai_error_parse(vllm, strlen(vllm), msg, sizeof msg, type, sizeof type, code, sizeof code);
     cr_assert_str_eq(msg, "model crashed");
     cr_assert_str_eq(code, "500");
     const char *plain = "{\"error\":\"model 'x' not found\"}";
-    llm_error_parse(plain, strlen(plain), msg, sizeof msg, type, sizeof type, code, sizeof code);
+    oai_error_parse(plain, strlen(plain), msg, sizeof msg, type, sizeof type, code, sizeof code);
     cr_assert_str_eq(msg, "model 'x' not found");
-    llm_error_parse("garbage", 7, msg, sizeof msg, type, sizeof type, code, sizeof code);
+    oai_error_parse("garbage", 7, msg, sizeof msg, type, sizeof type, code, sizeof code);
     cr_assert_str_eq(msg, "");
 }
 
@@ -437,17 +437,17 @@ Test(llm, which_failures_are_retried)
 {
     const char *quota = "{\"error\":{\"type\":\"insufficient_quota\",\"code\":null}}";
     const char *rate = "{\"error\":{\"type\":\"requests\",\"code\":\"rate_limit_exceeded\"}}";
-    cr_assert_not(llm_retryable(429, quota, strlen(quota), -1));
-    cr_assert(llm_retryable(429, rate, strlen(rate), -1));
-    cr_assert(llm_retryable(429, "", 0, -1));
-    cr_assert(llm_retryable(408, "", 0, -1));
-    cr_assert(llm_retryable(409, "", 0, -1));
-    cr_assert(llm_retryable(500, "", 0, -1));
-    cr_assert(llm_retryable(503, "", 0, -1));
+    cr_assert_not(oai_retryable(429, quota, strlen(quota), -1));
+    cr_assert(oai_retryable(429, rate, strlen(rate), -1));
+    cr_assert(oai_retryable(429, "", 0, -1));
+    cr_assert(oai_retryable(408, "", 0, -1));
+    cr_assert(oai_retryable(409, "", 0, -1));
+    cr_assert(oai_retryable(500, "", 0, -1));
+    cr_assert(oai_retryable(503, "", 0, -1));
     for (long s = 400; s <= 404; s++)
-        cr_assert_not(llm_retryable(s, "", 0, -1), "%ld", s);
-    cr_assert_not(llm_retryable(503, "", 0, 0)); /* x-should-retry: false */
-    cr_assert(llm_retryable(400, "", 0, 1));     /* x-should-retry: true */
+        cr_assert_not(oai_retryable(s, "", 0, -1), "%ld", s);
+    cr_assert_not(oai_retryable(503, "", 0, 0)); /* x-should-retry: false */
+    cr_assert(oai_retryable(400, "", 0, 1));     /* x-should-retry: true */
 }
 
 /* ---- retry delays and durations ---------------------------------------------------- */
@@ -455,43 +455,43 @@ Test(llm, which_failures_are_retried)
 Test(llm, retry_delay_follows_the_server_then_backs_off)
 {
     int64_t now = 1700000000;
-    cr_assert_float_eq(llm_retry_delay(0, "1500", NULL, now, 1, 60, 0.5), 1.5, 1e-12);
-    cr_assert_float_eq(llm_retry_delay(3, "250", "7", now, 1, 60, 0.5), 0.25, 1e-12);
-    cr_assert_float_eq(llm_retry_delay(0, NULL, "7", now, 1, 60, 0.5), 7, 1e-12);
-    cr_assert_float_eq(llm_retry_delay(0, NULL, "2.5", now, 1, 60, 0.5), 2.5, 1e-12);
-    cr_assert_float_eq(llm_retry_delay(0, NULL, "120", now, 1, 60, 0.5), 120, 1e-12);
+    cr_assert_float_eq(oai_retry_delay(0, "1500", NULL, now, 1, 60, 0.5), 1.5, 1e-12);
+    cr_assert_float_eq(oai_retry_delay(3, "250", "7", now, 1, 60, 0.5), 0.25, 1e-12);
+    cr_assert_float_eq(oai_retry_delay(0, NULL, "7", now, 1, 60, 0.5), 7, 1e-12);
+    cr_assert_float_eq(oai_retry_delay(0, NULL, "2.5", now, 1, 60, 0.5), 2.5, 1e-12);
+    cr_assert_float_eq(oai_retry_delay(0, NULL, "120", now, 1, 60, 0.5), 120, 1e-12);
     /* An HTTP date 30 s ahead; a date over 120 s ahead, seconds over 120: no retry. */
     char date[64];
     time_t t = (time_t)now + 30;
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    cr_assert_float_eq(llm_retry_delay(0, NULL, date, now, 1, 60, 0.5), 30, 1e-9);
+    cr_assert_float_eq(oai_retry_delay(0, NULL, date, now, 1, 60, 0.5), 30, 1e-9);
     t = (time_t)now + 600;
     gmtime_r(&t, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    cr_assert_lt(llm_retry_delay(0, NULL, date, now, 1, 60, 0.5), 0);
-    cr_assert_lt(llm_retry_delay(0, NULL, "121", now, 1, 60, 0.5), 0);
-    cr_assert_lt(llm_retry_delay(0, "120001", NULL, now, 1, 60, 0.5), 0);
+    cr_assert_lt(oai_retry_delay(0, NULL, date, now, 1, 60, 0.5), 0);
+    cr_assert_lt(oai_retry_delay(0, NULL, "121", now, 1, 60, 0.5), 0);
+    cr_assert_lt(oai_retry_delay(0, "120001", NULL, now, 1, 60, 0.5), 0);
     /* A date in the past, zero, garbage: backoff. Full jitter: u * min(max, base*2^n). */
     t = (time_t)now - 5;
     gmtime_r(&t, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    cr_assert_float_eq(llm_retry_delay(2, NULL, date, now, 1, 60, 0.5), 2, 1e-12);
-    cr_assert_float_eq(llm_retry_delay(2, "0", "soon", now, 1, 60, 0.5), 2, 1e-12);
+    cr_assert_float_eq(oai_retry_delay(2, NULL, date, now, 1, 60, 0.5), 2, 1e-12);
+    cr_assert_float_eq(oai_retry_delay(2, "0", "soon", now, 1, 60, 0.5), 2, 1e-12);
     for (int n = 0; n < 12; n++) {
         double cap = fmin(60, pow(2, n));
-        cr_assert_float_eq(llm_retry_delay(n, NULL, NULL, now, 1, 60, 0), 0, 1e-12);
-        double hi = llm_retry_delay(n, NULL, NULL, now, 1, 60, 0.999999);
+        cr_assert_float_eq(oai_retry_delay(n, NULL, NULL, now, 1, 60, 0), 0, 1e-12);
+        double hi = oai_retry_delay(n, NULL, NULL, now, 1, 60, 0.999999);
         cr_assert(hi < cap && hi > cap * 0.9999, "n=%d: %g vs cap %g", n, hi, cap);
     }
-    cr_assert_float_eq(llm_retry_delay(1, NULL, NULL, now, 0.01, 60, 0.5), 0.01, 1e-12);
+    cr_assert_float_eq(oai_retry_delay(1, NULL, NULL, now, 0.01, 60, 0.5), 0.01, 1e-12);
     /* Jittered values spread over [0, cap). */
     sb_rng rng;
     sb_rng_seed(&rng, 1, 2);
     double lo = 1e9, top = 0;
     for (int i = 0; i < 1000; i++) {
-        double d = llm_retry_delay(3, NULL, NULL, now, 1, 60, sb_rng_uniform(&rng));
+        double d = oai_retry_delay(3, NULL, NULL, now, 1, 60, sb_rng_uniform(&rng));
         lo = fmin(lo, d);
         top = fmax(top, d);
     }
@@ -501,35 +501,35 @@ Test(llm, retry_delay_follows_the_server_then_backs_off)
 Test(llm, go_durations)
 {
     double s;
-    cr_assert(llm_go_duration("1s", &s));
+    cr_assert(oai_go_duration("1s", &s));
     cr_assert_float_eq(s, 1, 1e-12);
-    cr_assert(llm_go_duration("6m0s", &s));
+    cr_assert(oai_go_duration("6m0s", &s));
     cr_assert_float_eq(s, 360, 1e-12);
-    cr_assert(llm_go_duration("20ms", &s));
+    cr_assert(oai_go_duration("20ms", &s));
     cr_assert_float_eq(s, 0.02, 1e-12);
-    cr_assert(llm_go_duration("1h2m3.5s", &s));
+    cr_assert(oai_go_duration("1h2m3.5s", &s));
     cr_assert_float_eq(s, 3723.5, 1e-9);
-    cr_assert(llm_go_duration("0", &s));
+    cr_assert(oai_go_duration("0", &s));
     cr_assert_float_eq(s, 0, 1e-12);
-    cr_assert(llm_go_duration("250us", &s));
+    cr_assert(oai_go_duration("250us", &s));
     cr_assert_float_eq(s, 250e-6, 1e-15);
-    cr_assert(llm_go_duration("1.5m", &s));
+    cr_assert(oai_go_duration("1.5m", &s));
     cr_assert_float_eq(s, 90, 1e-12);
     const char *bad[] = { "", "5", "1x", "s", "1s2", "m1s", "1 s", ".s", NULL };
     for (int i = 0; bad[i]; i++)
-        cr_assert_not(llm_go_duration(bad[i], &s), "'%s'", bad[i]);
-    cr_assert_not(llm_go_duration(NULL, &s));
+        cr_assert_not(oai_go_duration(bad[i], &s), "'%s'", bad[i]);
+    cr_assert_not(oai_go_duration(NULL, &s));
 }
 
 Test(llm, rate_limit_headers_hold_requests_until_the_reset)
 {
-    cr_assert_float_eq(llm_ratelimit_wait("0", "1s"), 1, 1e-12);
-    cr_assert_float_eq(llm_ratelimit_wait("0", "6m0s"), 120, 1e-12); /* capped */
-    cr_assert_float_eq(llm_ratelimit_wait("0", "20ms"), 0.02, 1e-12);
-    cr_assert_float_eq(llm_ratelimit_wait("3", "1s"), 0, 0);  /* some left */
-    cr_assert_float_eq(llm_ratelimit_wait("0", "bad"), 0, 0); /* unparsable reset */
-    cr_assert_float_eq(llm_ratelimit_wait(NULL, "1s"), 0, 0);
-    cr_assert_float_eq(llm_ratelimit_wait("", "1s"), 0, 0);
+    cr_assert_float_eq(oai_ratelimit_wait("0", "1s"), 1, 1e-12);
+    cr_assert_float_eq(oai_ratelimit_wait("0", "6m0s"), 120, 1e-12); /* capped */
+    cr_assert_float_eq(oai_ratelimit_wait("0", "20ms"), 0.02, 1e-12);
+    cr_assert_float_eq(oai_ratelimit_wait("3", "1s"), 0, 0);  /* some left */
+    cr_assert_float_eq(oai_ratelimit_wait("0", "bad"), 0, 0); /* unparsable reset */
+    cr_assert_float_eq(oai_ratelimit_wait(NULL, "1s"), 0, 0);
+    cr_assert_float_eq(oai_ratelimit_wait("", "1s"), 0, 0);
 }
 
 /* ---- through the descriptor -------------------------------------------------------- */

@@ -1,20 +1,129 @@
-/* plugins/labellers/llm/http.c — the llm labeller's HTTP engine: one libcurl multi handle
- * driving `concurrency` reused easy handles (keep-alive, no thread per request), retries
- * with the OpenAI SDK's rules (retry-after-ms / retry-after up to 120 s, else full-jitter
- * exponential backoff; x-should-retry obeyed), and pacing from rpm/tpm token buckets and
- * the x-ratelimit-* headers. The API key lives only in a header list that is wiped on
- * destroy; nothing here logs a header. */
-#include "llm.h"
+/* plugins/common/oai_http.c — the HTTP engine of the plugins that call an OpenAI-compatible
+ * API (the llm labeller, the embeddings encoder): one libcurl multi handle driving
+ * `concurrency` reused easy handles (keep-alive, no thread per request), retries with the
+ * OpenAI SDK's rules (retry-after-ms / retry-after up to 120 s, else full-jitter exponential
+ * backoff; x-should-retry obeyed), and pacing from rpm/tpm token buckets and the
+ * x-ratelimit-* headers. The API key lives only in a header list that is wiped on destroy;
+ * nothing here logs a header. Also the growable string and the error-body parser both use. */
+#include "oai_http.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
-double llm_now(void)
+/* ---- oai_buf ----------------------------------------------------------------------- */
+
+static int buf_reserve(oai_buf *b, size_t extra)
+{
+    if (b->oom)
+        return 0;
+    if (b->n + extra + 1 <= b->cap)
+        return 1;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + extra + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = 1;
+        return 0;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 1;
+}
+
+void oai_buf_add(oai_buf *b, const char *s, size_t n)
+{
+    if (!buf_reserve(b, n))
+        return;
+    if (n)
+        memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+void oai_buf_str(oai_buf *b, const char *s)
+{
+    oai_buf_add(b, s, strlen(s));
+}
+
+void oai_buf_printf(oai_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || !buf_reserve(b, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->n, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)n;
+}
+
+char *oai_buf_take(oai_buf *b)
+{
+    if (b->oom) {
+        oai_buf_free(b);
+        return NULL;
+    }
+    char *p = b->p ? b->p : strdup("");
+    memset(b, 0, sizeof *b);
+    return p;
+}
+
+void oai_buf_free(oai_buf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+/* ---- error bodies ------------------------------------------------------------------ */
+
+static void copy_json_text(json_t *v, char *out, size_t size)
+{
+    if (!size)
+        return;
+    out[0] = 0;
+    if (json_is_string(v))
+        snprintf(out, size, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(out, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+}
+
+void oai_error_parse(const char *body, size_t len, char *msg, size_t msg_size, char *type,
+                     size_t type_size, char *code, size_t code_size)
+{
+    copy_json_text(NULL, msg, msg_size);
+    copy_json_text(NULL, type, type_size);
+    copy_json_text(NULL, code, code_size);
+    json_t *root = body && len ? json_loadb(body, len, 0, NULL) : NULL;
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return;
+    }
+    json_t *e = json_object_get(root, "error");
+    json_t *src = json_is_object(e) ? e : root; /* OpenAI / Ollama / new vLLM, or old vLLM */
+    if (json_is_string(e)) {
+        copy_json_text(e, msg, msg_size); /* {"error": "text"} (llama.cpp, Ollama native) */
+    } else {
+        copy_json_text(json_object_get(src, "message"), msg, msg_size);
+        if (!msg[0])
+            copy_json_text(json_object_get(root, "detail"), msg, msg_size); /* FastAPI */
+    }
+    copy_json_text(json_object_get(src, "type"), type, type_size);
+    copy_json_text(json_object_get(src, "code"), code, code_size);
+    json_decref(root);
+}
+
+double oai_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -23,7 +132,7 @@ double llm_now(void)
 
 /* ---- header values ----------------------------------------------------------------- */
 
-int llm_go_duration(const char *s, double *seconds)
+int oai_go_duration(const char *s, double *seconds)
 {
     if (!s)
         return 0;
@@ -81,7 +190,7 @@ int llm_go_duration(const char *s, double *seconds)
     return 1;
 }
 
-int64_t llm_http_date(const char *s)
+int64_t oai_http_date(const char *s)
 {
     if (!s || !*s)
         return -1;
@@ -110,7 +219,7 @@ static int plain_number(const char *s, double *v)
     return 1;
 }
 
-double llm_retry_delay(int n, const char *retry_after_ms, const char *retry_after, int64_t now_unix,
+double oai_retry_delay(int n, const char *retry_after_ms, const char *retry_after, int64_t now_unix,
                        double base, double backoff_max, double u)
 {
     const double cap_s = 120.0;
@@ -129,7 +238,7 @@ double llm_retry_delay(int n, const char *retry_after_ms, const char *retry_afte
             if (v > 0)
                 return v;
         } else {
-            int64_t t = llm_http_date(retry_after);
+            int64_t t = oai_http_date(retry_after);
             if (t >= 0) {
                 double d = (double)(t - now_unix);
                 if (d > cap_s)
@@ -149,7 +258,7 @@ double llm_retry_delay(int n, const char *retry_after_ms, const char *retry_afte
     return u * cap;
 }
 
-int llm_retryable(long status, const char *body, size_t len, int should_retry)
+int oai_retryable(long status, const char *body, size_t len, int should_retry)
 {
     if (should_retry == 1)
         return 1;
@@ -159,7 +268,7 @@ int llm_retryable(long status, const char *body, size_t len, int should_retry)
         return 1;
     if (status == 429) {
         char msg[8], type[64], code[64];
-        llm_error_parse(body, len, msg, sizeof msg, type, sizeof type, code, sizeof code);
+        oai_error_parse(body, len, msg, sizeof msg, type, sizeof type, code, sizeof code);
         return strcmp(type, "insufficient_quota") != 0 && strcmp(code, "insufficient_quota") != 0;
     }
     return 0;
@@ -169,9 +278,9 @@ int llm_retryable(long status, const char *body, size_t len, int should_retry)
 
 typedef struct slot {
     CURL *easy;
-    llm_job *job;
+    oai_job *job;
     curl_mime *mime;
-    llm_buf body;
+    oai_buf body;
     char errbuf[CURL_ERROR_SIZE];
     /* response headers of the current exchange */
     char request_id[128], retry_after[96], retry_after_ms[32];
@@ -183,15 +292,15 @@ typedef struct bucket {
     double rate, cap, level, t; /* per second; rate 0 = unlimited */
 } bucket;
 
-struct llm_http {
-    llm_http_cfg cfg;
+struct oai_http {
+    oai_http_cfg cfg;
     const sb_host *host;
     CURLM *multi;
     slot *slots;
     int n_slots, n_active;
     int limit;            /* requests in flight at most (<= n_slots) */
-    llm_job *head, *tail; /* ready queue */
-    llm_job **heap;       /* delayed jobs, min-heap on not_before */
+    oai_job *head, *tail; /* ready queue */
+    oai_job **heap;       /* delayed jobs, min-heap on not_before */
     size_t n_heap, cap_heap;
     struct curl_slist *json_headers, *plain_headers;
     sb_rng rng;
@@ -199,11 +308,11 @@ struct llm_http {
     bucket rpm, tpm;
     int stopping;
     int curl_inited;
-    llm_http_stats stats;
+    oai_http_stats stats;
 };
 
 /* Append j to the queue of requests ready to send. */
-static void queue_push(llm_http *e, llm_job *j)
+static void queue_push(oai_http *e, oai_job *j)
 {
     j->next = NULL;
     if (e->tail)
@@ -213,11 +322,11 @@ static void queue_push(llm_http *e, llm_job *j)
     e->tail = j;
 }
 
-static void heap_push(llm_http *e, llm_job *j)
+static void heap_push(oai_http *e, oai_job *j)
 {
     if (e->n_heap == e->cap_heap) {
         size_t cap = e->cap_heap ? 2 * e->cap_heap : 64;
-        llm_job **h = realloc(e->heap, cap * sizeof *h);
+        oai_job **h = realloc(e->heap, cap * sizeof *h);
         if (!h) {
             queue_push(e, j); /* out of memory: send it now rather than lose it */
             return;
@@ -231,16 +340,16 @@ static void heap_push(llm_http *e, llm_job *j)
         size_t p = (i - 1) / 2;
         if (e->heap[p]->not_before <= e->heap[i]->not_before)
             break;
-        llm_job *t = e->heap[p];
+        oai_job *t = e->heap[p];
         e->heap[p] = e->heap[i];
         e->heap[i] = t;
         i = p;
     }
 }
 
-static llm_job *heap_pop(llm_http *e)
+static oai_job *heap_pop(oai_http *e)
 {
-    llm_job *top = e->heap[0];
+    oai_job *top = e->heap[0];
     e->heap[0] = e->heap[--e->n_heap];
     size_t i = 0;
     for (;;) {
@@ -251,7 +360,7 @@ static llm_job *heap_pop(llm_http *e)
             m = r;
         if (m == i)
             break;
-        llm_job *t = e->heap[m];
+        oai_job *t = e->heap[m];
         e->heap[m] = e->heap[i];
         e->heap[i] = t;
         i = m;
@@ -259,7 +368,7 @@ static llm_job *heap_pop(llm_http *e)
     return top;
 }
 
-static void queue_push_front(llm_http *e, llm_job *j)
+static void queue_push_front(oai_http *e, oai_job *j)
 {
     j->next = e->head;
     e->head = j;
@@ -267,9 +376,9 @@ static void queue_push_front(llm_http *e, llm_job *j)
         e->tail = j;
 }
 
-static llm_job *queue_pop(llm_http *e)
+static oai_job *queue_pop(oai_http *e)
 {
-    llm_job *j = e->head;
+    oai_job *j = e->head;
     if (j) {
         e->head = j->next;
         if (!e->head)
@@ -279,36 +388,36 @@ static llm_job *queue_pop(llm_http *e)
     return j;
 }
 
-void llm_http_submit(llm_http *e, llm_job *job)
+void oai_http_submit(oai_http *e, oai_job *job)
 {
     job->attempts = 0;
     job->not_before = 0;
     queue_push(e, job);
 }
 
-void llm_http_submit_after(llm_http *e, llm_job *job, double delay_s)
+void oai_http_submit_after(oai_http *e, oai_job *job, double delay_s)
 {
     job->attempts = 0;
-    job->not_before = llm_now() + (delay_s > 0 ? delay_s : 0);
+    job->not_before = oai_now() + (delay_s > 0 ? delay_s : 0);
     heap_push(e, job);
 }
 
-void llm_http_set_limit(llm_http *e, int n)
+void oai_http_set_limit(oai_http *e, int n)
 {
     e->limit = n < 1 ? 1 : n > e->n_slots ? e->n_slots : n;
 }
 
-void llm_http_stop(llm_http *e)
+void oai_http_stop(oai_http *e)
 {
     e->stopping = 1;
 }
 
-int llm_http_stopping(const llm_http *e)
+int oai_http_stopping(const oai_http *e)
 {
     return e->stopping;
 }
 
-const llm_http_stats *llm_http_get_stats(const llm_http *e)
+const oai_http_stats *oai_http_get_stats(const oai_http *e)
 {
     return &e->stats;
 }
@@ -321,7 +430,7 @@ static void bucket_init(bucket *b, double per_minute)
     b->rate = per_minute / 60.0;
     b->cap = b->rate < 1 ? 1 : b->rate; /* one second's worth, at least one unit */
     b->level = b->cap;
-    b->t = llm_now();
+    b->t = oai_now();
 }
 
 /* Seconds until `cost` may be spent (0 = now). A cost above the capacity waits for a full
@@ -344,7 +453,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     size_t len = size * n;
     if (s->body.n + len > ((size_t)1 << 30))
         return 0; /* a runaway answer: abort the transfer */
-    llm_buf_add(&s->body, p, len);
+    oai_buf_add(&s->body, p, len);
     return s->body.oom ? 0 : len;
 }
 
@@ -411,7 +520,7 @@ static void headers_free(struct curl_slist **l)
     *l = NULL;
 }
 
-static struct curl_slist *headers_build(const llm_http_cfg *cfg, int json)
+static struct curl_slist *headers_build(const oai_http_cfg *cfg, int json)
 {
     struct curl_slist *l = NULL, *t;
     const char *fixed[] = { json ? "Content-Type: application/json" : NULL,
@@ -445,11 +554,11 @@ fail:
     return NULL;
 }
 
-sb_status llm_http_create(const llm_http_cfg *cfg, const sb_host *host, llm_http **out,
+sb_status oai_http_create(const oai_http_cfg *cfg, const sb_host *host, oai_http **out,
                           sb_error *err)
 {
     *out = NULL;
-    llm_http *e = calloc(1, sizeof *e);
+    oai_http *e = calloc(1, sizeof *e);
     if (!e)
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     e->cfg = *cfg;
@@ -470,23 +579,24 @@ sb_status llm_http_create(const llm_http_cfg *cfg, const sb_host *host, llm_http
     for (int i = 0; ok && i < e->n_slots; i++)
         ok = (e->slots[i].easy = curl_easy_init()) != NULL;
     if (!ok) {
-        llm_http_destroy(&e);
+        oai_http_destroy(&e);
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory (libcurl handles)");
     }
     curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)e->n_slots);
     curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)e->n_slots + 2);
-    sb_rng_seed(&e->rng, host->seed, 0x6c6c6d2d68747470ull /* "llm-http" */);
+    sb_rng_seed(&e->rng, host->seed,
+                0x6c6c6d2d68747470ull /* "llm-http", kept from the llm labeller */);
     bucket_init(&e->rpm, cfg->rpm);
     bucket_init(&e->tpm, cfg->tpm);
     *out = e;
     return SB_OK;
 }
 
-void llm_http_destroy(llm_http **pe)
+void oai_http_destroy(oai_http **pe)
 {
     if (!pe || !*pe)
         return;
-    llm_http *e = *pe;
+    oai_http *e = *pe;
     for (int i = 0; e->slots && i < e->n_slots; i++) {
         slot *s = &e->slots[i];
         if (s->job && e->multi)
@@ -494,7 +604,7 @@ void llm_http_destroy(llm_http **pe)
         if (s->easy)
             curl_easy_cleanup(s->easy);
         curl_mime_free(s->mime);
-        llm_buf_free(&s->body);
+        oai_buf_free(&s->body);
     }
     free(e->slots);
     if (e->multi)
@@ -508,7 +618,7 @@ void llm_http_destroy(llm_http **pe)
     *pe = NULL;
 }
 
-static int launch(llm_http *e, slot *s, llm_job *j)
+static int launch(oai_http *e, slot *s, oai_job *j)
 {
     CURL *c = s->easy;
     curl_easy_reset(c); /* keeps the multi handle's connections alive */
@@ -530,22 +640,22 @@ static int launch(llm_http *e, slot *s, llm_job *j)
     curl_easy_setopt(c, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->errbuf);
     curl_easy_setopt(c, CURLOPT_PRIVATE, s);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "serbench-llm/1");
+    curl_easy_setopt(c, CURLOPT_USERAGENT, e->cfg.user_agent ? e->cfg.user_agent : "serbench/1");
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     if (e->cfg.ca_file)
         curl_easy_setopt(c, CURLOPT_CAINFO, e->cfg.ca_file);
     switch (j->method) {
-    case LLM_POST_JSON:
+    case OAI_POST_JSON:
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, e->json_headers);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, j->body);
         break;
-    case LLM_GET:
+    case OAI_GET:
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, e->plain_headers);
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
         break;
-    case LLM_POST_FILE: {
+    case OAI_POST_FILE: {
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, e->plain_headers);
         curl_mime_free(s->mime);
         s->mime = curl_mime_init(c);
@@ -573,21 +683,21 @@ static int launch(llm_http *e, slot *s, llm_job *j)
     return 1;
 }
 
-double llm_ratelimit_wait(const char *remaining, const char *reset)
+double oai_ratelimit_wait(const char *remaining, const char *reset)
 {
     double r, d;
-    if (!remaining || !plain_number(remaining, &r) || r > 0 || !llm_go_duration(reset, &d) ||
+    if (!remaining || !plain_number(remaining, &r) || r > 0 || !oai_go_duration(reset, &d) ||
         d <= 0)
         return 0;
     return d > 120 ? 120 : d;
 }
 
 /* The x-ratelimit headers: when a remaining count reaches 0, hold until its reset. */
-static void note_ratelimit(llm_http *e, const slot *s, double now)
+static void note_ratelimit(oai_http *e, const slot *s, double now)
 {
     const char *rem[2] = { s->rem_req, s->rem_tok }, *reset[2] = { s->reset_req, s->reset_tok };
     for (int i = 0; i < 2; i++) {
-        double d = rem[i][0] ? llm_ratelimit_wait(rem[i], reset[i]) : 0;
+        double d = rem[i][0] ? oai_ratelimit_wait(rem[i], reset[i]) : 0;
         if (d > 0 && now + d > e->hold_until) {
             e->hold_until = now + d;
             e->host->log(e->host, SB_LOG_DEBUG,
@@ -614,18 +724,18 @@ static int permanent(CURLcode cc)
     }
 }
 
-static void finish(llm_http *e, slot *s, CURLcode cc, const llm_http_cb *cb, void *ctx)
+static void finish(oai_http *e, slot *s, CURLcode cc, const oai_http_cb *cb, void *ctx)
 {
-    llm_job *j = s->job;
+    oai_job *j = s->job;
     curl_multi_remove_handle(e->multi, s->easy);
     s->job = NULL;
     e->n_active--;
-    double now = llm_now();
+    double now = oai_now();
     long status = 0;
     if (cc == CURLE_OK)
         curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
     note_ratelimit(e, s, now);
-    llm_result r = { .status = cc == CURLE_OK ? status : 0,
+    oai_result r = { .status = cc == CURLE_OK ? status : 0,
                      .body = s->body.p ? s->body.p : "",
                      .len = s->body.n,
                      .request_id = s->request_id[0] ? s->request_id : NULL };
@@ -645,13 +755,14 @@ static void finish(llm_http *e, slot *s, CURLcode cc, const llm_http_cb *cb, voi
         e->stats.by_transport++;
     } else if (status >= 200 && status < 300) {
         r.error = NULL;
-        if (cb->done(ctx, j, &r) == LLM_ACCEPT)
+        if (cb->done(ctx, j, &r) == OAI_ACCEPT)
             return;
-        snprintf(desc, sizeof desc, "HTTP %ld with a body that is not a chat completion", status);
+        snprintf(desc, sizeof desc, "HTTP %ld with a body that is not %s", status,
+                 e->cfg.answer_kind ? e->cfg.answer_kind : "a usable answer");
         e->stats.malformed++;
-    } else if (llm_retryable(status, r.body, r.len, s->should_retry)) {
+    } else if (oai_retryable(status, r.body, r.len, s->should_retry)) {
         char msg[300], type[64], code[64];
-        llm_error_parse(r.body, r.len, msg, sizeof msg, type, sizeof type, code, sizeof code);
+        oai_error_parse(r.body, r.len, msg, sizeof msg, type, sizeof type, code, sizeof code);
         snprintf(desc, sizeof desc, "HTTP %ld%s%s", status, msg[0] ? ": " : "", msg);
         if (status == 429)
             e->stats.by_status_429++;
@@ -681,7 +792,7 @@ static void finish(llm_http *e, slot *s, CURLcode cc, const llm_http_cb *cb, voi
         return;
     }
     double delay =
-        llm_retry_delay(j->attempts - 1, s->retry_after_ms[0] ? s->retry_after_ms : NULL,
+        oai_retry_delay(j->attempts - 1, s->retry_after_ms[0] ? s->retry_after_ms : NULL,
                         s->retry_after[0] ? s->retry_after : NULL, (int64_t)time(NULL),
                         e->cfg.backoff_base_s, e->cfg.backoff_max_s, sb_rng_uniform(&e->rng));
     if (delay < 0) {
@@ -705,7 +816,7 @@ static void finish(llm_http *e, slot *s, CURLcode cc, const llm_http_cb *cb, voi
     heap_push(e, j);
 }
 
-static void abort_all(llm_http *e)
+static void abort_all(oai_http *e)
 {
     for (int i = 0; i < e->n_slots; i++)
         if (e->slots[i].job) {
@@ -717,7 +828,7 @@ static void abort_all(llm_http *e)
     e->n_heap = 0;
 }
 
-static slot *free_slot(llm_http *e)
+static slot *free_slot(oai_http *e)
 {
     for (int i = 0; i < e->n_slots; i++)
         if (!e->slots[i].job)
@@ -725,7 +836,7 @@ static slot *free_slot(llm_http *e)
     return NULL;
 }
 
-sb_status llm_http_run(llm_http *e, const llm_http_cb *cb, void *ctx, sb_error *err)
+sb_status oai_http_run(oai_http *e, const oai_http_cb *cb, void *ctx, sb_error *err)
 {
     for (;;) {
         if (e->host->cancelled(e->host)) {
@@ -736,12 +847,12 @@ sb_status llm_http_run(llm_http *e, const llm_http_cb *cb, void *ctx, sb_error *
                                 "was labelled is stored and the next run asks only for the rest",
                                 n, n == 1 ? "" : "s");
         }
-        double now = llm_now();
+        double now = oai_now();
         while (e->n_heap && e->heap[0]->not_before <= now)
             queue_push(e, heap_pop(e));
         double wait = 0.1;
         while (!e->stopping && e->n_active < e->limit && e->head) {
-            llm_job *j = queue_pop(e);
+            oai_job *j = queue_pop(e);
             if (!cb->prepare(ctx, j) || e->stopping)
                 continue; /* answered without a request (cache), or the stage stopped */
             double w = 0;
@@ -791,7 +902,7 @@ sb_status llm_http_run(llm_http *e, const llm_http_cb *cb, void *ctx, sb_error *
         }
         if (finished)
             continue; /* refill the slots at once */
-        now = llm_now();
+        now = oai_now();
         if (e->n_heap && e->heap[0]->not_before - now < wait)
             wait = e->heap[0]->not_before - now;
         int ms = (int)(wait * 1000);
