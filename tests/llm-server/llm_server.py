@@ -1,12 +1,15 @@
 #!/usr/bin/python3
-"""A local OpenAI-compatible server that serbench's llm labeller is tested against.
+"""A local OpenAI-compatible server that serbench's llm labeller and embeddings encoder are
+tested against.
 
 Deterministic chat completions (json_schema, json_object and text modes, logprobs, usage,
-rate-limit headers), scriptable faults, and an in-memory Batch API. Standard library only;
+rate-limit headers), deterministic embeddings (a hashed bag of words), scriptable faults, and
+an in-memory Batch API. Standard library only;
 README.md beside this file documents the behaviour and the fault kinds.
 """
 
 import argparse
+import base64
 import email.parser
 import email.policy
 import hashlib
@@ -19,6 +22,7 @@ import re
 import signal
 import socket
 import socketserver
+import struct
 import sys
 import threading
 import time
@@ -61,7 +65,15 @@ FAULT_KINDS = (
     "refusal",
     "length",
     "vllm_error",
+    "wrong_count",
+    "wrong_dim",
 )
+# Kinds that only make sense for one endpoint; the other endpoint passes them by.
+CHAT_ONLY_FAULTS = ("out_of_schema", "refusal", "length")
+EMBEDDING_ONLY_FAULTS = ("wrong_count", "wrong_dim")
+EMBEDDING_FIELDS = frozenset(("input", "model", "dimensions", "encoding_format", "user"))
+MAX_EMBEDDING_INPUTS = 2048
+WORD = re.compile(r"[^\W_]+")
 FAULT_KEYS = ("kind", "match", "count", "retry_after", "retry_after_ms", "delay_s", "message",
               "code")
 OUT_OF_SCHEMA_WORDS = ("comfort", "boredom", "calm", "pride", "relief", "awe")
@@ -125,6 +137,32 @@ def hash_int(*parts):
 def pick_index(text, n):
     """labels[sha256(utf-8 text) as a big-endian integer mod n]: the documented default answer."""
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest(), "big") % n
+
+
+def embedding_vector(model, text, dim):
+    """The documented embedding of `text`: a hashed bag of words normalised to unit length.
+
+    Words are the maximal runs of letters and digits of the lower-cased text. Each word
+    occurrence w adds +-1 at 4 positions taken from d = sha256(model + "\\0" + w): position
+    k is the big-endian uint32 d[4k:4k+4] mod dim, its sign + when d[16+k] is odd. A text with
+    no word (or whose words cancel) uses sha256(model + "\\1" + text) the same way. The result
+    is scaled to unit L2 norm and rounded to float32, so the float and base64 encodings carry
+    the same numbers and texts sharing words have a positive cosine."""
+    v = [0.0] * dim
+
+    def add(digest):
+        for k in range(4):
+            j = int.from_bytes(digest[4 * k:4 * k + 4], "big") % dim
+            v[j] += 1.0 if digest[16 + k] & 1 else -1.0
+
+    for w in WORD.findall(text.lower()):
+        add(hashlib.sha256((model + "\0" + w).encode("utf-8")).digest())
+    if not any(v):
+        add(hashlib.sha256((model + "\1" + text).encode("utf-8")).digest())
+    if not any(v):
+        v[0] = 1.0
+    norm = math.sqrt(sum(x * x for x in v))
+    return list(struct.unpack(f"<{dim}f", struct.pack(f"<{dim}f", *[x / norm for x in v])))
 
 
 def is_int(v):
@@ -472,6 +510,95 @@ def validate_chat(req, opts):
 # Answers: content, tokens, logprobs
 
 
+class EmbeddingInfo:
+    """What the answer needs from a validated embeddings request."""
+
+    __slots__ = ("model", "inputs", "dim", "encoding", "prompt_tokens", "cost")
+
+
+def validate_embeddings(req, opts):
+    """Checks an embeddings request as OpenAI would (CreateEmbeddingRequest)."""
+    if not isinstance(req, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    for key in req:
+        if key not in EMBEDDING_FIELDS:
+            raise ApiError(400, f"Unrecognized request argument supplied: {key}", param=key,
+                           code="unknown_parameter")
+    info = EmbeddingInfo()
+    model = req.get("model")
+    if model is None:
+        raise ApiError(400, "you must provide a model parameter", param="model",
+                       code="missing_required_parameter")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "Invalid 'model': expected a non-empty string.", param="model",
+                       code="invalid_type")
+    info.model = model
+    inp = req.get("input")
+    if inp is None:
+        raise ApiError(400, "Missing required parameter: 'input'.", param="input",
+                       code="missing_required_parameter")
+    if isinstance(inp, str):
+        inputs = [inp]
+    elif isinstance(inp, list) and inp and all(isinstance(x, str) for x in inp):
+        inputs = inp
+    elif isinstance(inp, list) and inp and all(is_int(x) or isinstance(x, list) for x in inp):
+        raise ApiError(400, "Token arrays as 'input' are not supported by this test server; "
+                       "send text.", param="input", code="invalid_type")
+    else:
+        raise ApiError(400, "'$.input' is invalid: expected a string or a non-empty array of "
+                       "strings.", param="input", code="invalid_type")
+    if len(inputs) > MAX_EMBEDDING_INPUTS:
+        raise ApiError(400, f"'$.input' is too long: {len(inputs)} items, at most "
+                       f"{MAX_EMBEDDING_INPUTS}.", param="input", code="invalid_value")
+    if opts.reject_empty_input:
+        for i, x in enumerate(inputs):
+            if x == "":
+                raise ApiError(400, f"'$.input[{i}]' is invalid: an input cannot be an empty "
+                               "string.", param="input", code="invalid_value")
+    info.inputs = inputs
+    native = opts.embedding_dim
+    dim = req.get("dimensions")
+    if dim is not None:
+        if opts.no_dimensions:
+            raise ApiError(400, f"This model does not support specifying dimensions.",
+                           param="dimensions", code="invalid_value")
+        if not is_int(dim) or dim < 1 or dim > native:
+            raise ApiError(400, f"Invalid 'dimensions': expected an integer from 1 to {native} "
+                           f"for {model[:80]}, got {json.dumps(dim)[:40]}.", param="dimensions",
+                           code="invalid_value")
+    info.dim = dim if dim is not None else native
+    enc = req.get("encoding_format", "float")
+    if enc not in ("float", "base64"):
+        raise ApiError(400, f"Invalid 'encoding_format': expected 'float' or 'base64', got "
+                       f"{json.dumps(enc)[:40]}.", param="encoding_format", code="invalid_value")
+    info.encoding = enc
+    user = req.get("user")
+    if user is not None and not isinstance(user, str):
+        raise ApiError(400, "Invalid 'user': expected a string.", param="user",
+                       code="invalid_type")
+    info.prompt_tokens = sum(math.ceil(len(x) / 4) for x in inputs)
+    info.cost = info.prompt_tokens
+    return info
+
+
+def embeddings_body(info, fault_kind):
+    """The list object; `wrong_count` drops the last vector (or adds one to a single input),
+    `wrong_dim` makes every vector one wider."""
+    dim = info.dim + 1 if fault_kind == "wrong_dim" else info.dim
+    vectors = [embedding_vector(info.model, x, dim) for x in info.inputs]
+    if fault_kind == "wrong_count":
+        vectors = vectors[:-1] if len(vectors) > 1 else vectors + vectors
+    data = []
+    for i, v in enumerate(vectors):
+        if info.encoding == "base64":
+            emb = base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode("ascii")
+        else:
+            emb = v
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    return {"object": "list", "data": data, "model": info.model,
+            "usage": {"prompt_tokens": info.prompt_tokens, "total_tokens": info.prompt_tokens}}
+
+
 def json_string_body(s):
     return json.dumps(s, ensure_ascii=False)[1:-1]
 
@@ -701,7 +828,9 @@ class State:
     def reset_stats(self):
         with self.lock:
             self.stats = {"requests": 0, "answered": 0, "by_status": {}, "batches": 0,
-                          "files": 0, "batch_lines": 0}
+                          "files": 0, "batch_lines": 0, "embeddings": 0,
+                          "embeddings_answered": 0, "embeddings_by_status": {},
+                          "embedding_inputs": 0}
             now = time.monotonic()
             self.rpm = Bucket(self.opts.rpm, now)
             self.tpm = Bucket(self.opts.tpm, now)
@@ -719,10 +848,16 @@ class State:
             self.log.write(line)
             self.log.flush()
 
-    def take_fault(self, target):
+    def take_fault(self, target, skip=EMBEDDING_ONLY_FAULTS):
+        """The first fault with count left whose match is in the target (or in one of a list
+        of targets), passing by the kinds in `skip`."""
+        targets = target if isinstance(target, list) else [target]
         with self.lock:
             for f in self.faults:
-                if f["count"] > 0 and (f["match"] is None or f["match"] in target):
+                if f["kind"] in skip:
+                    continue
+                if f["count"] > 0 and (f["match"] is None
+                                       or any(f["match"] in t for t in targets)):
                     f["count"] -= 1
                     return dict(f)
         return None
@@ -792,6 +927,44 @@ class State:
                            f'"message":{{"role":"assistant","content":"{{\\"label').encode()
                 return out
             out.obj = completion_body(out.n_id, info, label, kind)
+            out.usage = out.obj["usage"]
+        except ApiError as e:
+            out.status = e.status
+            out.obj = e.body
+            out.headers += e.headers
+        return out
+
+    def embeddings(self, raw):
+        """Runs one embeddings request through validation, the rate limiter (its cost is the
+        prompt tokens), the fault list and the deterministic vectors."""
+        out = Outcome(self.new_id())
+        try:
+            try:
+                req = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                out.request = raw.decode("utf-8", "replace")
+                raise ApiError(400, "We could not parse the JSON body of your request.") from None
+            out.request = req
+            info = validate_embeddings(req, self.opts)
+            with self.lock:
+                self.stats["embedding_inputs"] += len(info.inputs)
+            out.headers += self.rate_limit(info)
+            fault = self.take_fault(info.inputs, skip=CHAT_ONLY_FAULTS)
+            kind = fault["kind"] if fault else None
+            out.fault = kind
+            if kind == "drop":
+                out.status = None
+                return out
+            err = fault_error(fault) if fault else None
+            if err is not None:
+                raise err
+            if kind == "timeout":
+                out.delay_s = fault["delay_s"]
+            if kind == "malformed_json":
+                out.raw = (f'{{"object":"list","data":[{{"object":"embedding","index":0,'
+                           f'"embedding":[0.125,').encode()
+                return out
+            out.obj = embeddings_body(info, kind)
             out.usage = out.obj["usage"]
         except ApiError as e:
             out.status = e.status
@@ -1112,6 +1285,9 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/v1/chat/completions" and method == "POST":
                 self.chat(body)
                 return
+            if path == "/v1/embeddings" and method == "POST":
+                self.embeddings(body)
+                return
             status, obj, headers = self.route(method, path, body)
         except ApiError as e:
             status, obj, headers = e.status, e.body, e.headers
@@ -1136,6 +1312,16 @@ class Handler(BaseHTTPRequestHandler):
             self.state.write_log(entry)
 
     def chat(self, body):
+        self.answer(body, lambda b: self.state.chat(b, sync=True), "/v1/chat/completions",
+                    ("requests", "answered", "by_status"))
+
+    def embeddings(self, body):
+        self.answer(body, self.state.embeddings, "/v1/embeddings",
+                    ("embeddings", "embeddings_answered", "embeddings_by_status"))
+
+    def answer(self, body, run, path, stat_keys):
+        """Answers a chat or embeddings request: auth, `run` (an Outcome), stats, log, the
+        latency, then the answer or a dropped connection."""
         st = self.state
         auth_err = self.authorized()
         if auth_err is not None:
@@ -1146,14 +1332,15 @@ class Handler(BaseHTTPRequestHandler):
             except (UnicodeDecodeError, json.JSONDecodeError):
                 out.request = body.decode("utf-8", "replace")
         else:
-            out = st.chat(body, sync=True)
+            out = run(body)
+        n_key, ok_key, status_key = stat_keys
         with st.lock:
-            st.stats["requests"] += 1
+            st.stats[n_key] += 1
             key = "dropped" if out.status is None else str(out.status)
-            st.stats["by_status"][key] = st.stats["by_status"].get(key, 0) + 1
+            st.stats[status_key][key] = st.stats[status_key].get(key, 0) + 1
             if out.status == 200:
-                st.stats["answered"] += 1
-        st.write_log({"time": time.time(), "method": "POST", "path": "/v1/chat/completions",
+                st.stats[ok_key] += 1
+        st.write_log({"time": time.time(), "method": "POST", "path": path,
                       "status": out.status, "request_id": out.request_id, "fault": out.fault,
                       "body": out.request})
         delay = st.opts.latency_ms / 1000.0 + out.delay_s
@@ -1319,9 +1506,17 @@ def parse_args(argv):
                    help="ignore logprobs requests (answer logprobs null)")
     p.add_argument("--batch-delay-s", type=float, default=0.0,
                    help="time a batch takes from creation to completed")
+    p.add_argument("--embedding-dim", type=int, default=64,
+                   help="the embedding width of every model (and the largest 'dimensions')")
+    p.add_argument("--reject-empty-input", action="store_true",
+                   help="answer 400 to an empty string in an embeddings input, as OpenAI does")
+    p.add_argument("--no-dimensions", action="store_true",
+                   help="answer 400 to 'dimensions', like text-embedding-ada-002")
     p.add_argument("--rpm", type=int, default=1000000, help="requests per minute")
     p.add_argument("--tpm", type=int, default=1000000000, help="tokens per minute")
     opts = p.parse_args(argv)
+    if opts.embedding_dim < 1 or opts.embedding_dim > 65536:
+        p.error("--embedding-dim must be from 1 to 65536")
     if opts.rpm < 1 or opts.tpm < 1:
         p.error("--rpm and --tpm must be >= 1")
     if opts.latency_ms < 0 or opts.batch_delay_s < 0:
