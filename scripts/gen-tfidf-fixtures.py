@@ -30,6 +30,7 @@ TESTS = [
     "don't\tyou\n  dare   say   it_again 42 times, Mr. Geller",
     "Caf\u00e9 NA\u00cfVE \u2019s \u00c9COLE \u0414\u041e\u041c and \u03a3\u039f\u03a6\u0399\u0391",
     "the the the the the the cat",
+    "\u00bfQu\u00e9?\u00a0\u00abS\u00ed\u00bb x\u00b2 \u00bd\u2026 well\u2014no ma\u00f1ana",
 ]
 
 
