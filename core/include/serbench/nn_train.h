@@ -233,16 +233,16 @@ SB_API double sb_nn_clip_grad_norm(float *grads, size_t n, double max_norm);
  * best epoch restored. The head owns the model; the loop owns the order, the bookkeeping
  * and the snapshot. Deterministic: the order comes only from (seed, stream). */
 typedef struct sb_fit_spec {
-    const char *who;         /* names the head in messages ("head linear") */
-    int epochs;              /* >= 1 */
-    int patience;            /* >= 1; epochs without a better dev score before stopping */
-    size_t batch_size;       /* items per step, >= 1 */
-    size_t n_items;          /* training items, >= 1 */
-    const size_t *items;     /* the item ids to shuffle, or NULL for 0 .. n_items-1 */
-    uint64_t seed, stream;   /* the shuffling stream: sb_rng_seed(seed, stream) */
-    float *params;           /* all trainable parameters, one allocation (snapshot/restore) */
+    const char *who;       /* names the head in messages ("head linear") */
+    int epochs;            /* >= 1 */
+    int patience;          /* >= 1; epochs without a better dev score before stopping */
+    size_t batch_size;     /* items per step, >= 1 */
+    size_t n_items;        /* training items, >= 1 */
+    const size_t *items;   /* the item ids to shuffle, or NULL for 0 .. n_items-1 */
+    uint64_t seed, stream; /* the shuffling stream: sb_rng_seed(seed, stream) */
+    float *params;         /* all trainable parameters, one allocation (snapshot/restore) */
     size_t n_params;
-    void *ctx;               /* passed to the callbacks */
+    void *ctx; /* passed to the callbacks */
     /* One optimisation step on items batch[0..n) (ids from `items`): forward, backward,
      * update. *loss = the batch's mean loss. `step` counts from 1 over the whole fit
      * (sb_fit_steps gives the total, for a schedule). A non-finite loss stops the fit with
@@ -260,12 +260,12 @@ typedef struct sb_fit_spec {
 } sb_fit_spec;
 
 typedef struct sb_fit_result {
-    int epochs_run;     /* epochs completed */
-    int best_epoch;     /* 1-based epoch whose parameters are kept; 0 without a dev set */
-    double best_score;  /* its dev score (NAN without a dev set) */
-    double best_shown;  /* ... as shown */
-    double train_loss;  /* mean training loss of the last epoch run */
-    long steps;         /* optimisation steps taken */
+    int epochs_run;    /* epochs completed */
+    int best_epoch;    /* 1-based epoch whose parameters are kept; 0 without a dev set */
+    double best_score; /* its dev score (NAN without a dev set) */
+    double best_shown; /* ... as shown */
+    double train_loss; /* mean training loss of the last epoch run */
+    long steps;        /* optimisation steps taken */
 } sb_fit_result;
 
 /* Steps per epoch × epochs: the schedule's total for spec. */

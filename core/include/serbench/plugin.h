@@ -176,10 +176,7 @@ typedef struct sb_encoder_info {
 } sb_encoder_info;
 
 /* The modality an encoder reads (sb_encoder_info.input) and a head input carries. */
-typedef enum sb_input {
-    SB_INPUT_AUDIO = 0,
-    SB_INPUT_TEXT = 1
-} sb_input;
+typedef enum sb_input { SB_INPUT_AUDIO = 0, SB_INPUT_TEXT = 1 } sb_input;
 
 typedef struct sb_encoder_vtable {
     uint32_t struct_size;

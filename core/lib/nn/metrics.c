@@ -149,3 +149,92 @@ void sb_mean_sd(const double *x, size_t n, double *mean, double *sd)
     if (sd)
         *sd = n >= 2 ? sqrt(ss / (double)(n - 1)) : 0.0;
 }
+
+/* ---- regression ---------------------------------------------------------------------- */
+
+/* Weighted F1 of a binary split (sklearn average='weighted', zero_division=0); t, p in {0,1}. */
+static double binary_weighted_f1(int64_t c[2][2], size_t n)
+{
+    double f = 0.0;
+    for (int k = 0; k < 2; k++) {
+        int64_t tp = c[k][k], support = c[k][0] + c[k][1], predicted = c[0][k] + c[1][k];
+        double f1 =
+            support + predicted > 0 ? 2.0 * (double)tp / (double)(support + predicted) : 0.0;
+        f += f1 * (double)support;
+    }
+    return n ? f / (double)n : 0.0;
+}
+
+sb_status sb_metrics_regress(const double *gold, const double *pred, size_t n, sb_reg_metrics *out,
+                             sb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    double sg = 0, sp = 0;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(gold[i]))
+            continue;
+        if (!isfinite(pred[i]) || !isfinite(gold[i]))
+            return sb_error_set(err, SB_ERR_INVALID, NULL,
+                                "item %zu: prediction %g for gold %g is not a finite number", i,
+                                pred[i], gold[i]);
+        sg += gold[i];
+        sp += pred[i];
+        m++;
+    }
+    if (m == 0)
+        return sb_error_set(err, SB_ERR_INVALID, NULL, "no item with a target value to score");
+    double mg = sg / (double)m, mp = sp / (double)m;
+    double abs_sum = 0, cov = 0, vg = 0, vp = 0;
+    int64_t has0[2][2] = { { 0 } }, non0[2][2] = { { 0 } };
+    size_t ok7 = 0, ok5 = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(gold[i]))
+            continue;
+        double g = gold[i], p = pred[i];
+        abs_sum += fabs(p - g);
+        cov += (g - mg) * (p - mp);
+        vg += (g - mg) * (g - mg);
+        vp += (p - mp) * (p - mp);
+        has0[g >= 0][p >= 0]++;
+        if (g != 0) {
+            non0[g > 0][p > 0]++;
+            out->n_non0++;
+        }
+        /* nearbyint rounds half to even in the default rounding mode, as numpy.round */
+        ok7 += nearbyint(fmin(3.0, fmax(-3.0, g))) == nearbyint(fmin(3.0, fmax(-3.0, p)));
+        ok5 += nearbyint(fmin(2.0, fmax(-2.0, g))) == nearbyint(fmin(2.0, fmax(-2.0, p)));
+    }
+    out->n = m;
+    out->mae = abs_sum / (double)m;
+    out->corr = vg > 0 && vp > 0 ? cov / sqrt(vg * vp) : NAN;
+    out->acc2_has0 = (double)(has0[0][0] + has0[1][1]) / (double)m;
+    out->f1_has0 = binary_weighted_f1(has0, m);
+    out->acc2_non0 = out->n_non0 ? (double)(non0[0][0] + non0[1][1]) / (double)out->n_non0 : NAN;
+    out->f1_non0 = out->n_non0 ? binary_weighted_f1(non0, out->n_non0) : NAN;
+    out->acc7 = (double)ok7 / (double)m;
+    out->acc5 = (double)ok5 / (double)m;
+    return SB_OK;
+}
+
+static const char *const regress_names[] = { "mae",     "corr", "acc2_has0", "f1_has0", "acc2_non0",
+                                             "f1_non0", "acc7", "acc5",      NULL };
+
+const char *const *sb_metrics_regress_names(void)
+{
+    return regress_names;
+}
+
+int sb_metrics_regress_get(const sb_reg_metrics *m, const char *name, double *value)
+{
+    if (!m || !name || !value)
+        return -1;
+    const double v[] = { m->mae,       m->corr,    m->acc2_has0, m->f1_has0,
+                         m->acc2_non0, m->f1_non0, m->acc7,      m->acc5 };
+    for (size_t i = 0; regress_names[i]; i++)
+        if (strcmp(regress_names[i], name) == 0) {
+            *value = v[i];
+            return 0;
+        }
+    return -1;
+}

@@ -68,13 +68,19 @@ static const char *vtable_problem(const sb_plugin *d)
         /* ABI 1.0's vtable ends at destroy; `frames` (1.1) is read only when present. */
         if (v->struct_size < offsetof(sb_encoder_vtable, destroy) + sizeof v->destroy)
             return "encoder vtable is smaller than ABI 1.0's";
-        return v->create && v->info && v->encode && v->destroy
+        /* A text encoder (ABI 1.2) has encode_text instead of encode; which one it needs is
+         * known only from info, so the feature stage checks that. */
+        int has_text =
+            v->struct_size >= offsetof(sb_encoder_vtable, encode_text) + sizeof v->encode_text &&
+            v->encode_text;
+        return v->create && v->info && (v->encode || has_text) && v->destroy
                    ? NULL
                    : "encoder vtable lacks create/info/encode/destroy";
     }
     case SB_KIND_HEAD: {
         const sb_head_vtable *v = d->vtable;
-        if (v->struct_size < sizeof *v)
+        /* ABI 1.0's vtable ends at destroy; save/load (1.2) are read only when present. */
+        if (v->struct_size < offsetof(sb_head_vtable, destroy) + sizeof v->destroy)
             return "head vtable is smaller than ABI 1.0's";
         return v->create && v->train && v->predict && v->destroy
                    ? NULL

@@ -200,10 +200,49 @@ static frames_fn encoder_frames_fn(const sb_encoder_vtable *vt)
                                                                                       : NULL;
 }
 
-static sb_status get_encoder(ctx *c, const sbi_instance *in, enc_entry **out, sb_error *err)
+typedef sb_status (*fit_fn)(void *inst, const char *const *texts, size_t n, sb_error *err);
+typedef sb_status (*encode_text_fn)(void *inst, const char *const *texts, size_t n, float *out,
+                                    sb_error *err);
+
+/* The vtable's fit and encode_text calls (ABI 1.2), or NULL. */
+static fit_fn encoder_fit_fn(const sb_encoder_vtable *vt)
+{
+    return vt->struct_size >= offsetof(sb_encoder_vtable, fit) + sizeof vt->fit ? vt->fit : NULL;
+}
+
+static encode_text_fn encoder_text_fn(const sb_encoder_vtable *vt)
+{
+    return vt->struct_size >= offsetof(sb_encoder_vtable, encode_text) + sizeof vt->encode_text
+               ? vt->encode_text
+               : NULL;
+}
+
+/* Fit a text encoder instance on the fit set, as the ABI says: once, before anything else. */
+static sb_status fit_instance(const sbi_instance *in, fit_fn fit, void *inst, const fit_set *fs,
+                              sb_error *err)
+{
+    if (!fs || fs->n == 0)
+        return sb_error_set(err, SB_ERR_CONFIG, in->name,
+                            "text encoder %s is fitted on the training split's transcripts, and "
+                            "%s has none; use a corpus with transcripts (a text column)",
+                            in->name, fs ? fs->what : "the training split");
+    sb_error e = { 0 };
+    sb_status st = fit(inst, (const char *const *)fs->texts, fs->n, &e);
+    if (st != SB_OK)
+        return sb_error_set(err, st, in->name, "fitting on %zu transcripts of %s: %s%s%s", fs->n,
+                            fs->what, e.where, e.where[0] ? ": " : "",
+                            e.msg[0] ? e.msg : sb_strerror(st));
+    return SB_OK;
+}
+
+/* The encoder entry of instance `in` (info, fingerprint and store key), created on first
+ * use. A text encoder with fit is fitted on `fit` first, and has one entry per fit set. */
+static sb_status get_encoder(ctx *c, const sbi_instance *in, const fit_set *fit, enc_entry **out,
+                             sb_error *err)
 {
     for (size_t i = 0; i < c->n_encs; i++)
-        if (strcmp(c->encs[i]->inst_key, in->key) == 0) {
+        if (strcmp(c->encs[i]->inst_key, in->key) == 0 &&
+            (!c->encs[i]->fitted || (fit && strcmp(c->encs[i]->fit_key, fit->key) == 0))) {
             *out = c->encs[i];
             return SB_OK;
         }
@@ -224,11 +263,34 @@ static sb_status get_encoder(ctx *c, const sbi_instance *in, enc_entry **out, sb
         st = vt->create(&host, in->opts, &inst, &e);
     if (st == SB_OK)
         st = vt->info(inst, &ne.info, &e);
+    const int is_text = st == SB_OK && ne.info.input == SB_INPUT_TEXT;
+    if (st == SB_OK && ne.info.input != SB_INPUT_AUDIO && !is_text)
+        st = sb_error_set(&e, SB_ERR_PLUGIN, in->name, "encoder plugin %s reports input=%d",
+                          in->plugin->desc->name, ne.info.input);
+    if (st == SB_OK && is_text && !encoder_text_fn(vt))
+        st = sb_error_set(&e, SB_ERR_PLUGIN, in->name,
+                          "encoder plugin %s reads text but has no encode_text call",
+                          in->plugin->desc->name);
+    if (st == SB_OK && !is_text && !vt->encode)
+        st = sb_error_set(&e, SB_ERR_PLUGIN, in->name,
+                          "encoder plugin %s reads audio but has no encode call",
+                          in->plugin->desc->name);
+    if (st == SB_OK && is_text && encoder_fit_fn(vt)) {
+        st = fit_instance(in, encoder_fit_fn(vt), inst, fit, &e);
+        if (st == SB_OK) {
+            ne.fitted = 1;
+            snprintf(ne.fit_key, sizeof ne.fit_key, "%s", fit->key);
+            snprintf(ne.fit_what, sizeof ne.fit_what, "%s", fit->what);
+        }
+    }
     if (st == SB_OK && vt->fingerprint)
         st = vt->fingerprint(inst, fp, &e);
     if (inst)
         vt->destroy(inst);
-    if (st == SB_OK && (ne.info.n_layers < 1 || ne.info.dim < 1 || ne.info.sample_rate < 1000))
+    if (st == SB_OK && is_text)
+        ne.info.sample_rate = 0, ne.info.frame_dim = 0;
+    if (st == SB_OK &&
+        (ne.info.n_layers < 1 || ne.info.dim < 1 || (!is_text && ne.info.sample_rate < 1000)))
         st = sb_error_set(&e, SB_ERR_PLUGIN, in->name,
                           "encoder plugin %s reports n_layers=%d dim=%d sample_rate=%d",
                           in->plugin->desc->name, ne.info.n_layers, ne.info.dim,
@@ -257,6 +319,8 @@ static sb_status get_encoder(ctx *c, const sbi_instance *in, enc_entry **out, sb
     sb_hasher_str(h, "encoder/1");
     sb_hasher_str(h, canon);
     sb_hasher_str(h, fp);
+    if (ne.fitted) /* older keys stay as they were for encoders without fit */
+        sb_hasher_str(h, ne.fit_key);
     sb_hasher_hex(h, ne.key);
     sb_hasher_destroy(&h);
     free(canon);
@@ -318,6 +382,7 @@ static void record_item_failure(ctx *c, const char *stage_key, const sb_utt *u, 
 typedef struct audio_problems {
     sbi_buf first; /* the first few "id (reason)" for the message */
     size_t n;
+    const char *what; /* "no readable audio", or "no transcript" for a text encoder */
 } audio_problems;
 
 static void audio_problem(ctx *c, const sbi_instance *enc, const char *enc_key, corpus_entry *ce,
@@ -346,25 +411,126 @@ static sb_status audio_policy(ctx *c, corpus_entry *ce, audio_problems *ap, sb_e
                    "... %zu utterances in all left out for missing or unreadable audio", ap->n);
     if (ap->n && !ce->skip_missing_audio)
         st = sb_error_set(err, SB_ERR_AUDIO, sb_corpus_name(ce->c),
-                          "%zu utterance%s ha%s no readable audio: %s%s. Fix or extract the "
-                          "audio, or set on_missing_audio: skip in datasets.%s to leave them "
+                          "%zu utterance%s ha%s %s: %s%s. Fix or extract the "
+                          "%s, or set on_missing_audio: skip in datasets.%s to leave them "
                           "out (they are then counted in each run's record)",
                           ap->n, ap->n == 1 ? "" : "s", ap->n == 1 ? "s" : "ve",
-                          ap->first.s ? ap->first.s : "", ap->n > 5 ? "; ..." : "",
+                          ap->what ? ap->what : "no readable audio", ap->first.s ? ap->first.s : "",
+                          ap->n > 5 ? "; ..." : "",
+                          ap->what && strstr(ap->what, "transcript") ? "transcripts" : "audio",
                           sb_corpus_name(ce->c));
     sbi_buf_free(&ap->first);
     ap->n = 0;
     return st;
 }
 
-/* Ensure features of encoder `in` for items idx[0..n) of corpus ce; fills a feat_entry. */
+/* A batch of a text encoder failed for one item when err->where says "text N". */
+static int text_item_error(const sb_error *e)
+{
+    return strncmp(e->where, "text ", 5) == 0 && e->where[5] >= '0' && e->where[5] <= '9';
+}
+
+/* Encode the transcripts of items todo[0..nt) of fe's corpus with a text encoder, 256 per
+ * call, storing each batch before the next. When a call fails for one item (err->where
+ * "text N"), the batch is encoded again item by item so a bad transcript costs only itself;
+ * any other failure stops the stage (finished batches stay stored). */
+static sb_status encode_texts(ctx *c, const sbi_run *r, const sbi_instance *in, const enc_entry *ee,
+                              const fit_set *fit, feat_entry *fe, sbi_feat_writer *w,
+                              const size_t *todo, size_t nt, const char *desc, sb_error *err)
+{
+    enum { BATCH = 256 };
+    const sb_encoder_vtable *vt = in->plugin->desc->vtable;
+    const encode_text_fn enc = encoder_text_fn(vt);
+    const size_t width = (size_t)fe->n_layers * (size_t)fe->dim;
+    sb_host host;
+    host_priv hp;
+    char cache[4096];
+    sb_error e = { 0 };
+    void *inst = NULL;
+    float *buf = malloc(BATCH * width * sizeof *buf);
+    sb_status st = buf ? SB_OK : sb_error_set(&e, SB_ERR_NOMEM, NULL, "out of memory");
+    if (st == SB_OK)
+        st = sbi_host_init(&host, &hp, c->ui, c->store, c->store->root, in, (uint64_t)r->seed,
+                           c->threads, cache, sizeof cache, &e);
+    if (st == SB_OK)
+        st = vt->create(&host, in->opts, &inst, &e);
+    if (st == SB_OK && ee->fitted)
+        st = fit_instance(in, encoder_fit_fn(vt), inst, fit, &e);
+    sbi_progress prog;
+    sbi_progress_start(&prog, c->ui, desc, nt);
+    size_t done = 0, failed = 0;
+    for (size_t k = 0; st == SB_OK && k < nt; k += BATCH) {
+        if (sbi_cancel_requested) {
+            st = sb_error_set(&e, SB_ERR_CANCELLED, desc, "interrupted; rerun to resume");
+            break;
+        }
+        size_t nb = nt - k < BATCH ? nt - k : BATCH;
+        const char *texts[BATCH];
+        for (size_t j = 0; j < nb; j++)
+            texts[j] = sb_corpus_utt(fe->ce->c, todo[k + j])->text;
+        sb_error be = { 0 };
+        sb_status bs = enc(inst, texts, nb, buf, &be);
+        if (bs != SB_OK && !text_item_error(&be)) {
+            st = sb_error_set(&e, bs, in->name, "%s%s%s", be.where, be.where[0] ? ": " : "",
+                              be.msg[0] ? be.msg : sb_strerror(bs));
+            break;
+        }
+        for (size_t j = 0; st == SB_OK && j < nb; j++) {
+            size_t i = todo[k + j];
+            const sb_utt *u = sb_corpus_utt(fe->ce->c, i);
+            float *row = buf + j * width;
+            sb_error ie = be;
+            sb_status is = bs;
+            if (bs != SB_OK) {
+                memset(&ie, 0, sizeof ie);
+                is = enc(inst, &texts[j], 1, row, &ie);
+            }
+            for (size_t d = 0; is == SB_OK && d < width; d++)
+                if (!isfinite(row[d]))
+                    is = sb_error_set(&ie, SB_ERR_PLUGIN, NULL, "encoder produced NaN/Inf");
+            if (is != SB_OK) {
+                sbi_ui_log(c->ui, SB_LOG_WARN, in->name, "utterance %s: %s (left out)", u->id,
+                           ie.msg[0] ? ie.msg : sb_strerror(is));
+                record_item_failure(c, ee->key, u, ie.msg);
+                c->item_failures++;
+                failed++;
+                continue;
+            }
+            memcpy(fe->x + i * width, row, width * sizeof *row);
+            st = sbi_feat_writer_add(w, fe->keys[i], row, NULL, 0, &e);
+            fe->have[i] = 1;
+            done++;
+        }
+        sbi_progress_update(&prog, done + failed);
+    }
+    sb_status fst = sbi_feat_writer_flush(w, st == SB_OK ? &e : NULL);
+    if (st == SB_OK)
+        st = fst;
+    if (inst)
+        vt->destroy(inst);
+    free(buf);
+    if (st != SB_OK) {
+        if (err)
+            *err = e;
+        return st;
+    }
+    char summary[200];
+    snprintf(summary, sizeof summary, "%zu transcripts encoded, %zu failed", done, failed);
+    sbi_progress_finish(&prog, summary);
+    return SB_OK;
+}
+
+/* Ensure features of encoder `in` (fitted on `fit` when it is a text encoder with fit) for
+ * items idx[0..n) of corpus ce; fills a feat_entry. */
 static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, corpus_entry *ce,
-                              const size_t *idx, size_t n, feat_entry **out, sb_error *err)
+                              const size_t *idx, size_t n, const fit_set *fit, feat_entry **out,
+                              sb_error *err)
 {
     enc_entry *ee = NULL;
-    sb_status st = get_encoder(c, in, &ee, err);
+    sb_status st = get_encoder(c, in, fit, &ee, err);
     if (st != SB_OK)
         return st;
+    const int text = ee->info.input == SB_INPUT_TEXT;
     feat_entry *fe = NULL;
     for (size_t i = 0; i < c->n_feats && !fe; i++)
         if (strcmp(c->feats[i]->enc_key, ee->key) == 0 && c->feats[i]->ce == ce)
@@ -384,11 +550,27 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
         fe->ce = ce;
         fe->n_layers = L;
         fe->dim = D;
+        fe->modality = ee->info.input;
+        if (ee->fitted)
+            snprintf(fe->fit_what, sizeof fe->fit_what, "%s", ee->fit_what);
         fe->x = calloc((total ? total : 1) * width, sizeof(float));
         fe->have = calloc(total + 1, 1);
-        if (!fe->x || !fe->have) {
+        fe->keys = ce->item_keys;
+        if (text) {
+            /* a transcript's key is its text: the same words give the same features */
+            fe->keys = fe->text_keys = calloc(total + 1, sizeof *fe->text_keys);
+            for (size_t i = 0; fe->keys && i < total; i++) {
+                const char *t = sb_corpus_utt(ce->c, i)->text;
+                char *k = sbi_asprintf("text/1|%s", t ? t : "");
+                if (k)
+                    sb_hash_hex(k, strlen(k), fe->keys[i]);
+                free(k);
+            }
+        }
+        if (!fe->x || !fe->have || !fe->keys) {
             free(fe->x);
             free(fe->have);
+            free(fe->text_keys);
             free(fe);
             return sb_error_set(err, SB_ERR_NOMEM, NULL,
                                 "out of memory for features of %zu utterances × %zu floats", total,
@@ -422,7 +604,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
         sbi_feat_writer_destroy(&w);
         return st;
     }
-    audio_problems ap = { 0 };
+    audio_problems ap = { .what = text ? "no transcript" : "no readable audio" };
     size_t *todo = malloc((n + 1) * sizeof *todo), nt = 0, cached = 0;
     if (!todo) {
         sbi_feat_reader_destroy(&rd);
@@ -434,7 +616,11 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
         if (fe->have[i] || ce->excluded[i])
             continue;
         sb_error e = { 0 };
-        if (item_key(c, ce, i, ee->info.sample_rate, &e) != SB_OK) {
+        if (text && !sb_corpus_utt(ce->c, i)->text) {
+            audio_problem(c, in, ee->key, ce, i, "the corpus has no transcript for it", &ap);
+            continue;
+        }
+        if (!text && item_key(c, ce, i, ee->info.sample_rate, &e) != SB_OK) {
             if (ce->item_state[i] == 2 && e.code) {
                 char why[2200];
                 snprintf(why, sizeof why, "%s%s%s",
@@ -446,7 +632,7 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
             continue;
         }
         sb_error e2 = { 0 };
-        st = sbi_feat_read(rd, ce->item_keys[i], fe->x + i * width, &e2);
+        st = sbi_feat_read(rd, fe->keys[i], fe->x + i * width, &e2);
         if (st == SB_OK) {
             fe->have[i] = 1;
             cached++;
@@ -472,6 +658,16 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
     char desc[256];
     snprintf(desc, sizeof desc, "features %s on %s", in->name, sb_corpus_name(ce->c));
     log_info(c, "%s: %zu stored, %zu to compute", desc, cached, nt);
+    if (text) {
+        st = encode_texts(c, r, in, ee, fit, fe, w, todo, nt, desc, err);
+        sbi_feat_writer_destroy(&w);
+        free(todo);
+        if (st != SB_OK) {
+            sbi_buf_free(&ap.first);
+            return st;
+        }
+        return audio_policy(c, ce, &ap, err);
+    }
     const sb_encoder_vtable *vt = in->plugin->desc->vtable;
     sb_host host;
     host_priv hp;
@@ -613,76 +809,6 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
 
 /* ---- one run ----------------------------------------------------------------------- */
 
-typedef struct split_data {
-    sb_head_data hd;
-    size_t *idx; /* corpus indices */
-    float *x;
-    int32_t *y;
-    const char **ids, **dlg;
-    int32_t *turn;
-    size_t missing; /* labelled items left out for want of features */
-} split_data;
-
-static void split_data_free(split_data *s)
-{
-    free(s->idx);
-    free(s->x);
-    free(s->y);
-    free(s->ids);
-    free(s->dlg);
-    free(s->turn);
-    memset(s, 0, sizeof *s);
-}
-
-/* Gather the items of a split that have a target label and features. */
-static sb_status gather(const feat_entry *fe, const labels_entry *le, const size_t *idx, size_t n,
-                        int n_classes, split_data *out, sb_error *err)
-{
-    memset(out, 0, sizeof *out);
-    size_t width = (size_t)fe->n_layers * (size_t)fe->dim;
-    out->idx = malloc((n + 1) * sizeof *out->idx);
-    out->x = malloc((n + 1) * width * sizeof(float));
-    out->y = malloc((n + 1) * sizeof *out->y);
-    out->ids = malloc((n + 1) * sizeof *out->ids);
-    out->dlg = malloc((n + 1) * sizeof *out->dlg);
-    out->turn = malloc((n + 1) * sizeof *out->turn);
-    if (!out->idx || !out->x || !out->y || !out->ids || !out->dlg || !out->turn) {
-        split_data_free(out);
-        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-    }
-    size_t k = 0;
-    for (size_t j = 0; j < n; j++) {
-        size_t i = idx[j];
-        if (le->labels[i] < 0)
-            continue;
-        if (!fe->have[i]) {
-            out->missing++;
-            continue;
-        }
-        const sb_utt *u = sb_corpus_utt(fe->ce->c, i);
-        out->idx[k] = i;
-        memcpy(out->x + k * width, fe->x + i * width, width * sizeof(float));
-        out->y[k] = le->labels[i];
-        out->ids[k] = u->id;
-        out->dlg[k] = u->dialogue;
-        out->turn[k] = u->turn;
-        k++;
-    }
-    sb_head_data *h = &out->hd;
-    h->struct_size = sizeof *h;
-    h->n = k;
-    h->n_layers = fe->n_layers;
-    h->dim = fe->dim;
-    h->x = out->x;
-    h->n_classes = n_classes;
-    h->y = out->y;
-    h->value = NULL;
-    h->utt_id = out->ids;
-    h->dialogue = out->dlg;
-    h->turn = out->turn;
-    return SB_OK;
-}
-
 /* A test set scored in another label space than the training corpus's, through a declared
  * label map. PRED: the map goes train → test classes; a model's probability of test class t
  * is the sum over the train classes mapped to t, and test items whose class has no preimage
@@ -699,17 +825,138 @@ struct test_map {
 typedef struct run_inputs {
     corpus_entry *ce_train, *ce_dev;
     labels_entry *le_train, *le_dev;
-    feat_entry *fe_train, *fe_dev;
     size_t *idx_train, *idx_dev;
     size_t n_train, n_dev;
     corpus_entry **ce_test;
     labels_entry **le_test;
-    feat_entry **fe_test;
     size_t **idx_test;
     size_t *n_test;
+    /* Features: fe[e * n_slots + s] for encoder e (experiment.encoder order) and slot s:
+     * 0 train, 1 dev, 2 + t test set t. */
+    size_t n_enc, n_slots;
+    feat_entry **fe;
+    fit_set fit;           /* the training split's transcripts, for text encoders with fit */
     struct test_map *tmap; /* [n_tests] how each test set's labels meet the training space */
+    char *init_path;       /* experiment.init.from resolved to a file, or NULL */
+    char init_hash[SB_HASH_HEX];
     char inputs_key[SB_HASH_HEX];
 } run_inputs;
+
+static feat_entry *ri_fe(const run_inputs *ri, size_t e, size_t slot)
+{
+    return ri->fe ? ri->fe[e * ri->n_slots + slot] : NULL;
+}
+
+enum { MAX_INPUTS = 8 };
+
+typedef struct split_data {
+    sb_head_data hd;
+    sb_head_input inputs[MAX_INPUTS];
+    size_t *idx; /* corpus indices */
+    float *x[MAX_INPUTS];
+    int32_t *y;
+    double *value;
+    const char **ids, **dlg, **spk;
+    int32_t *turn;
+    size_t n_target; /* rows with a target */
+    size_t missing;  /* rows with a target left out for want of features */
+} split_data;
+
+static void split_data_free(split_data *s)
+{
+    free(s->idx);
+    for (int k = 0; k < MAX_INPUTS; k++)
+        free(s->x[k]);
+    free(s->y);
+    free(s->value);
+    free(s->ids);
+    free(s->dlg);
+    free(s->spk);
+    free(s->turn);
+    memset(s, 0, sizeof *s);
+}
+
+/* The rows of a split a head sees (sb_head_data): every item with features from all of the
+ * run's encoders, in corpus order; an item's target is its label (classification) or its
+ * corpus value (regression), and items without one stay as dialogue context. */
+static sb_status gather(const sbi_run *r, const run_inputs *ri, size_t slot, const labels_entry *le,
+                        const size_t *idx, size_t n, int n_classes, split_data *out, sb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const int regression = r->regression;
+    size_t ne = ri->n_enc;
+    int ok = 1;
+    for (size_t e = 0; e < ne; e++) {
+        const feat_entry *fe = ri_fe(ri, e, slot);
+        out->x[e] = malloc((n + 1) * (size_t)fe->n_layers * (size_t)fe->dim * sizeof(float));
+        ok &= out->x[e] != NULL;
+    }
+    out->idx = malloc((n + 1) * sizeof *out->idx);
+    out->y = malloc((n + 1) * sizeof *out->y);
+    out->value = malloc((n + 1) * sizeof *out->value);
+    out->ids = malloc((n + 1) * sizeof *out->ids);
+    out->dlg = malloc((n + 1) * sizeof *out->dlg);
+    out->spk = malloc((n + 1) * sizeof *out->spk);
+    out->turn = malloc((n + 1) * sizeof *out->turn);
+    if (!ok || !out->idx || !out->y || !out->value || !out->ids || !out->dlg || !out->spk ||
+        !out->turn) {
+        split_data_free(out);
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    const corpus_entry *ce = ri_fe(ri, 0, slot)->ce;
+    size_t k = 0;
+    for (size_t j = 0; j < n; j++) {
+        size_t i = idx[j];
+        const sb_utt *u = sb_corpus_utt(ce->c, i);
+        int target = regression ? isfinite(u->value) : le->labels[i] >= 0;
+        int have = 1;
+        for (size_t e = 0; e < ne; e++)
+            have &= ri_fe(ri, e, slot)->have[i] != 0;
+        if (!have) {
+            out->missing += target != 0;
+            continue;
+        }
+        for (size_t e = 0; e < ne; e++) {
+            const feat_entry *fe = ri_fe(ri, e, slot);
+            size_t width = (size_t)fe->n_layers * (size_t)fe->dim;
+            memcpy(out->x[e] + k * width, fe->x + i * width, width * sizeof(float));
+        }
+        out->idx[k] = i;
+        out->y[k] = regression || !target ? -1 : le->labels[i];
+        out->value[k] = regression && target ? u->value : NAN;
+        out->ids[k] = u->id;
+        out->dlg[k] = u->dialogue;
+        out->spk[k] = u->speaker;
+        out->turn[k] = u->turn;
+        out->n_target += target != 0;
+        k++;
+    }
+    sb_head_data *h = &out->hd;
+    const feat_entry *f0 = ri_fe(ri, 0, slot);
+    h->struct_size = sizeof *h;
+    h->n = k;
+    h->n_layers = f0->n_layers;
+    h->dim = f0->dim;
+    h->x = out->x[0];
+    h->n_classes = n_classes;
+    h->y = out->y;
+    h->value = regression ? out->value : NULL;
+    h->utt_id = out->ids;
+    h->dialogue = out->dlg;
+    h->turn = out->turn;
+    h->speaker = out->spk;
+    h->n_inputs = (int)ne;
+    h->inputs = out->inputs;
+    for (size_t e = 0; e < ne; e++) {
+        const feat_entry *fe = ri_fe(ri, e, slot);
+        out->inputs[e] = (sb_head_input){ .name = r->encoders[e],
+                                          .modality = fe->modality,
+                                          .n_layers = fe->n_layers,
+                                          .dim = fe->dim,
+                                          .x = out->x[e] };
+    }
+    return SB_OK;
+}
 
 static void run_inputs_free(run_inputs *ri, size_t n_tests)
 {
@@ -721,15 +968,17 @@ static void run_inputs_free(run_inputs *ri, size_t n_tests)
     free(ri->n_test);
     free(ri->ce_test);
     free(ri->le_test);
-    free(ri->fe_test);
+    free(ri->fe);
+    free(ri->fit.texts);
+    free(ri->init_path);
     for (size_t i = 0; ri->tmap && i < n_tests; i++)
         free(ri->tmap[i].to);
     free(ri->tmap);
 }
 
 static sb_status prepare_split(ctx *c, const sbi_run *r, const sbi_split_ref *ref, const char *what,
-                               corpus_entry **ce, labels_entry **le, feat_entry **fe, size_t **idx,
-                               size_t *n, sb_error *err)
+                               corpus_entry **ce, labels_entry **le, size_t **idx, size_t *n,
+                               sb_error *err)
 {
     const sbi_instance *ds = sbi_run_instance(r, SB_KIND_DATASET, ref->dataset);
     sb_status st = get_corpus(c, ds, ce, err);
@@ -737,53 +986,77 @@ static sb_status prepare_split(ctx *c, const sbi_run *r, const sbi_split_ref *re
         st = split_items(*ce, ref->split, what, idx, n, err);
     if (st == SB_OK && c->o->stage != SBI_STAGE_FEATURES)
         st = sbi_get_labels(c, r, ref, *ce, le, err);
-    (void)fe; /* features are gathered per corpus in prepare_run */
     return st;
 }
 
-/* Encode, in one stage per corpus, the union of the run's splits on that corpus. */
+/* The training split's transcripts (what a text encoder with fit learns from) and their key. */
+static sb_status make_fit_set(const sbi_run *r, run_inputs *ri, sb_error *err)
+{
+    fit_set *fs = &ri->fit;
+    fs->texts = malloc((ri->n_train + 1) * sizeof *fs->texts);
+    if (!fs->texts)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    sb_hasher *h = sb_hasher_create();
+    sb_hasher_str(h, "fit/1");
+    for (size_t j = 0; j < ri->n_train; j++) {
+        const char *t = sb_corpus_utt(ri->ce_train->c, ri->idx_train[j])->text;
+        if (t) {
+            fs->texts[fs->n++] = t;
+            sb_hasher_str(h, t);
+        }
+    }
+    sb_hasher_hex(h, fs->key);
+    sb_hasher_destroy(&h);
+    snprintf(fs->what, sizeof fs->what, "dataset %s, split %s", r->train.dataset, r->train.split);
+    return SB_OK;
+}
+
+/* Encode, in one stage per (encoder, corpus), the union of the run's splits on that corpus. */
 static sb_status features_for_run(ctx *c, const sbi_run *r, run_inputs *ri, sb_error *err)
 {
     size_t nt = r->n_tests, ns = 2 + nt;
+    ri->n_enc = r->n_encoders;
+    ri->n_slots = ns;
+    ri->fe = calloc(ri->n_enc * ns, sizeof *ri->fe);
     corpus_entry **ces = calloc(ns, sizeof *ces);
-    feat_entry ***fes = calloc(ns, sizeof *fes);
     size_t **idxs = calloc(ns, sizeof *idxs), *ns_ = calloc(ns, sizeof *ns_);
-    sb_status st =
-        ces && fes && idxs && ns_ ? SB_OK : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    sb_status st = ri->fe && ces && idxs && ns_
+                       ? make_fit_set(r, ri, err)
+                       : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     if (st == SB_OK) {
-        ces[0] = ri->ce_train, fes[0] = &ri->fe_train, idxs[0] = ri->idx_train,
-        ns_[0] = ri->n_train;
-        ces[1] = ri->ce_dev, fes[1] = &ri->fe_dev, idxs[1] = ri->idx_dev, ns_[1] = ri->n_dev;
+        ces[0] = ri->ce_train, idxs[0] = ri->idx_train, ns_[0] = ri->n_train;
+        ces[1] = ri->ce_dev, idxs[1] = ri->idx_dev, ns_[1] = ri->n_dev;
         for (size_t t = 0; t < nt; t++)
-            ces[2 + t] = ri->ce_test[t], fes[2 + t] = &ri->fe_test[t],
-                    idxs[2 + t] = ri->idx_test[t], ns_[2 + t] = ri->n_test[t];
+            ces[2 + t] = ri->ce_test[t], idxs[2 + t] = ri->idx_test[t], ns_[2 + t] = ri->n_test[t];
     }
-    const sbi_instance *enc = sbi_run_instance(r, SB_KIND_ENCODER, r->encoder);
-    for (size_t s = 0; st == SB_OK && s < ns; s++) {
-        if (!ces[s] || *fes[s])
-            continue;
-        size_t total = 0;
-        for (size_t k = s; k < ns; k++)
-            if (ces[k] == ces[s])
-                total += ns_[k];
-        size_t *all = malloc((total + 1) * sizeof *all), m = 0;
-        if (!all) {
-            st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-            break;
+    for (size_t en = 0; st == SB_OK && en < ri->n_enc; en++) {
+        const sbi_instance *enc = sbi_run_instance(r, SB_KIND_ENCODER, r->encoders[en]);
+        feat_entry **fes = ri->fe + en * ns;
+        for (size_t s = 0; st == SB_OK && s < ns; s++) {
+            if (!ces[s] || fes[s])
+                continue;
+            size_t total = 0;
+            for (size_t k = s; k < ns; k++)
+                if (ces[k] == ces[s])
+                    total += ns_[k];
+            size_t *all = malloc((total + 1) * sizeof *all), m = 0;
+            if (!all) {
+                st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+                break;
+            }
+            for (size_t k = s; k < ns; k++)
+                if (ces[k] == ces[s])
+                    for (size_t j = 0; j < ns_[k]; j++)
+                        all[m++] = idxs[k][j];
+            feat_entry *fe = NULL;
+            st = get_features(c, r, enc, ces[s], all, m, &ri->fit, &fe, err);
+            free(all);
+            for (size_t k = s; st == SB_OK && k < ns; k++)
+                if (ces[k] == ces[s])
+                    fes[k] = fe;
         }
-        for (size_t k = s; k < ns; k++)
-            if (ces[k] == ces[s])
-                for (size_t j = 0; j < ns_[k]; j++)
-                    all[m++] = idxs[k][j];
-        feat_entry *fe = NULL;
-        st = get_features(c, r, enc, ces[s], all, m, &fe, err);
-        free(all);
-        for (size_t k = s; st == SB_OK && k < ns; k++)
-            if (ces[k] == ces[s])
-                *fes[k] = fe;
     }
     free(ces);
-    free(fes);
     free(idxs);
     free(ns_);
     return st;
@@ -885,25 +1158,73 @@ static sb_status resolve_test_map(const sbi_run *r, const sbi_split_ref *t, cons
     return st;
 }
 
+/* experiment.init.from as a file: a path, or run:ID (a run id, or a prefix of one, of a complete
+ * run in this results store) → RESULTS/checkpoints/<run_id>.safetensors. Its content hash
+ * goes into the inputs key. */
+static sb_status resolve_init(ctx *c, const sbi_run *r, run_inputs *ri, sb_error *err)
+{
+    const char *from = r->init_from;
+    if (strncmp(from, "run:", 4) == 0) {
+        sqlite3_stmt *q = NULL;
+        sb_status st = sbi_store_prepare(
+            c->store, "SELECT run_id, status FROM runs WHERE substr(run_id, 1, length(?1)) = ?1",
+            &q, err);
+        if (st != SB_OK)
+            return st;
+        sqlite3_bind_text(q, 1, from + 4, -1, SQLITE_STATIC);
+        char id[SB_HASH_HEX] = "", status[32] = "";
+        int n = 0;
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            if (n++ == 0) {
+                snprintf(id, sizeof id, "%s", (const char *)sqlite3_column_text(q, 0));
+                snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(q, 1));
+            }
+        }
+        sqlite3_finalize(q);
+        if (n == 0)
+            return sb_error_set(err, SB_ERR_CONFIG, "experiment.init.from",
+                                "no run in %s has an id starting with %s; run the config that "
+                                "trains it first, with the same results folder",
+                                c->store->root, from + 4);
+        if (n > 1)
+            return sb_error_set(err, SB_ERR_CONFIG, "experiment.init.from",
+                                "%d runs have ids starting with %s; give more digits", n, from + 4);
+        if (strcmp(status, "complete") != 0)
+            return sb_error_set(err, SB_ERR_CONFIG, "experiment.init.from",
+                                "run %.12s is %s, not complete; finish it first", id, status);
+        ri->init_path = sbi_asprintf("%s/checkpoints/%s.safetensors", c->store->root, id);
+    } else {
+        ri->init_path = sbi_strdup(from);
+    }
+    if (!ri->init_path)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    if (access(ri->init_path, R_OK) != 0)
+        return sb_error_set(err, SB_ERR_CONFIG, "experiment.init.from", "checkpoint %s: %s%s",
+                            ri->init_path, strerror(errno),
+                            strncmp(from, "run:", 4) == 0
+                                ? " (that run kept no checkpoint: its head has no save)"
+                                : "");
+    return sbi_store_file_hash(c->store, ri->init_path, ri->init_hash, err);
+}
+
 static sb_status prepare_run(ctx *c, const sbi_run *r, run_inputs *ri, sb_error *err)
 {
     memset(ri, 0, sizeof *ri);
     sb_status st = prepare_split(c, r, &r->train, "experiment.train", &ri->ce_train, &ri->le_train,
-                                 &ri->fe_train, &ri->idx_train, &ri->n_train, err);
+                                 &ri->idx_train, &ri->n_train, err);
     if (st == SB_OK && r->has_dev)
-        st = prepare_split(c, r, &r->dev, "experiment.dev", &ri->ce_dev, &ri->le_dev, &ri->fe_dev,
-                           &ri->idx_dev, &ri->n_dev, err);
+        st = prepare_split(c, r, &r->dev, "experiment.dev", &ri->ce_dev, &ri->le_dev, &ri->idx_dev,
+                           &ri->n_dev, err);
     size_t nt = r->n_tests;
     ri->ce_test = calloc(nt, sizeof *ri->ce_test);
     ri->le_test = calloc(nt, sizeof *ri->le_test);
-    ri->fe_test = calloc(nt, sizeof *ri->fe_test);
     ri->idx_test = calloc(nt, sizeof *ri->idx_test);
     ri->n_test = calloc(nt, sizeof *ri->n_test);
-    if (!ri->ce_test || !ri->le_test || !ri->fe_test || !ri->idx_test || !ri->n_test)
+    if (!ri->ce_test || !ri->le_test || !ri->idx_test || !ri->n_test)
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     for (size_t i = 0; st == SB_OK && i < nt; i++)
         st = prepare_split(c, r, &r->tests[i], "experiment.test", &ri->ce_test[i], &ri->le_test[i],
-                           &ri->fe_test[i], &ri->idx_test[i], &ri->n_test[i], err);
+                           &ri->idx_test[i], &ri->n_test[i], err);
     if (st == SB_OK && c->o->stage != SBI_STAGE_LABELS)
         st = features_for_run(c, r, ri, err);
     if (st != SB_OK || c->o->stage != SBI_STAGE_ALL)
@@ -913,31 +1234,35 @@ static sb_status prepare_run(ctx *c, const sbi_run *r, run_inputs *ri, sb_error 
     ri->tmap = calloc(nt + 1, sizeof *ri->tmap);
     if (!ri->tmap)
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-    for (size_t i = 0; i < nt; i++) {
+    for (size_t i = 0; i < nt && !r->regression; i++) {
         st = resolve_test_map(r, &r->tests[i], tc, ri->ce_test[i]->c, &ri->tmap[i], err);
         if (st != SB_OK)
             return st;
     }
+    if (r->init_from && (st = resolve_init(c, r, ri, err)) != SB_OK)
+        return st;
     /* The inputs key: everything the run reads, by content. */
     sb_hasher *h = sb_hasher_create();
     sb_hasher_str(h, r->run_id);
-    feat_entry *fes[2] = { ri->fe_train, ri->fe_dev };
     labels_entry *les[2] = { ri->le_train, ri->le_dev };
     size_t *idxs[2] = { ri->idx_train, ri->idx_dev };
     size_t ns[2] = { ri->n_train, ri->n_dev };
-    for (size_t s = 0; s < 2 + nt; s++) {
-        feat_entry *fe = s < 2 ? fes[s] : ri->fe_test[s - 2];
-        labels_entry *le = s < 2 ? les[s] : ri->le_test[s - 2];
-        size_t *idx = s < 2 ? idxs[s] : ri->idx_test[s - 2];
-        size_t n = s < 2 ? ns[s] : ri->n_test[s - 2];
-        if (!fe)
-            continue;
-        sb_hasher_str(h, fe->ce->key);
-        sb_hasher_str(h, le->key);
-        sb_hasher_str(h, fe->enc_key);
-        for (size_t j = 0; j < n; j++)
-            sb_hasher_str(h, fe->have[idx[j]] ? fe->ce->item_keys[idx[j]] : "-");
-    }
+    for (size_t en = 0; en < ri->n_enc; en++)
+        for (size_t s = 0; s < 2 + nt; s++) {
+            feat_entry *fe = ri_fe(ri, en, s);
+            labels_entry *le = s < 2 ? les[s] : ri->le_test[s - 2];
+            size_t *idx = s < 2 ? idxs[s] : ri->idx_test[s - 2];
+            size_t n = s < 2 ? ns[s] : ri->n_test[s - 2];
+            if (!fe)
+                continue;
+            sb_hasher_str(h, fe->ce->key);
+            sb_hasher_str(h, le->key);
+            sb_hasher_str(h, fe->enc_key);
+            for (size_t j = 0; j < n; j++)
+                sb_hasher_str(h, fe->have[idx[j]] ? fe->keys[idx[j]] : "-");
+        }
+    if (ri->init_path) /* the checkpoint a run starts from, by content */
+        sb_hasher_str(h, ri->init_hash);
     sb_hasher_hex(h, ri->inputs_key);
     sb_hasher_destroy(&h);
     return SB_OK;
@@ -966,6 +1291,182 @@ static json_t *provenance(ctx *c, const sbi_run *r, const sb_corpus *train, doub
                      openblas_get_config(), "threads", c->threads, "blas_threads", c->blas_threads,
                      "jobs", c->o->jobs, "host", host, "seed", (json_int_t)r->seed, "seconds",
                      seconds, "label_space", space ? space : "", "classes", classes);
+}
+
+typedef sb_status (*head_save_fn)(void *inst, sb_st_writer *w, sb_error *err);
+typedef sb_status (*head_load_fn)(void *inst, const sb_st_file *f, const sb_head_init *init,
+                                  sb_error *err);
+
+static head_save_fn head_save(const sb_head_vtable *vt)
+{
+    return vt->struct_size >= offsetof(sb_head_vtable, save) + sizeof vt->save ? vt->save : NULL;
+}
+
+static head_load_fn head_load(const sb_head_vtable *vt)
+{
+    return vt->struct_size >= offsetof(sb_head_vtable, load) + sizeof vt->load ? vt->load : NULL;
+}
+
+static json_t *class_names(const sbi_run *r, const sb_corpus *c)
+{
+    json_t *a = json_array();
+    for (int k = 0; !r->regression && k < sb_corpus_n_classes(c); k++)
+        json_array_append_new(a, json_string(sb_corpus_class(c, k)));
+    return a;
+}
+
+/* Start the head from experiment.init's checkpoint: the file must come from the same head
+ * plugin; a new output layer when the label spaces differ (new_output: auto). Adds
+ * {"from", "run_id", "hash", "parts", "new_output"} to *info. */
+static sb_status init_head(const sbi_run *r, const run_inputs *ri, const sbi_instance *hin,
+                           void *inst, json_t **info, sb_error *err)
+{
+    const sb_head_vtable *vt = hin->plugin->desc->vtable;
+    const char *head = hin->plugin->desc->name;
+    if (!head_load(vt))
+        return sb_error_set(err, SB_ERR_CONFIG, "experiment.init",
+                            "head plugin %s cannot start from a checkpoint (it has no load)", head);
+    sb_st_file *f = NULL;
+    sb_status st = sb_st_open(ri->init_path, &f, err);
+    if (st != SB_OK)
+        return st;
+    const char *who = sb_st_metadata(f, "serbench_head");
+    const char *cls = sb_st_metadata(f, "classes");
+    json_t *ck = cls ? json_loads(cls, 0, NULL) : NULL;
+    json_t *mine = class_names(r, ri->ce_train->c);
+    if (!who || !json_is_array(ck))
+        st = sb_error_set(err, SB_ERR_FORMAT, ri->init_path,
+                          "not a serbench head checkpoint (no serbench_head/classes metadata)");
+    else if (strcmp(who, head) != 0)
+        st = sb_error_set(err, SB_ERR_CONFIG, ri->init_path,
+                          "checkpoint of head plugin %s; this run's head is %s: start a %s head "
+                          "only from a %s checkpoint",
+                          who, head, head, head);
+    int same = st == SB_OK && json_equal(ck, mine);
+    int new_output = r->init_new_output < 0 ? !same : r->init_new_output;
+    if (st == SB_OK && !new_output && !same)
+        st = sb_error_set(err, SB_ERR_CONFIG, "experiment.init.new_output",
+                          "the checkpoint's classes differ from this run's; keeping its output "
+                          "layer (new_output: no) is possible only for the same label space");
+    if (st == SB_OK) {
+        sb_head_init hi = { .struct_size = sizeof hi,
+                            .parts = r->init_parts,
+                            .new_output = new_output,
+                            .n_classes = (int)json_array_size(ck) };
+        sb_error e = { 0 };
+        st = head_load(vt)(inst, f, &hi, &e);
+        if (st != SB_OK)
+            sb_error_set(err, st, ri->init_path, "%s%s%s", e.where, e.where[0] ? ": " : "",
+                         e.msg[0] ? e.msg : sb_strerror(st));
+    }
+    if (st == SB_OK) {
+        const char *rid = sb_st_metadata(f, "run_id");
+        *info = json_pack("{s:s, s:s?, s:s, s:s, s:b}", "from", ri->init_path, "run_id", rid,
+                          "hash", ri->init_hash, "parts", r->init_parts, "new_output", new_output);
+    }
+    json_decref(ck);
+    json_decref(mine);
+    sb_st_close(&f);
+    return st;
+}
+
+/* Keep the trained head as RESULTS/checkpoints/<run_id>.safetensors (written to a temporary
+ * name and renamed). Sets *rel to the path under RESULTS. */
+static sb_status save_head(ctx *c, const sbi_run *r, const run_inputs *ri, const sbi_instance *hin,
+                           void *inst, char **rel, sb_error *err)
+{
+    *rel = NULL;
+    head_save_fn save = head_save(hin->plugin->desc->vtable);
+    if (!save)
+        return SB_OK;
+    char *dir = sbi_asprintf("%s/checkpoints", c->store->root);
+    char *path = sbi_asprintf("%s/%s.safetensors", dir ? dir : "", r->run_id);
+    char *opts = json_dumps(hin->canon, JSON_COMPACT | JSON_SORT_KEYS);
+    json_t *cl = class_names(r, ri->ce_train->c);
+    char *classes = json_dumps(cl, JSON_COMPACT);
+    json_decref(cl);
+    const char *space = sb_corpus_label_space(ri->ce_train->c);
+    sb_st_writer *w = sb_st_writer_create();
+    sb_status st = dir && path && opts && classes && w
+                       ? sbi_mkdir_p(dir, err)
+                       : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    if (st == SB_OK)
+        st = sb_st_writer_meta(w, "serbench_head", hin->plugin->desc->name, err);
+    if (st == SB_OK)
+        st = sb_st_writer_meta(w, "head_version", hin->plugin->desc->version, err);
+    if (st == SB_OK)
+        st = sb_st_writer_meta(w, "head_options", opts, err);
+    if (st == SB_OK)
+        st = sb_st_writer_meta(w, "classes", classes, err);
+    if (st == SB_OK)
+        st = sb_st_writer_meta(w, "label_space",
+                               r->regression ? "regression"
+                               : space       ? space
+                                             : "",
+                               err);
+    if (st == SB_OK)
+        st = sb_st_writer_meta(w, "run_id", r->run_id, err);
+    if (st == SB_OK) {
+        sb_error e = { 0 };
+        st = save(inst, w, &e);
+        if (st != SB_OK)
+            sb_error_set(err, st, hin->name, "saving the checkpoint: %s",
+                         e.msg[0] ? e.msg : sb_strerror(st));
+    }
+    if (st == SB_OK)
+        st = sb_st_writer_commit(w, path, err);
+    if (st == SB_OK)
+        *rel = sbi_asprintf("checkpoints/%s.safetensors", r->run_id);
+    sb_st_writer_destroy(&w);
+    free(dir);
+    free(path);
+    free(opts);
+    free(classes);
+    return st;
+}
+
+/* Score a regression test set: MAE, Pearson r, MOSI's binary and 7/5-class accuracies. */
+static sb_status score_regression(const sbi_run *r, size_t t, const split_data *te,
+                                  const float *pred, json_t *results, sb_error *err)
+{
+    size_t n = te->hd.n, kept = 0;
+    double *g = malloc((n + 1) * sizeof *g), *p = malloc((n + 1) * sizeof *p);
+    size_t *keep = malloc((n + 1) * sizeof *keep);
+    sb_status st = g && p && keep ? SB_OK : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    for (size_t i = 0; st == SB_OK && i < n; i++)
+        if (isfinite(te->value[i])) {
+            g[kept] = te->value[i];
+            p[kept] = pred[i];
+            keep[kept++] = i;
+        }
+    if (st == SB_OK && kept == 0)
+        st = sb_error_set(err, SB_ERR_CONFIG, r->tests[t].name,
+                          "test set %s has no utterance with a target value and features",
+                          r->tests[t].name);
+    sb_reg_metrics m;
+    if (st == SB_OK)
+        st = sb_metrics_regress(g, p, kept, &m, err);
+    if (st == SB_OK) {
+        json_t *mj = json_object();
+        for (const char *const *name = sb_metrics_regress_names(); *name; name++) {
+            double v;
+            if (sb_metrics_regress_get(&m, *name, &v) == 0 && isfinite(v))
+                json_object_set_new(mj, *name, json_real(v));
+        }
+        json_t *preds = json_array();
+        for (size_t j = 0; j < kept; j++)
+            json_array_append_new(preds, json_pack("{s:s, s:f, s:f}", "id", te->ids[keep[j]],
+                                                   "gold", g[j], "pred", p[j]));
+        json_array_append_new(
+            results, json_pack("{s:s, s:o, s:o, s:I, s:o, s:I, s:I, s:b}", "test", r->tests[t].name,
+                               "metrics", mj, "predictions", preds, "n", (json_int_t)kept,
+                               "classes", json_array(), "dropped_by_map", (json_int_t)0, "left_out",
+                               (json_int_t)te->missing, "regression", 1));
+    }
+    free(g);
+    free(p);
+    free(keep);
+    return st;
 }
 
 static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_inputs *ri,
@@ -997,12 +1498,12 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
 
     const sbi_instance *hin = sbi_run_instance(r, SB_KIND_HEAD, r->head);
     const sb_head_vtable *vt = hin->plugin->desc->vtable;
-    int K = sb_corpus_n_classes(ri->ce_train->c);
+    int K = r->regression ? 0 : sb_corpus_n_classes(ri->ce_train->c);
     split_data tr, dv;
     memset(&dv, 0, sizeof dv);
-    st = gather(ri->fe_train, ri->le_train, ri->idx_train, ri->n_train, K, &tr, err);
+    st = gather(r, ri, 0, ri->le_train, ri->idx_train, ri->n_train, K, &tr, err);
     if (st == SB_OK && r->has_dev)
-        st = gather(ri->fe_dev, ri->le_dev, ri->idx_dev, ri->n_dev, K, &dv, err);
+        st = gather(r, ri, 1, ri->le_dev, ri->idx_dev, ri->n_dev, K, &dv, err);
     if (st == SB_OK && !r->has_dev) {
         dv.hd = tr.hd;
         dv.hd.n = 0;
@@ -1017,21 +1518,42 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
                            c->blas_threads, cache, sizeof cache, err);
     void *inst = NULL;
     sb_error e = { 0 };
-    if (st == SB_OK && tr.hd.n == 0)
+    if (st == SB_OK && tr.n_target == 0)
         st = sb_error_set(&e, SB_ERR_CONFIG, "experiment.train",
-                          "no training utterance has both a label and features");
+                          "no training utterance has both a %s and features",
+                          r->regression ? "target value" : "label");
     if (st == SB_OK)
         st = vt->create(&host, hin->opts, tr.hd.n_layers, tr.hd.dim, K, &inst, &e);
+    json_t *init_info = NULL;
+    if (st == SB_OK && ri->init_path)
+        st = init_head(r, ri, hin, inst, &init_info, &e);
     if (st == SB_OK)
         st = vt->train(inst, &tr.hd, &dv.hd, &e);
+    char *ckpt = NULL;
+    if (st == SB_OK)
+        st = save_head(c, r, ri, hin, inst, &ckpt, &e);
 
     /* Predict and score each test set; write everything in one transaction. */
     json_t *results = json_array();
     for (size_t t = 0; st == SB_OK && t < r->n_tests; t++) {
         split_data te;
-        st = gather(ri->fe_test[t], ri->le_test[t], ri->idx_test[t], ri->n_test[t], K, &te, &e);
+        st = gather(r, ri, 2 + t, ri->le_test[t], ri->idx_test[t], ri->n_test[t], K, &te, &e);
         if (st != SB_OK)
             break;
+        if (r->regression) {
+            float *vals = malloc((te.hd.n + 1) * sizeof *vals);
+            st = vals ? SB_OK : sb_error_set(&e, SB_ERR_NOMEM, NULL, "out of memory");
+            if (st == SB_OK && te.hd.n == 0)
+                st = sb_error_set(&e, SB_ERR_CONFIG, r->tests[t].name,
+                                  "test set %s has no utterance with features", r->tests[t].name);
+            if (st == SB_OK)
+                st = vt->predict(inst, &te.hd, vals, &e);
+            if (st == SB_OK)
+                st = score_regression(r, t, &te, vals, results, &e);
+            free(vals);
+            split_data_free(&te);
+            continue;
+        }
         const struct test_map *tm = &ri->tmap[t];
         int Ks = tm->k_score;
         size_t n = te.hd.n;
@@ -1042,7 +1564,7 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
         size_t *keep = malloc((n + 1) * sizeof(size_t));
         if (!probs || !sprobs || !pred || !gold || !keep)
             st = sb_error_set(&e, SB_ERR_NOMEM, NULL, "out of memory");
-        if (st == SB_OK && n == 0)
+        if (st == SB_OK && te.n_target == 0)
             st = sb_error_set(&e, SB_ERR_CONFIG, r->tests[t].name,
                               "test set %s has no utterance with a label and features",
                               r->tests[t].name);
@@ -1052,6 +1574,8 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
         size_t kept = 0, dropped = 0;
         for (size_t i = 0; st == SB_OK && i < n; i++) {
             int g = te.y[i];
+            if (g < 0)
+                continue; /* context only: no target */
             if (tm->mode == MAP_GOLD)
                 g = tm->to[g];
             int reachable = 1;
@@ -1148,11 +1672,29 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
             sqlite3_finalize(q);
         }
         json_decref(results);
+        json_decref(init_info);
+        free(ckpt);
         if (err)
             *err = e;
         return st;
     }
     json_t *prov = provenance(c, r, ri->ce_train->c, secs);
+    json_t *inputs = json_array();
+    for (size_t en = 0; en < ri->n_enc; en++) {
+        const feat_entry *fe = ri_fe(ri, en, 0);
+        json_array_append_new(
+            inputs,
+            json_pack("{s:s, s:s, s:i, s:i, s:s?}", "encoder", r->encoders[en], "modality",
+                      fe->modality == SB_INPUT_TEXT ? "text" : "audio", "n_layers", fe->n_layers,
+                      "dim", fe->dim, "fitted_on", fe->fit_what[0] ? fe->fit_what : NULL));
+    }
+    json_object_set_new(prov, "inputs", inputs);
+    json_object_set_new(prov, "target", json_string(r->regression ? "value" : "label"));
+    if (ckpt)
+        json_object_set_new(prov, "checkpoint", json_string(ckpt));
+    if (init_info)
+        json_object_set_new(prov, "init", init_info);
+    free(ckpt);
     /* Per test set: the scoring space and what was left out, so exports and reports can
      * say it; and the training items left out under on_missing_audio: skip. */
     json_t *tests = json_object();
@@ -1228,8 +1770,14 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
             sqlite3_bind_text(qp, 2, test, -1, SQLITE_STATIC);
             sqlite3_bind_text(qp, 3, json_string_value(json_object_get(pv, "id")), -1,
                               SQLITE_STATIC);
-            sqlite3_bind_int(qp, 4, (int)json_integer_value(json_object_get(pv, "gold")));
-            sqlite3_bind_int(qp, 5, (int)json_integer_value(json_object_get(pv, "pred")));
+            json_t *gv = json_object_get(pv, "gold"), *prv = json_object_get(pv, "pred");
+            if (json_is_real(gv)) { /* regression: the values themselves */
+                sqlite3_bind_double(qp, 4, json_real_value(gv));
+                sqlite3_bind_double(qp, 5, json_real_value(prv));
+            } else {
+                sqlite3_bind_int(qp, 4, (int)json_integer_value(gv));
+                sqlite3_bind_int(qp, 5, (int)json_integer_value(prv));
+            }
             sqlite3_bind_text(qp, 6, probs, -1, SQLITE_TRANSIENT);
             free(probs);
             st = sbi_store_step_done(store, qp, err);
@@ -1360,6 +1908,7 @@ static void ctx_free(ctx *c)
     for (size_t i = 0; i < c->n_feats; i++) {
         free(c->feats[i]->x);
         free(c->feats[i]->have);
+        free(c->feats[i]->text_keys);
         free(c->feats[i]);
     }
     free(c->feats);
@@ -1530,7 +2079,12 @@ sb_status sbi_export_features(sbi_plan *plan, sbi_store *store, const sbi_instan
     json_t *hdr = NULL, *ids = NULL;
     sb_status st = get_corpus(&c, ds, &ce, err);
     if (st == SB_OK)
-        st = get_encoder(&c, enc, &ee, err);
+        st = get_encoder(&c, enc, NULL, &ee, err);
+    if (st == SB_OK && ee->info.input == SB_INPUT_TEXT)
+        st = sb_error_set(err, SB_ERR_CONFIG, enc->name,
+                          "export features covers audio encoders; %s reads text (its features "
+                          "are cheap to recompute from the transcripts)",
+                          enc->name);
     if (st != SB_OK)
         goto out;
     const int L = ee->info.n_layers, D = ee->info.dim, F = ee->info.frame_dim;

@@ -1,6 +1,7 @@
 /* core/lib/run/plan.c — config → resolved runs (plan.h). */
 #include "plan.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,9 @@ static const char *const top_keys[] = { "include",  "plugin_path", "results",   
                                         "encoders", "heads",       "experiment", "sweep",
                                         "seeds",    "seed",        "report",     "label_maps",
                                         NULL };
-static const char *const experiment_keys[] = { "train", "dev",     "test", "encoder",
-                                               "head",  "metrics", NULL };
+static const char *const experiment_keys[] = { "train",   "dev",    "test", "encoder", "head",
+                                               "metrics", "target", "init", NULL };
+static const char *const init_keys[] = { "from", "parts", "new_output", NULL };
 static const char *const split_keys[] = { "dataset", "split", "labels", "name", "label_map", NULL };
 static const char *const report_keys[] = { "rows",  "cols",     "metric", "metrics",
                                            "title", "reported", NULL };
@@ -223,6 +225,11 @@ static void run_free(sbi_run *r)
         split_free(&r->tests[i]);
     free(r->tests);
     free(r->encoder);
+    for (size_t i = 0; i < r->n_encoders; i++)
+        free(r->encoders[i]);
+    free(r->encoders);
+    free(r->init_from);
+    free(r->init_parts);
     free(r->head);
     for (size_t i = 0; i < r->n_metrics; i++)
         free(r->metrics[i]);
@@ -301,6 +308,122 @@ static json_t *split_json(const sbi_split_ref *s)
     return j;
 }
 
+/* experiment.encoder: NAME or [NAME, ...] — each encoder's pooled output is one head input. */
+static sb_status read_encoders(sbi_plan *p, const sbi_node *root, sbi_run *r, const sbi_node *exp,
+                               sb_error *err)
+{
+    char w[600];
+    const sbi_node *n = sbi_node_get(exp, "encoder");
+    size_t ne = n && n->kind == SBI_SEQ ? n->n : 1;
+    if (!n || (n->kind != SBI_SCALAR && n->kind != SBI_SEQ) || ne == 0)
+        return sb_error_set(err, SB_ERR_CONFIG, n ? loc(n, w, sizeof w) : loc(exp, w, sizeof w),
+                            "experiment needs 'encoder: NAME' (or a list of names, one head "
+                            "input each: [wavlm, tfidf])");
+    if (ne > 8)
+        return sb_error_set(err, SB_ERR_CONFIG, loc(n, w, sizeof w),
+                            "experiment.encoder lists %zu encoders; a head takes at most 8 inputs",
+                            ne);
+    r->encoders = calloc(ne, sizeof *r->encoders);
+    if (!r->encoders)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < ne; i++) {
+        const sbi_node *it = n->kind == SBI_SEQ ? n->items[i] : n;
+        if (it->kind != SBI_SCALAR)
+            return sb_error_set(err, SB_ERR_CONFIG, loc(it, w, sizeof w),
+                                "experiment.encoder lists encoder names; this item is not one");
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(r->encoders[k], it->text) == 0)
+                return sb_error_set(err, SB_ERR_CONFIG, loc(it, w, sizeof w),
+                                    "experiment.encoder lists '%s' twice", it->text);
+        sb_status st = use_instance(p, root, r, SB_KIND_ENCODER, it->text, it, err);
+        if (st != SB_OK)
+            return st;
+        r->encoders[i] = strdup(it->text);
+        r->n_encoders = i + 1;
+        if (!r->encoders[i])
+            return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    r->encoder = strdup(r->encoders[0]);
+    return r->encoder ? SB_OK : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+}
+
+/* experiment.target: label|value, and experiment.init: {from, parts, new_output}. */
+static sb_status read_target_init(sbi_run *r, const sbi_node *exp, sb_error *err)
+{
+    char w[600];
+    const sbi_node *t = sbi_node_get(exp, "target");
+    if (t) {
+        if (t->kind != SBI_SCALAR || (strcmp(t->text, "label") && strcmp(t->text, "value")))
+            return sb_error_set(err, SB_ERR_CONFIG, loc(t, w, sizeof w),
+                                "experiment.target is 'label' (classes, the default) or 'value' "
+                                "(regression on the corpus's continuous values, e.g. CMU-MOSI "
+                                "sentiment)");
+        r->regression = strcmp(t->text, "value") == 0;
+    }
+    if (r->regression && strcmp(r->train.labels, "human") != 0)
+        return sb_error_set(err, SB_ERR_CONFIG, t ? loc(t, w, sizeof w) : "experiment",
+                            "experiment.target: value trains on the corpus's own values; "
+                            "experiment.train.labels is '%s' (a labeller gives classes): use "
+                            "labels: human, or target: label",
+                            r->train.labels);
+    r->init_new_output = -1;
+    const sbi_node *in = sbi_node_get(exp, "init");
+    if (!in || in->kind == SBI_NULL)
+        return SB_OK;
+    if (in->kind != SBI_MAP)
+        return sb_error_set(err, SB_ERR_CONFIG, loc(in, w, sizeof w),
+                            "experiment.init is a mapping: {from: CHECKPOINT.safetensors | "
+                            "run:RUN_ID, parts: all, new_output: auto}");
+    sb_status st = check_keys(in, init_keys, "experiment.init", err);
+    if (st != SB_OK)
+        return st;
+    const sbi_node *f = sbi_node_get(in, "from");
+    if (!f || f->kind != SBI_SCALAR || !*f->text)
+        return sb_error_set(err, SB_ERR_CONFIG, loc(f ? f : in, w, sizeof w),
+                            "experiment.init needs 'from:', a checkpoint file or run:RUN_ID "
+                            "(a run of this results store; see serbench report --format json)");
+    if (strncmp(f->text, "run:", 4) == 0) {
+        size_t len = strlen(f->text + 4);
+        int hex = len >= 8 && len < SB_HASH_HEX;
+        for (size_t i = 0; hex && i < len; i++)
+            hex = isxdigit((unsigned char)f->text[4 + i]) != 0;
+        if (!hex)
+            return sb_error_set(err, SB_ERR_CONFIG, loc(f, w, sizeof w),
+                                "experiment.init.from '%s': after 'run:' give a run id or a "
+                                "prefix of at least 8 of its hex digits",
+                                f->text);
+        r->init_from = strdup(f->text);
+    } else {
+        char *dir = f->loc.line > 0 && f->loc.file ? sbi_path_dirname(f->loc.file) : NULL;
+        char *path = sbi_path_join(dir, f->text);
+        free(dir);
+        char *real = path ? realpath(path, NULL) : NULL;
+        r->init_from = real ? real : path;
+        if (real)
+            free(path);
+    }
+    const sbi_node *pa = sbi_node_get(in, "parts");
+    if (pa && (pa->kind != SBI_SCALAR || !*pa->text))
+        return sb_error_set(err, SB_ERR_CONFIG, loc(pa, w, sizeof w),
+                            "experiment.init.parts names the parameters to take: 'all' or a part "
+                            "the head documents (the hierarchical head's 'stage1')");
+    r->init_parts = strdup(pa ? pa->text : "all");
+    const sbi_node *no = sbi_node_get(in, "new_output");
+    if (no) {
+        const char *v = no->kind == SBI_SCALAR ? no->text : "";
+        r->init_new_output = strcmp(v, "auto") == 0                            ? -1
+                             : strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 ? 1
+                             : strcmp(v, "no") == 0 || strcmp(v, "false") == 0 ? 0
+                                                                               : -2;
+        if (r->init_new_output == -2)
+            return sb_error_set(err, SB_ERR_CONFIG, loc(no, w, sizeof w),
+                                "experiment.init.new_output is auto (a new output layer when the "
+                                "label spaces differ), yes or no");
+    }
+    return r->init_from && r->init_parts ? SB_OK
+                                         : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+}
+
 static sb_status resolve_run(sbi_plan *p, const sbi_node *root, size_t index, sbi_run *r,
                              sb_error *err)
 {
@@ -365,24 +488,27 @@ static sb_status resolve_run(sbi_plan *p, const sbi_node *root, size_t index, sb
                                     "two test sets are named '%s'; give one a 'name:'",
                                     r->tests[i].name);
     }
-    for (int which = 0; which < 2; which++) {
-        const char *key = which ? "head" : "encoder";
-        const sbi_node *n = sbi_node_get(exp, key);
-        if (!n || n->kind != SBI_SCALAR)
-            return sb_error_set(err, SB_ERR_CONFIG, n ? loc(n, w, sizeof w) : loc(exp, w, sizeof w),
-                                "experiment needs '%s: NAME'", key);
-        st = use_instance(p, root, r, which ? SB_KIND_HEAD : SB_KIND_ENCODER, n->text, n, err);
-        if (st != SB_OK)
-            return st;
-        if (which)
-            r->head = strdup(n->text);
-        else
-            r->encoder = strdup(n->text);
-    }
+    const sbi_node *hn = sbi_node_get(exp, "head");
+    if (!hn || hn->kind != SBI_SCALAR)
+        return sb_error_set(err, SB_ERR_CONFIG, hn ? loc(hn, w, sizeof w) : loc(exp, w, sizeof w),
+                            "experiment needs 'head: NAME'");
+    if ((st = use_instance(p, root, r, SB_KIND_HEAD, hn->text, hn, err)) != SB_OK)
+        return st;
+    r->head = strdup(hn->text);
+    if ((st = read_encoders(p, root, r, exp, err)) != SB_OK)
+        return st;
+    if ((st = read_target_init(r, exp, err)) != SB_OK)
+        return st;
     const sbi_node *ms = sbi_node_get(exp, "metrics");
-    const char *const *known = sb_metrics_names();
-    static const char *const defaults[] = { "wa", "ua", "macro_f1", "weighted_f1", NULL };
-    size_t nm = ms ? (ms->kind == SBI_SEQ ? ms->n : 1) : 4;
+    const char *const *known = r->regression ? sb_metrics_regress_names() : sb_metrics_names();
+    static const char *const cls_defaults[] = { "wa", "ua", "macro_f1", "weighted_f1", NULL };
+    static const char *const reg_defaults[] = { "mae",     "corr", "acc2_non0", "acc2_has0",
+                                                "f1_non0", "acc7", NULL };
+    const char *const *defaults = r->regression ? reg_defaults : cls_defaults;
+    size_t nd = 0;
+    while (defaults[nd])
+        nd++;
+    size_t nm = ms ? (ms->kind == SBI_SEQ ? ms->n : 1) : nd;
     r->metrics = calloc(nm ? nm : 1, sizeof *r->metrics);
     if (!r->metrics)
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
@@ -397,8 +523,12 @@ static sb_status resolve_run(sbi_plan *p, const sbi_node *root, size_t index, sb
             char hint[128] = "";
             if (best)
                 snprintf(hint, sizeof hint, " (did you mean '%s'?)", best);
-            return sb_error_set(err, SB_ERR_CONFIG, loc(m, w, sizeof w), "unknown metric '%s'%s",
-                                name ? name : "?", hint);
+            return sb_error_set(err, SB_ERR_CONFIG, loc(m, w, sizeof w), "unknown metric '%s'%s%s",
+                                name ? name : "?", hint,
+                                r->regression ? "; experiment.target: value is scored with mae, "
+                                                "corr, acc2_has0, f1_has0, acc2_non0, f1_non0, "
+                                                "acc7, acc5"
+                                              : "");
         }
         r->metrics[i] = strdup(name);
         r->n_metrics = i + 1;
@@ -414,7 +544,24 @@ static sb_status resolve_run(sbi_plan *p, const sbi_node *root, size_t index, sb
     for (size_t i = 0; i < r->n_tests; i++)
         json_array_append_new(tests, split_json(&r->tests[i]));
     json_object_set_new(e, "test", tests);
-    json_object_set_new(e, "encoder", json_string(r->encoder));
+    if (r->n_encoders == 1) {
+        json_object_set_new(e, "encoder", json_string(r->encoder));
+    } else {
+        json_t *ej = json_array();
+        for (size_t i = 0; i < r->n_encoders; i++)
+            json_array_append_new(ej, json_string(r->encoders[i]));
+        json_object_set_new(e, "encoder", ej);
+    }
+    /* Only what differs from the defaults, so run ids of older configs stay as they were. */
+    if (r->regression)
+        json_object_set_new(e, "target", json_string("value"));
+    if (r->init_from)
+        json_object_set_new(e, "init",
+                            json_pack("{s:s, s:s, s:s}", "from", r->init_from, "parts",
+                                      r->init_parts, "new_output",
+                                      r->init_new_output < 0   ? "auto"
+                                      : r->init_new_output > 0 ? "yes"
+                                                               : "no"));
     json_object_set_new(e, "head", json_string(r->head));
     json_t *mj = json_array();
     for (size_t i = 0; i < r->n_metrics; i++)

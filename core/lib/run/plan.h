@@ -50,7 +50,13 @@ typedef struct sbi_run {
     int has_dev;
     sbi_split_ref *tests;
     size_t n_tests;
-    char *encoder, *head; /* instance names */
+    char *encoder, *head; /* instance names; encoder = encoders[0] */
+    char **encoders;      /* experiment.encoder: one name or a list (a head input each) */
+    size_t n_encoders;
+    int regression;      /* experiment.target: value — targets are the corpus's values */
+    char *init_from;     /* experiment.init.from: a checkpoint path, or "run:ID", or NULL */
+    char *init_parts;    /* experiment.init.parts (default "all") */
+    int init_new_output; /* experiment.init.new_output: -1 auto, 0 no, 1 yes */
     char **metrics;
     size_t n_metrics;
     json_t *sweep_values; /* {"key.path": value, ...} in sweep order */

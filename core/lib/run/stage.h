@@ -53,14 +53,32 @@ typedef struct feat_entry {
     char enc_key[SB_HASH_HEX];
     const corpus_entry *ce;
     int n_layers, dim;
+    int modality;        /* SB_INPUT_AUDIO or SB_INPUT_TEXT */
     float *x;            /* [n, n_layers, dim] */
     unsigned char *have; /* [n] */
+    /* [n] per-item content keys: the corpus's audio keys (ce->item_keys) for an audio
+     * encoder, keys of the transcripts (owned here) for a text encoder */
+    char (*keys)[SB_HASH_HEX];
+    char (*text_keys)[SB_HASH_HEX];
+    char fit_what[200]; /* a fitted text encoder: the split it was fitted on, else "" */
 } feat_entry;
+
+/* The transcripts a text encoder is fitted on (sb_encoder_vtable.fit): the run's training
+ * split, in corpus order. */
+typedef struct fit_set {
+    const char **texts;
+    size_t n;
+    char key[SB_HASH_HEX]; /* hash of the texts */
+    char what[200];        /* "dataset meld, split train" */
+} fit_set;
 
 typedef struct enc_entry {
     char inst_key[SB_HASH_HEX];
     char key[SB_HASH_HEX];
     sb_encoder_info info;
+    int fitted;                /* a text encoder with fit: key covers fit_key */
+    char fit_key[SB_HASH_HEX]; /* the fit_set's key when fitted */
+    char fit_what[200];
 } enc_entry;
 
 typedef struct ctx {
