@@ -1,8 +1,12 @@
 /* plugins/heads/common/head_data.c — see head_data.h. */
 #include "head_data.h"
 
+#include <ctype.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 sb_status hd_check_data(const char *who, int L, int D, int K, const sb_head_data *d,
                         const char *split, sb_error *err)
@@ -16,7 +20,15 @@ sb_status hd_check_data(const char *who, int L, int D, int K, const sb_head_data
                             split, d->n_layers, d->dim, L, D);
     if (!d->x)
         return sb_error_set(err, SB_ERR_INVALID, who, "%s: no features", split);
-    if (d->y)
+    if (K == 0 && d->value) {
+        for (size_t i = 0; i < d->n; i++)
+            if (isinf(d->value[i]))
+                return sb_error_set(err, SB_ERR_INVALID,
+                                    d->utt_id && d->utt_id[i] ? d->utt_id[i] : split,
+                                    "%s target value %g is not finite (NAN marks a row "
+                                    "without a target)",
+                                    split, d->value[i]);
+    } else if (K > 0 && d->y)
         for (size_t i = 0; i < d->n; i++)
             if (d->y[i] >= K)
                 return sb_error_set(
@@ -30,13 +42,14 @@ sb_status hd_labelled_rows(const char *who, const sb_head_data *d, size_t **out,
 {
     *out = NULL;
     *n = 0;
-    if (d->n == 0 || !d->y)
+    const int regression = d->n_classes == 0;
+    if (d->n == 0 || (regression ? !d->value : !d->y))
         return SB_OK;
     size_t *rows = malloc(d->n * sizeof *rows);
     if (!rows)
         return sb_error_set(err, SB_ERR_NOMEM, who, "out of memory");
     for (size_t i = 0; i < d->n; i++)
-        if (d->y[i] >= 0)
+        if (regression ? isfinite(d->value[i]) : d->y[i] >= 0)
             rows[(*n)++] = i;
     if (*n == 0) {
         free(rows);
@@ -155,4 +168,282 @@ int hd_argmax(const float *p, int K)
         if (p[k] > p[best])
             best = k;
     return best;
+}
+
+sb_status hd_check_one_input(const char *head, const sb_head_data *d, sb_error *err)
+{
+    if (d->struct_size < offsetof(sb_head_data, inputs) + sizeof d->inputs || d->n_inputs <= 1 ||
+        !d->inputs)
+        return SB_OK;
+    char names[256] = "";
+    size_t used = 0;
+    for (int i = 0; i < d->n_inputs && used + 1 < sizeof names; i++) {
+        const char *nm = d->inputs[i].name ? d->inputs[i].name : "?";
+        int w = snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "", nm);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+    return sb_error_set(err, SB_ERR_CONFIG, "experiment.encoder",
+                        "the %s head reads one encoder; experiment.encoder lists %d (%s): use "
+                        "the hierarchical head to fuse them, or list one",
+                        head, d->n_inputs, names);
+}
+
+void hd_gather_values(const sb_head_data *d, const size_t *rows, size_t first, int B, float *vb)
+{
+    for (int b = 0; b < B; b++) {
+        size_t r = rows ? rows[b] : first + (size_t)b;
+        vb[b] = d->value ? (float)d->value[r] : NAN;
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double hd_target_center(int median, const sb_head_data *d, const size_t *rows, size_t n)
+{
+    if (n == 0 || !d->value)
+        return 0.0;
+    if (!median) {
+        double s = 0.0;
+        for (size_t r = 0; r < n; r++)
+            s += d->value[rows[r]];
+        return s / (double)n;
+    }
+    double *v = malloc(n * sizeof *v);
+    if (!v)
+        return hd_target_center(0, d, rows, n);
+    for (size_t r = 0; r < n; r++)
+        v[r] = d->value[rows[r]];
+    qsort(v, n, sizeof *v, cmp_double);
+    double m = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    free(v);
+    return m;
+}
+
+/* ---- head_config: a flat JSON object of numbers, booleans, strings and arrays of them ---- */
+
+#define CFG_MAX_KEYS 32
+#define CFG_KEY 64
+#define CFG_VAL 256
+
+typedef struct cfg_kv {
+    char key[CFG_KEY];
+    char val[CFG_VAL]; /* the value's JSON text without whitespace */
+} cfg_kv;
+
+typedef struct cfg {
+    cfg_kv kv[CFG_MAX_KEYS];
+    int n;
+} cfg;
+
+static const char *skip_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    return p;
+}
+
+/* Copies a JSON string starting at p (the opening quote) into out (escapes kept verbatim,
+ * quotes included when `quoted`); returns the position after it, or NULL. */
+static const char *scan_string(const char *p, char *out, size_t cap, size_t *len, int quoted)
+{
+    if (*p != '"')
+        return NULL;
+    if (quoted && *len + 1 < cap)
+        out[(*len)++] = '"';
+    p++;
+    while (*p && *p != '"') {
+        if (*p == '\\' && p[1]) {
+            if (*len + 2 < cap) {
+                out[(*len)++] = p[0];
+                out[(*len)++] = p[1];
+            }
+            p += 2;
+            continue;
+        }
+        if (*len + 1 < cap)
+            out[(*len)++] = *p;
+        p++;
+    }
+    if (*p != '"')
+        return NULL;
+    if (quoted && *len + 1 < cap)
+        out[(*len)++] = '"';
+    out[*len] = '\0';
+    return p + 1;
+}
+
+/* A scalar (number, true, false, null or string) into out; returns the position after it. */
+static const char *scan_scalar(const char *p, char *out, size_t cap, size_t *len)
+{
+    if (*p == '"')
+        return scan_string(p, out, cap, len, 1);
+    const char *s = p;
+    while (*p && (isalnum((unsigned char)*p) || *p == '-' || *p == '+' || *p == '.'))
+        p++;
+    if (p == s)
+        return NULL;
+    for (const char *q = s; q < p; q++)
+        if (*len + 1 < cap)
+            out[(*len)++] = *q;
+    out[*len] = '\0';
+    return p;
+}
+
+static sb_status cfg_parse(const char *who, const char *json, cfg *c, sb_error *err)
+{
+    c->n = 0;
+    const char *p = json ? skip_ws(json) : NULL;
+    if (!p || *p != '{')
+        goto bad;
+    p = skip_ws(p + 1);
+    if (*p == '}')
+        return SB_OK;
+    for (;;) {
+        if (c->n == CFG_MAX_KEYS)
+            goto bad;
+        cfg_kv *kv = &c->kv[c->n++];
+        size_t len = 0;
+        if (!(p = scan_string(p, kv->key, sizeof kv->key, &len, 0)))
+            goto bad;
+        p = skip_ws(p);
+        if (*p != ':')
+            goto bad;
+        p = skip_ws(p + 1);
+        len = 0;
+        kv->val[0] = '\0';
+        if (*p == '[') {
+            kv->val[len++] = '[';
+            p = skip_ws(p + 1);
+            while (*p != ']') {
+                if (!(p = scan_scalar(p, kv->val, sizeof kv->val, &len)))
+                    goto bad;
+                p = skip_ws(p);
+                if (*p == ',') {
+                    if (len + 1 < sizeof kv->val)
+                        kv->val[len++] = ',';
+                    p = skip_ws(p + 1);
+                } else if (*p != ']') {
+                    goto bad;
+                }
+            }
+            if (len + 1 < sizeof kv->val)
+                kv->val[len++] = ']';
+            kv->val[len] = '\0';
+            p++;
+        } else if (!(p = scan_scalar(p, kv->val, sizeof kv->val, &len))) {
+            goto bad;
+        }
+        p = skip_ws(p);
+        if (*p == '}')
+            return *skip_ws(p + 1)
+                       ? sb_error_set(err, SB_ERR_FORMAT, who,
+                                      "head_config: text after the object: %.40s", skip_ws(p + 1))
+                       : SB_OK;
+        if (*p != ',')
+            goto bad;
+        p = skip_ws(p + 1);
+    }
+bad:
+    return sb_error_set(err, SB_ERR_FORMAT, who,
+                        "the checkpoint's head_config is not a flat JSON object: %.80s",
+                        json ? json : "(missing)");
+}
+
+sb_status hd_config_diff(const char *who, const char *saved, const char *want, const char *skip,
+                         sb_error *err)
+{
+    if (!saved)
+        return sb_error_set(err, SB_ERR_FORMAT, who,
+                            "the checkpoint has no head_config metadata; it was not saved by "
+                            "this head");
+    cfg *a = malloc(sizeof *a), *b = malloc(sizeof *b);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return sb_error_set(err, SB_ERR_NOMEM, who, "out of memory");
+    }
+    sb_status st = cfg_parse(who, saved, a, err);
+    if (st == SB_OK)
+        st = cfg_parse(who, want, b, err);
+    for (int i = 0; st == SB_OK && i < b->n; i++) {
+        if (skip && strcmp(b->kv[i].key, skip) == 0)
+            continue;
+        const char *got = NULL;
+        for (int j = 0; j < a->n && !got; j++)
+            if (strcmp(a->kv[j].key, b->kv[i].key) == 0)
+                got = a->kv[j].val;
+        if (!got || strcmp(got, b->kv[i].val) != 0)
+            st = sb_error_set(err, SB_ERR_CONFIG, who,
+                              "the checkpoint does not fit this head: head_config %s is %s in "
+                              "the checkpoint but %s here",
+                              b->kv[i].key, got ? got : "missing", b->kv[i].val);
+    }
+    free(a);
+    free(b);
+    return st;
+}
+
+sb_status hd_config_int(const char *who, const char *json, const char *key, long *out,
+                        sb_error *err)
+{
+    cfg *c = malloc(sizeof *c);
+    if (!c)
+        return sb_error_set(err, SB_ERR_NOMEM, who, "out of memory");
+    sb_status st = cfg_parse(who, json, c, err);
+    int found = 0;
+    for (int i = 0; st == SB_OK && i < c->n && !found; i++) {
+        if (strcmp(c->kv[i].key, key) != 0)
+            continue;
+        char *end = NULL;
+        long v = strtol(c->kv[i].val, &end, 10);
+        if (end == c->kv[i].val || *end)
+            st = sb_error_set(err, SB_ERR_FORMAT, who, "head_config %s is %s, not an integer", key,
+                              c->kv[i].val);
+        *out = v;
+        found = 1;
+    }
+    if (st == SB_OK && !found)
+        st = sb_error_set(err, SB_ERR_FORMAT, who, "the checkpoint's head_config has no %s", key);
+    free(c);
+    return st;
+}
+
+sb_status hd_st_read(const char *who, const sb_st_file *f, const char *name, int ndim,
+                     const int64_t *shape, float *out, sb_error *err)
+{
+    char want[96] = "", got[96] = "";
+    size_t u = 0;
+    for (int i = 0; i < ndim && u + 24 < sizeof want; i++)
+        u += (size_t)snprintf(want + u, sizeof want - u, "%s%lld", i ? ", " : "",
+                              (long long)shape[i]);
+    const sb_st_tensor *t = sb_st_find(f, name);
+    if (!t)
+        return sb_error_set(err, SB_ERR_FORMAT, who,
+                            "the checkpoint has no tensor %s (expected shape [%s])", name, want);
+    int same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++)
+        same = t->shape[i] == shape[i];
+    if (!same) {
+        u = 0;
+        for (int i = 0; i < t->ndim && u + 24 < sizeof got; i++)
+            u += (size_t)snprintf(got + u, sizeof got - u, "%s%lld", i ? ", " : "",
+                                  (long long)t->shape[i]);
+        return sb_error_set(err, SB_ERR_FORMAT, who,
+                            "checkpoint tensor %s has shape [%s], expected [%s]", name, got, want);
+    }
+    sb_status st = sb_st_to_f32(t, out, err);
+    if (st != SB_OK)
+        return st;
+    for (int64_t i = 0; i < t->numel; i++)
+        if (!isfinite(out[i]))
+            return sb_error_set(err, SB_ERR_FORMAT, who,
+                                "checkpoint tensor %s has a non-finite value at %lld", name,
+                                (long long)i);
+    return SB_OK;
 }

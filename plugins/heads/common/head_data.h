@@ -3,18 +3,21 @@
  * the host hands over, the labelled rows, the train-set standardisation, balanced class
  * weights, SUPERB layer weights and the standardised mini-batch gather.
  *
- * `who` names the head in messages ("head linear"). Shapes: L layers of D dims, K classes;
- * features are d->x [n, L, D]. */
+ * `who` names the head in messages ("head linear"). Shapes: L layers of D dims, K classes
+ * (0 for a regression task: the target is d->value, NAN = none); features are d->x [n, L, D].
+ * Also: the one-input check, regression targets, and reading and comparing checkpoints. */
 #ifndef SB_HEAD_DATA_H
 #define SB_HEAD_DATA_H
 
 #include <serbench/serbench.h>
 
-/* d fits a head of L x D inputs and K classes (no check when d->n == 0). */
+/* d fits a head of L x D inputs and K classes (no check when d->n == 0); with K == 0, the
+ * target values are finite or NAN. */
 sb_status hd_check_data(const char *who, int L, int D, int K, const sb_head_data *d,
                         const char *split, sb_error *err);
 
-/* Indices of the rows with a target; *out is malloc'd (NULL when none). */
+/* Indices of the rows with a target: y >= 0, or for a regression split (d->n_classes == 0)
+ * a finite value; *out is malloc'd (NULL when none). */
 sb_status hd_labelled_rows(const char *who, const sb_head_data *d, size_t **out, size_t *n,
                            sb_error *err);
 
@@ -40,6 +43,33 @@ void hd_layer_weights(int learn, const float *a, int L, float *w);
  * standardised with mu / inv_sd, and their targets (or -1) into yb [B]. */
 void hd_gather(int L, int D, const float *mu, const float *inv_sd, const sb_head_data *d,
                const size_t *rows, size_t first, int B, float *zb, int32_t *yb);
+
+/* The regression targets of rows[0..B) of d (rows first..first+B when rows is NULL) into
+ * vb [B], NAN where there is none. */
+void hd_gather_values(const sb_head_data *d, const size_t *rows, size_t first, int B, float *vb);
+
+/* The median (with `median`) or mean of the targets of rows[0..n); 0 when n == 0. */
+double hd_target_center(int median, const sb_head_data *d, const size_t *rows, size_t n);
+
+/* For a head that reads one encoder (`head` = "linear"): ABI 1.2 data with n_inputs > 1 is
+ * an SB_ERR_CONFIG error naming the inputs and pointing to the hierarchical head. */
+sb_status hd_check_one_input(const char *head, const sb_head_data *d, sb_error *err);
+
+/* Compare a checkpoint's head_config (`saved`, NULL when absent) with this instance's
+ * (`want`), both flat JSON objects: the first key of `want` (other than `skip`, which may be
+ * NULL) whose value differs or is missing is an SB_ERR_CONFIG error naming the key and both
+ * values. A malformed or absent `saved` is SB_ERR_FORMAT. */
+sb_status hd_config_diff(const char *who, const char *saved, const char *want, const char *skip,
+                         sb_error *err);
+
+/* The integer `key` of a head_config object into *out; SB_ERR_FORMAT when absent or not one. */
+sb_status hd_config_int(const char *who, const char *json, const char *key, long *out,
+                        sb_error *err);
+
+/* Read tensor `name` of f, which must have the given shape, into out (converted to F32, all
+ * finite). A missing or mis-shaped tensor is SB_ERR_FORMAT naming it and both shapes. */
+sb_status hd_st_read(const char *who, const sb_st_file *f, const char *name, int ndim,
+                     const int64_t *shape, float *out, sb_error *err);
 
 /* Index of the largest of p[0..K) (the first on ties). */
 int hd_argmax(const float *p, int K);

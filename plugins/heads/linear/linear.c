@@ -8,16 +8,20 @@
  *   w       = softmax(a)  (L)                          (w = 1/L without layer_weights)
  *   zbar[d] = sum_l w[l] z[l,d]                        (D)
  *   logits  = W zbar + bias                            (K), W is (K,D)
- *   loss    = weighted mean over rows of -cw[y] log softmax(logits)[y] */
+ *   loss    = weighted mean over rows of -cw[y] log softmax(logits)[y]
+ * For a regression task (no classes) the output is one value, K = 1 above, trained with L1
+ * or MSE against d->value. The epochs, batches and early stopping are sb_fit's. */
 #include <serbench/serbench.h>
 
 #include "head_data.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
-#define LINEAR_VERSION "0.1.0"
+#define LINEAR_VERSION "0.2.0"
+#define WHO "head linear"
 
 static const sb_option linear_options[] = {
     { "layer_weights", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
@@ -37,7 +41,10 @@ static const sb_option linear_options[] = {
     { "weight_decay", SB_OPT_FLOAT, "0.0001", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 0, 10, NULL,
       "AdamW decoupled weight decay on the classifier weights (not biases or layer weights)." },
     { "metric", SB_OPT_ENUM, "ua", 0, 0, 0, "ua|wa|macro_f1|loss",
-      "Dev-set criterion for early stopping and choosing the best epoch." },
+      "Dev-set criterion for early stopping and choosing the best epoch; for a regression task "
+      "ua, wa and macro_f1 all mean dev MAE, loss the dev training loss." },
+    { "loss", SB_OPT_ENUM, "l1", 0, 0, 0, "l1|mse",
+      "Regression tasks only: train on l1 (mean absolute error) or mse (mean squared error)." },
     { "patience", SB_OPT_INT, "10", SB_OPT_HAS_MIN, 1, 0, NULL,
       "Stop after this many epochs without a dev improvement." },
     { NULL, 0, NULL, 0, 0, 0, NULL, NULL },
@@ -59,21 +66,29 @@ typedef enum stop_metric { STOP_UA, STOP_WA, STOP_MACRO_F1, STOP_LOSS } stop_met
 
 typedef struct linear_head {
     const sb_host *host;
-    int L, D, K;
+    int L, D, K;    /* K outputs: the classes, or 1 for a regression task */
+    int regression; /* the task has no classes: one output, target d->value */
     /* options */
-    int learn_layers, normalize, balanced;
+    int learn_layers, normalize, balanced, loss_l1;
     float lr, weight_decay;
     int batch_size, epochs, patience;
     stop_metric metric;
     /* parameters, one allocation: a (L) layer logits | W (K,D) | bias (K) */
     size_t n_params;
-    float *params, *grads, *m, *v, *best;
+    float *params, *grads, *m, *v;
     float *a, *W, *bias;    /* views into params */
     float *da, *dW, *dbias; /* views into grads */
     /* train-set standardisation, (L,D) each */
     float *mu, *inv_sd;
     float *class_w; /* (K) */
     int trained;
+    /* from load: train starts from the checkpoint's parameters and statistics (once), with
+     * the output layer drawn afresh when fresh_output */
+    int loaded, fresh_output;
+    /* what the sb_fit callbacks read during train */
+    const sb_head_data *fit_train, *fit_dev;
+    const size_t *dev_rows;
+    size_t n_dev;
     /* work buffers for up to cap rows */
     int cap;
     float *zb;      /* (cap,L,D) standardised inputs */
@@ -84,6 +99,7 @@ typedef struct linear_head {
     float *dzbar;   /* (cap,D) */
     float *losses;  /* (cap) */
     int32_t *yb;    /* (cap) */
+    float *vb;      /* (cap) regression targets */
     float *wl;      /* (L) current layer weights */
     double *dwl;    /* (L) gradient w.r.t. the layer weights w, before the softmax */
 } linear_head;
@@ -97,7 +113,6 @@ static void linear_destroy(void *inst)
     free(h->grads);
     free(h->m);
     free(h->v);
-    free(h->best);
     free(h->mu);
     free(h->inv_sd);
     free(h->class_w);
@@ -109,6 +124,7 @@ static void linear_destroy(void *inst)
     free(h->dzbar);
     free(h->losses);
     free(h->yb);
+    free(h->vb);
     free(h->wl);
     free(h->dwl);
     free(h);
@@ -118,13 +134,13 @@ static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_l
                                int n_classes, void **inst, sb_error *err)
 {
     *inst = NULL;
-    if (n_classes < 2)
-        return sb_error_set(err, SB_ERR_INVALID, "head linear",
-                            "the linear head classifies and needs at least 2 classes, but the "
-                            "task has %d%s",
-                            n_classes, n_classes == 0 ? " (a regression task?)" : "");
+    if (n_classes == 1 || n_classes < 0)
+        return sb_error_set(err, SB_ERR_INVALID, WHO,
+                            "the task has %d classes: the linear head needs at least 2 classes to "
+                            "classify, or 0 for a regression task",
+                            n_classes);
     if (n_layers < 1 || dim < 1)
-        return sb_error_set(err, SB_ERR_INVALID, "head linear",
+        return sb_error_set(err, SB_ERR_INVALID, WHO,
                             "features of %d layers x %d dims: need at least 1 x 1", n_layers, dim);
     if (sb_opts_int(opts, "hidden") != 0)
         return sb_error_set(err, SB_ERR_INVALID, sb_opts_where(opts, "hidden"),
@@ -136,16 +152,19 @@ static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_l
         return sb_error_set(err, SB_ERR_INVALID, sb_opts_where(opts, "lr"),
                             "lr: must be > 0 (got %g)", lr);
     if ((size_t)n_layers * (size_t)dim > (size_t)1 << 28)
-        return sb_error_set(err, SB_ERR_INVALID, "head linear",
+        return sb_error_set(err, SB_ERR_INVALID, WHO,
                             "features of %d layers x %d dims are too large", n_layers, dim);
 
     linear_head *h = calloc(1, sizeof *h);
     if (!h)
-        return sb_error_set(err, SB_ERR_NOMEM, "head linear", "out of memory");
+        return sb_error_set(err, SB_ERR_NOMEM, WHO, "out of memory");
     h->host = host;
     h->L = n_layers;
     h->D = dim;
-    h->K = n_classes;
+    h->regression = n_classes == 0;
+    h->K = h->regression ? 1 : n_classes;
+    const char *loss = sb_opts_str(opts, "loss");
+    h->loss_l1 = !loss || strcmp(loss, "mse") != 0;
     h->learn_layers = sb_opts_bool(opts, "layer_weights");
     h->normalize = sb_opts_bool(opts, "normalize");
     const char *cw = sb_opts_str(opts, "class_weights");
@@ -170,7 +189,6 @@ static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_l
     h->grads = calloc(h->n_params, sizeof(float));
     h->m = calloc(h->n_params, sizeof(float));
     h->v = calloc(h->n_params, sizeof(float));
-    h->best = calloc(h->n_params, sizeof(float));
     h->mu = calloc(L * D, sizeof(float));
     h->inv_sd = calloc(L * D, sizeof(float));
     h->class_w = calloc(K, sizeof(float));
@@ -182,13 +200,14 @@ static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_l
     h->dzbar = calloc(cap * D, sizeof(float));
     h->losses = calloc(cap, sizeof(float));
     h->yb = calloc(cap, sizeof(int32_t));
+    h->vb = calloc(cap, sizeof(float));
     h->wl = calloc(L, sizeof(float));
     h->dwl = calloc(L, sizeof(double));
-    if (!h->dwl || !h->params || !h->grads || !h->m || !h->v || !h->best || !h->mu || !h->inv_sd ||
+    if (!h->dwl || !h->params || !h->grads || !h->m || !h->v || !h->mu || !h->inv_sd ||
         !h->class_w || !h->zb || !h->zbar || !h->logits || !h->probs || !h->dlogits || !h->dzbar ||
-        !h->losses || !h->yb || !h->wl) {
+        !h->losses || !h->yb || !h->vb || !h->wl) {
         linear_destroy(h);
-        return sb_error_set(err, SB_ERR_NOMEM, "head linear",
+        return sb_error_set(err, SB_ERR_NOMEM, WHO,
                             "out of memory for %d layers x %d dims, batch %d", h->L, h->D, h->cap);
     }
     h->a = h->params;
@@ -214,9 +233,12 @@ static void layer_weights(const linear_head *h, float *w)
 static void gather(linear_head *h, const sb_head_data *d, const size_t *rows, size_t first, int B)
 {
     hd_gather(h->L, h->D, h->mu, h->inv_sd, d, rows, first, B, h->zb, h->yb);
+    if (h->regression)
+        hd_gather_values(d, rows, first, B, h->vb);
 }
 
-/* zb (B,L,D) → zbar (B,D) → logits (B,K) → probs (B,K), with wl set. */
+/* zb (B,L,D) → zbar (B,D) → logits (B,K) → probs (B,K), with wl set. A regression head's
+ * prediction is logits (B,1); probs is not computed. */
 static void forward(linear_head *h, int B)
 {
     int L = h->L, D = h->D;
@@ -234,7 +256,15 @@ static void forward(linear_head *h, int B)
         }
     }
     sb_nn_linear_forward(h->logits, h->zbar, h->W, h->bias, B, D, h->K);
-    sb_nn_softmax_forward(h->probs, h->logits, B, h->K);
+    if (!h->regression)
+        sb_nn_softmax_forward(h->probs, h->logits, B, h->K);
+}
+
+/* The regression loss of the B rows' predictions (logits) against vb. */
+static double regression_loss(const linear_head *h, int B)
+{
+    return h->loss_l1 ? sb_nn_l1_forward(h->logits, h->vb, (size_t)B)
+                      : sb_nn_mse_forward(h->logits, h->vb, (size_t)B);
 }
 
 /* Loss of the B rows in zb/yb at the current parameters; with `grads`, also sets
@@ -243,13 +273,19 @@ static double loss_and_grad(linear_head *h, int B, int grads)
 {
     int L = h->L, D = h->D, K = h->K;
     forward(h, B);
-    double loss = sb_nn_xent_forward(h->losses, h->probs, h->yb, h->class_w, B, K);
+    double loss = h->regression ? regression_loss(h, B)
+                                : sb_nn_xent_forward(h->losses, h->probs, h->yb, h->class_w, B, K);
     if (!grads)
         return loss;
     memset(h->grads, 0, h->n_params * sizeof(float));
     memset(h->dlogits, 0, (size_t)B * K * sizeof(float));
     memset(h->dzbar, 0, (size_t)B * D * sizeof(float));
-    sb_nn_xent_backward(h->dlogits, h->probs, h->yb, h->class_w, B, K);
+    if (!h->regression)
+        sb_nn_xent_backward(h->dlogits, h->probs, h->yb, h->class_w, B, K);
+    else if (h->loss_l1)
+        sb_nn_l1_backward(h->dlogits, h->logits, h->vb, (size_t)B);
+    else
+        sb_nn_mse_backward(h->dlogits, h->logits, h->vb, (size_t)B);
     sb_nn_linear_backward(h->dzbar, h->dW, h->dbias, h->dlogits, h->zbar, h->W, B, D, K);
     if (!h->learn_layers)
         return loss;
@@ -292,13 +328,13 @@ static void adamw(linear_head *h, int t)
 static sb_status check_data(const linear_head *h, const sb_head_data *d, const char *split,
                             sb_error *err)
 {
-    return hd_check_data("head linear", h->L, h->D, h->K, d, split, err);
+    return hd_check_data(WHO, h->L, h->D, h->regression ? 0 : h->K, d, split, err);
 }
 
 /* Indices of rows with a target; *out is malloc'd (NULL when none). */
 static sb_status labelled_rows(const sb_head_data *d, size_t **out, size_t *n, sb_error *err)
 {
-    return hd_labelled_rows("head linear", d, out, n, err);
+    return hd_labelled_rows(WHO, d, out, n, err);
 }
 
 /* Per-(layer,dim) mean and 1/sd (population) over the labelled train rows, in double. A
@@ -306,10 +342,8 @@ static sb_status labelled_rows(const sb_head_data *d, size_t **out, size_t *n, s
 static sb_status fit_stats(linear_head *h, const sb_head_data *d, const size_t *rows, size_t n,
                            sb_error *err)
 {
-    sb_status st = hd_check_finite("head linear", h->L, h->D, d, rows, n, NULL, err);
-    return st ? st
-              : hd_fit_stats("head linear", h->normalize, h->L, h->D, d, rows, n, h->mu, h->inv_sd,
-                             err);
+    sb_status st = hd_check_finite(WHO, h->L, h->D, d, rows, n, NULL, err);
+    return st ? st : hd_fit_stats(WHO, h->normalize, h->L, h->D, d, rows, n, h->mu, h->inv_sd, err);
 }
 
 /* sklearn's 'balanced': n / (n_present_classes * count[k]); 0 for classes absent from
@@ -319,19 +353,23 @@ static void fit_class_weights(linear_head *h, const sb_head_data *d, const size_
     hd_class_weights(h->balanced, h->K, d, rows, n, h->class_w);
 }
 
-static void init_params(linear_head *h)
+/* W and bias ~ U(-1/sqrt(D), 1/sqrt(D)) like nn.Linear, from the init stream. */
+static void init_output(linear_head *h)
 {
     sb_rng r;
     sb_rng_seed(&r, h->host->seed, STREAM_INIT);
-    size_t L = (size_t)h->L, KD = (size_t)h->K * (size_t)h->D;
-    /* a = 0: uniform layer weights; W, bias ~ U(-1/sqrt(D), 1/sqrt(D)) like nn.Linear */
+    size_t KD = (size_t)h->K * (size_t)h->D;
     float bound = 1.0f / sqrtf((float)h->D);
-    for (size_t i = 0; i < L; i++)
-        h->a[i] = 0.0f;
     for (size_t i = 0; i < KD + (size_t)h->K; i++) /* W then bias: contiguous */
         h->W[i] = (float)((2.0 * sb_rng_uniform(&r) - 1.0) * bound);
-    memset(h->m, 0, h->n_params * sizeof(float));
-    memset(h->v, 0, h->n_params * sizeof(float));
+}
+
+/* a = 0 (uniform layer weights), then the output layer. */
+static void init_params(linear_head *h)
+{
+    for (int l = 0; l < h->L; l++)
+        h->a[l] = 0.0f;
+    init_output(h);
 }
 
 static int argmax(const float *p, int K)
@@ -339,15 +377,36 @@ static int argmax(const float *p, int K)
     return hd_argmax(p, K);
 }
 
+/* Score the labelled dev rows of a regression head: MAE, or with metric loss the training
+ * loss; *score is its negation (higher is better). */
+static void evaluate_regression(linear_head *h, const sb_head_data *d, const size_t *rows, size_t n,
+                                double *score, double *shown)
+{
+    double abs_sum = 0.0, loss_sum = 0.0;
+    for (size_t s = 0; s < n; s += (size_t)h->cap) {
+        int B = (int)(n - s < (size_t)h->cap ? n - s : (size_t)h->cap);
+        gather(h, d, rows + s, 0, B);
+        forward(h, B);
+        abs_sum += sb_nn_l1_forward(h->logits, h->vb, (size_t)B) * B;
+        loss_sum += regression_loss(h, B) * B;
+    }
+    *shown = (h->metric == STOP_LOSS ? loss_sum : abs_sum) / (double)n;
+    *score = -*shown;
+}
+
 /* Score the labelled dev rows: the chosen metric (higher is better; loss is negated). */
 static sb_status evaluate(linear_head *h, const sb_head_data *d, const size_t *rows, size_t n,
                           double *score, double *shown, sb_error *err)
 {
+    if (h->regression) {
+        evaluate_regression(h, d, rows, n, score, shown);
+        return SB_OK;
+    }
     int32_t *gold = malloc(n * sizeof *gold), *pred = malloc(n * sizeof *pred);
     if (!gold || !pred) {
         free(gold);
         free(pred);
-        return sb_error_set(err, SB_ERR_NOMEM, "head linear", "out of memory");
+        return sb_error_set(err, SB_ERR_NOMEM, WHO, "out of memory");
     }
     double lsum = 0.0, wsum = 0.0;
     for (size_t s = 0; s < n; s += (size_t)h->cap) {
@@ -382,9 +441,32 @@ static sb_status evaluate(linear_head *h, const sb_head_data *d, const size_t *r
     return st;
 }
 
-static const char *metric_name(stop_metric m)
+static const char *metric_name(const linear_head *h)
 {
+    stop_metric m = h->metric;
+    if (h->regression)
+        return m == STOP_LOSS ? "loss" : "mae";
     return m == STOP_UA ? "ua" : m == STOP_WA ? "wa" : m == STOP_MACRO_F1 ? "macro_f1" : "loss";
+}
+
+/* sb_fit's step: one AdamW step on the batch; a non-finite loss leaves the parameters alone
+ * (sb_fit then stops with an error naming the epoch). */
+static sb_status fit_step(void *ctx, const size_t *batch, size_t n, long step, double *loss,
+                          sb_error *err)
+{
+    (void)err;
+    linear_head *h = ctx;
+    gather(h, h->fit_train, batch, 0, (int)n);
+    *loss = loss_and_grad(h, (int)n, 1);
+    if (isfinite(*loss))
+        adamw(h, (int)step);
+    return SB_OK;
+}
+
+static sb_status fit_evaluate(void *ctx, double *score, double *shown, sb_error *err)
+{
+    linear_head *h = ctx;
+    return evaluate(h, h->fit_dev, h->dev_rows, h->n_dev, score, shown, err);
 }
 
 static sb_status linear_train(void *inst, const sb_head_data *train, const sb_head_data *dev,
@@ -393,6 +475,10 @@ static sb_status linear_train(void *inst, const sb_head_data *train, const sb_he
     linear_head *h = inst;
     const sb_host *host = h->host;
     sb_status st;
+    if ((st = hd_check_one_input("linear", train, err)) != SB_OK)
+        return st;
+    if (dev && (st = hd_check_one_input("linear", dev, err)) != SB_OK)
+        return st;
     if ((st = check_data(h, train, "train", err)) != SB_OK)
         return st;
     if (dev && (st = check_data(h, dev, "dev", err)) != SB_OK)
@@ -401,94 +487,83 @@ static sb_status linear_train(void *inst, const sb_head_data *train, const sb_he
     if ((st = labelled_rows(train, &tr, &n_tr, err)) != SB_OK)
         return st;
     if (n_tr == 0)
-        return sb_error_set(err, SB_ERR_INVALID, "head linear",
-                            "the train split has no utterance with a label (%zu rows); "
+        return sb_error_set(err, SB_ERR_INVALID, WHO,
+                            "the train split has no utterance with a %s (%zu rows); "
                             "nothing to train on",
-                            train->n);
+                            h->regression ? "target value" : "label", train->n);
     if (dev && (st = labelled_rows(dev, &dv, &n_dv, err)) != SB_OK)
         goto out;
     if (dev && dev->n > 0 && n_dv == 0)
         host->log(host, SB_LOG_WARN,
-                  "the dev split has %zu rows but none with a label; training all %d epochs "
+                  "the dev split has %zu rows but none with a %s; training all %d epochs "
                   "without early stopping",
-                  dev->n, h->epochs);
-    if ((st = fit_stats(h, train, tr, n_tr, err)) != SB_OK)
+                  dev->n, h->regression ? "target value" : "label", h->epochs);
+    if (h->loaded) /* keep the checkpoint's statistics */
+        st = hd_check_finite(WHO, h->L, h->D, train, tr, n_tr, NULL, err);
+    else
+        st = fit_stats(h, train, tr, n_tr, err);
+    if (st != SB_OK)
         goto out;
-    fit_class_weights(h, train, tr, n_tr);
-    init_params(h);
+    if (!h->regression)
+        fit_class_weights(h, train, tr, n_tr);
+    if (!h->loaded)
+        init_params(h);
+    else if (h->fresh_output)
+        init_output(h);
+    /* a fresh regression output starts at the targets' centre: the median for L1, the mean
+     * for MSE (what each loss is minimised by with zero weights) */
+    if (h->regression && (!h->loaded || h->fresh_output))
+        h->bias[0] = (float)hd_target_center(h->loss_l1, train, tr, n_tr);
+    memset(h->m, 0, h->n_params * sizeof(float));
+    memset(h->v, 0, h->n_params * sizeof(float));
+    int from_checkpoint = h->loaded;
+    h->loaded = h->fresh_output = 0;
     h->trained = 0;
 
-    sb_rng shuf;
-    sb_rng_seed(&shuf, host->seed, STREAM_SHUFFLE);
-    double best_score = -INFINITY, best_shown = NAN;
-    int best_epoch = 0, since_best = 0, ran = 0, t = 0;
-    for (int epoch = 1; epoch <= h->epochs; epoch++) {
-        if (host->cancelled(host)) {
-            st = sb_error_set(err, SB_ERR_CANCELLED, "head linear",
-                              "training interrupted at epoch %d", epoch);
-            goto out;
-        }
-        sb_rng_shuffle(&shuf, tr, n_tr);
-        double loss_sum = 0.0;
-        for (size_t s = 0; s < n_tr; s += (size_t)h->batch_size) {
-            int B = (int)(n_tr - s < (size_t)h->batch_size ? n_tr - s : (size_t)h->batch_size);
-            gather(h, train, tr + s, 0, B);
-            double loss = loss_and_grad(h, B, 1);
-            if (!isfinite(loss)) {
-                st = sb_error_set(err, SB_ERR_INVALID, "head linear",
-                                  "the training loss became %g at epoch %d; lower lr (now %g)",
-                                  loss, epoch, (double)h->lr);
-                goto out;
-            }
-            adamw(h, ++t);
-            loss_sum += loss * B;
-        }
-        double train_loss = loss_sum / (double)n_tr;
-        if (n_dv == 0) {
-            host->log(host, SB_LOG_DEBUG, "epoch %d/%d: train loss %.5f", epoch, h->epochs,
-                      train_loss);
-            host->progress(host, (uint64_t)epoch, (uint64_t)h->epochs);
-            ran = epoch;
-            continue;
-        }
-        double score = -INFINITY, shown = NAN;
-        if ((st = evaluate(h, dev, dv, n_dv, &score, &shown, err)) != SB_OK)
-            goto out;
-        int better = score > best_score;
-        if (better) {
-            best_score = score;
-            best_shown = shown;
-            best_epoch = epoch;
-            since_best = 0;
-            memcpy(h->best, h->params, h->n_params * sizeof(float));
-        } else {
-            since_best++;
-        }
-        host->log(host, SB_LOG_DEBUG, "epoch %d/%d: train loss %.5f, dev %s %.5f%s", epoch,
-                  h->epochs, train_loss, metric_name(h->metric), shown, better ? " (best)" : "");
-        host->progress(host, (uint64_t)epoch, (uint64_t)h->epochs);
-        ran = epoch;
-        if (since_best >= h->patience)
-            break;
-    }
-    if (best_epoch > 0)
-        memcpy(h->params, h->best, h->n_params * sizeof(float));
+    h->fit_train = train;
+    h->fit_dev = dev;
+    h->dev_rows = dv;
+    h->n_dev = n_dv;
+    sb_fit_spec spec = {
+        .who = WHO,
+        .epochs = h->epochs,
+        .patience = h->patience,
+        .batch_size = (size_t)h->batch_size,
+        .n_items = n_tr,
+        .items = tr,
+        .seed = host->seed,
+        .stream = STREAM_SHUFFLE,
+        .params = h->params,
+        .n_params = h->n_params,
+        .ctx = h,
+        .step = fit_step,
+        .evaluate = fit_evaluate,
+        .has_dev = n_dv > 0,
+        .metric = metric_name(h),
+        .host = host,
+    };
+    sb_fit_result res;
+    if ((st = sb_fit(&spec, &res, err)) != SB_OK)
+        goto out;
     h->trained = 1;
 
     layer_weights(h, h->wl);
     int top = argmax(h->wl, h->L);
-    if (best_epoch > 0)
+    if (res.best_epoch > 0)
         host->log(host, SB_LOG_INFO,
-                  "linear head: %zu train rows, %d epochs run, best epoch %d with dev %s "
+                  "linear head: %zu train rows%s, %d epochs run, best epoch %d with dev %s "
                   "%.4f; top layer %d (weight %.3f)",
-                  n_tr, ran, best_epoch, metric_name(h->metric), best_shown, top,
-                  (double)h->wl[top]);
+                  n_tr, from_checkpoint ? " (from a checkpoint)" : "", res.epochs_run,
+                  res.best_epoch, metric_name(h), res.best_shown, top, (double)h->wl[top]);
     else
         host->log(host, SB_LOG_INFO,
-                  "linear head: %zu train rows, %d epochs (no dev set); top layer %d (weight "
+                  "linear head: %zu train rows%s, %d epochs (no dev set); top layer %d (weight "
                   "%.3f)",
-                  n_tr, ran, top, (double)h->wl[top]);
+                  n_tr, from_checkpoint ? " (from a checkpoint)" : "", res.epochs_run, top,
+                  (double)h->wl[top]);
 out:
+    h->fit_train = h->fit_dev = NULL;
+    h->dev_rows = NULL;
     free(tr);
     free(dv);
     return st;
@@ -498,17 +573,92 @@ static sb_status linear_predict(void *inst, const sb_head_data *data, float *pro
 {
     linear_head *h = inst;
     if (!h->trained)
-        return sb_error_set(err, SB_ERR_INVALID, "head linear", "predict called before train");
-    sb_status st = check_data(h, data, "predict", err);
+        return sb_error_set(err, SB_ERR_INVALID, WHO, "predict called before train");
+    sb_status st = hd_check_one_input("linear", data, err);
+    if (st == SB_OK)
+        st = check_data(h, data, "predict", err);
     if (st != SB_OK)
         return st;
     for (size_t s = 0; s < data->n; s += (size_t)h->cap) {
         int B = (int)(data->n - s < (size_t)h->cap ? data->n - s : (size_t)h->cap);
         gather(h, data, NULL, s, B);
         forward(h, B);
-        memcpy(probs + s * (size_t)h->K, h->probs, (size_t)B * h->K * sizeof(float));
+        memcpy(probs + s * (size_t)h->K, h->regression ? h->logits : h->probs,
+               (size_t)B * h->K * sizeof(float));
     }
     return SB_OK;
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------ */
+
+/* What fixes the shapes of the saved tensors. n_classes is 0 for a regression head. */
+static void head_config(const linear_head *h, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "{\"n_layers\":%d,\"dim\":%d,\"n_classes\":%d}", h->L, h->D,
+             h->regression ? 0 : h->K);
+}
+
+/* Tensors: layer_logits (L), mu, inv_sd (L,D), W (K,D), b (K); K = 1 for regression. */
+static sb_status linear_save(void *inst, sb_st_writer *w, sb_error *err)
+{
+    linear_head *h = inst;
+    if (!h->trained)
+        return sb_error_set(err, SB_ERR_INVALID, WHO, "save called before train");
+    const int64_t L = h->L, D = h->D, K = h->K;
+    const int64_t s_l[1] = { L }, s_ld[2] = { L, D }, s_kd[2] = { K, D }, s_k[1] = { K };
+    char cfg[160];
+    head_config(h, cfg, sizeof cfg);
+    sb_status st;
+    if ((st = sb_st_writer_add(w, "layer_logits", SB_DT_F32, 1, s_l, h->a, err)) != SB_OK ||
+        (st = sb_st_writer_add(w, "mu", SB_DT_F32, 2, s_ld, h->mu, err)) != SB_OK ||
+        (st = sb_st_writer_add(w, "inv_sd", SB_DT_F32, 2, s_ld, h->inv_sd, err)) != SB_OK ||
+        (st = sb_st_writer_add(w, "W", SB_DT_F32, 2, s_kd, h->W, err)) != SB_OK ||
+        (st = sb_st_writer_add(w, "b", SB_DT_F32, 1, s_k, h->bias, err)) != SB_OK)
+        return st;
+    return sb_st_writer_meta(w, "head_config", cfg, err);
+}
+
+static sb_status linear_load(void *inst, const sb_st_file *f, const sb_head_init *init,
+                             sb_error *err)
+{
+    linear_head *h = inst;
+    const char *parts = init && init->parts ? init->parts : "all";
+    if (strcmp(parts, "all") != 0)
+        return sb_error_set(err, SB_ERR_CONFIG, WHO,
+                            "cannot take part '%s' of a checkpoint: the linear head knows only "
+                            "\"all\"",
+                            parts);
+    int fresh = init && init->new_output;
+    char cfg[160];
+    head_config(h, cfg, sizeof cfg);
+    sb_status st =
+        hd_config_diff(WHO, sb_st_metadata(f, "head_config"), cfg, fresh ? "n_classes" : NULL, err);
+    if (st != SB_OK)
+        return st;
+    /* read everything into a copy first, so a bad file leaves the instance as it was */
+    const size_t L = (size_t)h->L, LD = L * (size_t)h->D;
+    float *tmp = malloc((h->n_params + 2 * LD) * sizeof *tmp);
+    if (!tmp)
+        return sb_error_set(err, SB_ERR_NOMEM, WHO, "out of memory");
+    float *a = tmp, *W = tmp + L, *b = W + (size_t)h->K * (size_t)h->D, *mu = tmp + h->n_params,
+          *inv_sd = mu + LD;
+    const int64_t s_l[1] = { h->L }, s_ld[2] = { h->L, h->D }, s_kd[2] = { h->K, h->D },
+                  s_k[1] = { h->K };
+    if ((st = hd_st_read(WHO, f, "layer_logits", 1, s_l, a, err)) == SB_OK &&
+        (st = hd_st_read(WHO, f, "mu", 2, s_ld, mu, err)) == SB_OK &&
+        (st = hd_st_read(WHO, f, "inv_sd", 2, s_ld, inv_sd, err)) == SB_OK && !fresh &&
+        (st = hd_st_read(WHO, f, "W", 2, s_kd, W, err)) == SB_OK)
+        st = hd_st_read(WHO, f, "b", 1, s_k, b, err);
+    if (st == SB_OK) {
+        memcpy(h->params, tmp, (fresh ? L : h->n_params) * sizeof(float));
+        memcpy(h->mu, mu, LD * sizeof(float));
+        memcpy(h->inv_sd, inv_sd, LD * sizeof(float));
+        h->loaded = 1;
+        h->fresh_output = fresh;
+        h->trained = !fresh; /* a whole model predicts as it is */
+    }
+    free(tmp);
+    return st;
 }
 
 static const sb_head_vtable linear_vtable = {
@@ -517,6 +667,8 @@ static const sb_head_vtable linear_vtable = {
     .train = linear_train,
     .predict = linear_predict,
     .destroy = linear_destroy,
+    .save = linear_save,
+    .load = linear_load,
 };
 
 static const sb_plugin linear_plugin = {
@@ -526,7 +678,7 @@ static const sb_plugin linear_plugin = {
     .name = "linear",
     .version = LINEAR_VERSION,
     .summary = "SUPERB-style probe: softmax layer weights, standardised features, linear "
-               "classifier (AdamW, early stopping on dev)",
+               "classifier or regressor (AdamW, early stopping on dev, checkpoints)",
     .options = linear_options,
     .vtable = &linear_vtable,
 };

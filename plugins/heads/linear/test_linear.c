@@ -10,167 +10,32 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "head_testutil.h"
 #include "internal.h"
 
-/* ---- a host that records the per-epoch log lines -------------------------------------- */
+/* ---- helpers (the shared harness is head_testutil.c) ------------------------------------ */
 
-#define MAX_EPOCHS 1000
-static struct {
-    int n;                  /* epoch lines seen */
-    double dev[MAX_EPOCHS]; /* dev metric per epoch, NAN when there is no dev set */
-    int best[MAX_EPOCHS];   /* the line says "(best)" */
-    char info[1024];        /* last INFO line */
-} cap;
-
-static void cap_log(const sb_host *h, sb_log_level level, const char *fmt, ...) SB_PRINTF(3, 4);
-static void cap_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
-{
-    (void)h;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (level == SB_LOG_INFO)
-        snprintf(cap.info, sizeof cap.info, "%s", line);
-    if (level != SB_LOG_DEBUG || strncmp(line, "epoch ", 6) != 0 || cap.n >= MAX_EPOCHS)
-        return;
-    double dev = NAN;
-    const char *d = strstr(line, ", dev ");
-    if (d) {
-        const char *sp = strchr(d + 6, ' ');
-        if (sp)
-            dev = strtod(sp + 1, NULL);
-    }
-    cap.dev[cap.n] = dev;
-    cap.best[cap.n] = strstr(line, "(best)") != NULL;
-    cap.n++;
-}
-
-static void cap_progress(const sb_host *h, uint64_t done, uint64_t total)
-{
-    (void)h;
-    (void)done;
-    (void)total;
-}
-
-static int cap_cancelled(const sb_host *h)
-{
-    (void)h;
-    return 0;
-}
-
-static sb_host cap_host = {
-    .struct_size = sizeof(sb_host),
-    .log = cap_log,
-    .progress = cap_progress,
-    .cancelled = cap_cancelled,
-    .cache_dir = "/tmp",
-    .seed = 1,
-    .threads = 1,
-};
-
-/* ---- helpers -------------------------------------------------------------------------- */
+typedef ht_split split;
 
 static sb_opts *opts(const char *yaml)
 {
-    sb_opts *o = NULL;
-    sb_error err = { 0 };
-    cr_assert_eq(sbi_opts_parse(linear_options, yaml, "test-linear", &o, &err), SB_OK,
-                 "options '%s': %s", yaml, err.msg);
-    return o;
-}
-
-/* A split of n rows of Gaussian blobs, x [n, L, D]: class means of spread `sep` in layer
- * `info` only; every layer has unit noise, plus an offset and scale per layer (so the
- * standardisation has work to do). Labels uniform in [0,K). */
-typedef struct split {
-    sb_head_data d;
-    float *x;
-    int32_t *y;
-} split;
-
-static float *class_means(int K, int D, double sep, uint64_t seed)
-{
-    sb_rng r;
-    sb_rng_seed(&r, seed, 99);
-    float *mu = malloc(sizeof(float) * K * D);
-    for (int i = 0; i < K * D; i++)
-        mu[i] = (float)(sep * sb_rng_normal(&r));
-    return mu;
-}
-
-static split make_split(size_t n, int L, int D, int K, int info, const float *mu, uint64_t seed)
-{
-    split s;
-    memset(&s, 0, sizeof s);
-    s.x = malloc(sizeof(float) * (n ? n : 1) * L * D);
-    s.y = malloc(sizeof(int32_t) * (n ? n : 1));
-    sb_rng r;
-    sb_rng_seed(&r, seed, 7);
-    for (size_t i = 0; i < n; i++) {
-        int y = (int)sb_rng_below(&r, (uint64_t)K);
-        s.y[i] = y;
-        for (int l = 0; l < L; l++)
-            for (int d = 0; d < D; d++) {
-                double v = sb_rng_normal(&r) * (1.0 + l) + 3.0 * l;
-                if (l == info)
-                    v += mu[y * D + d];
-                s.x[(i * L + l) * D + d] = (float)v;
-            }
-    }
-    s.d.struct_size = sizeof s.d;
-    s.d.n = n;
-    s.d.n_layers = L;
-    s.d.dim = D;
-    s.d.x = s.x;
-    s.d.n_classes = K;
-    s.d.y = s.y;
-    return s;
-}
-
-static void free_split(split *s)
-{
-    free(s->x);
-    free(s->y);
+    return ht_opts(linear_options, yaml);
 }
 
 static void *create_ok(const sb_host *host, sb_opts *o, int L, int D, int K)
 {
-    void *inst = NULL;
-    sb_error err = { 0 };
-    cr_assert_eq(linear_vtable.create(host, o, L, D, K, &inst, &err), SB_OK, "create: %s", err.msg);
-    return inst;
+    return ht_create(&linear_vtable, host, o, L, D, K);
 }
 
 static void train_ok(void *inst, const sb_head_data *tr, const sb_head_data *dv)
 {
-    sb_error err = { 0 };
-    sb_status st = linear_vtable.train(inst, tr, dv, &err);
-    cr_assert_eq(st, SB_OK, "train: %s", err.msg);
+    ht_train(&linear_vtable, inst, tr, dv);
 }
 
-static float *predict_ok(void *inst, const sb_head_data *d, int K)
+static float *predict_ok(void *inst, const sb_head_data *d, int width)
 {
-    float *p = malloc(sizeof(float) * (d->n ? d->n : 1) * K);
-    sb_error err = { 0 };
-    cr_assert_eq(linear_vtable.predict(inst, d, p, &err), SB_OK, "predict: %s", err.msg);
-    return p;
+    return ht_predict(&linear_vtable, inst, d, width);
 }
-
-static double accuracy(const float *probs, const int32_t *y, size_t n, int K)
-{
-    size_t ok = 0, m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (y[i] < 0)
-            continue;
-        m++;
-        ok += argmax(probs + i * K, K) == y[i];
-    }
-    return (double)ok / (double)m;
-}
-
-static const sb_head_data empty_data = { .struct_size = sizeof(sb_head_data) };
 
 /* ---- gradient vs finite differences ------------------------------------------------------ */
 
@@ -219,9 +84,10 @@ static void check_grad_fd(int learn_layers, int weighted)
     snprintf(yaml, sizeof yaml, "layer_weights: %s\nbatch_size: %d",
              learn_layers ? "true" : "false", B);
     sb_opts *o = opts(yaml);
-    linear_head *h = create_ok(&cap_host, o, L, D, K);
-    float *mu = class_means(K, D, 1.0, 3);
-    split s = make_split(B, L, D, K, 2, mu, 11);
+    linear_head *h = create_ok(&ht_host, o, L, D, K);
+    const double sep = 1.0;
+    const uint64_t mseed = 3;
+    split s = ht_make_blobs(B, L, D, K, 2, sep, mseed, 11);
     s.y[4] = -1; /* a row without target inside the batch */
     size_t rows[B];
     for (int i = 0; i < B; i++)
@@ -278,8 +144,7 @@ static void check_grad_fd(int learn_layers, int weighted)
     }
     linear_destroy(h);
     sbi_opts_destroy(&o);
-    free_split(&s);
-    free(mu);
+    ht_free_split(&s);
 }
 
 Test(linear_head, gradient_matches_finite_differences)
@@ -294,22 +159,22 @@ Test(linear_head, gradient_matches_finite_differences)
 Test(linear_head, learns_blobs_and_finds_the_informative_layer)
 {
     enum { L = 3, D = 16, K = 4, INFO = 1 };
-    float *mu = class_means(K, D, 2.0, 1);
-    split tr = make_split(800, L, D, K, INFO, mu, 1);
-    split dv = make_split(200, L, D, K, INFO, mu, 2);
-    split te = make_split(400, L, D, K, INFO, mu, 3);
+    const double sep = 2.0;
+    const uint64_t mseed = 1;
+    split tr = ht_make_blobs(800, L, D, K, INFO, sep, mseed, 1);
+    split dv = ht_make_blobs(200, L, D, K, INFO, sep, mseed, 2);
+    split te = ht_make_blobs(400, L, D, K, INFO, sep, mseed, 3);
     sb_opts *o = opts("lr: 0.01\nepochs: 30");
-    cap_host.seed = 1;
-    cap.n = 0;
-    void *inst = create_ok(&cap_host, o, L, D, K);
+    ht_reset(1);
+    void *inst = create_ok(&ht_host, o, L, D, K);
     train_ok(inst, &tr.d, &dv.d);
     float *p = predict_ok(inst, &te.d, K);
-    double acc = accuracy(p, te.y, te.d.n, K);
+    double acc = ht_accuracy(p, te.y, te.d.n, K);
     linear_head *h = inst;
     float w[L];
     layer_weights(h, w);
     cr_log_info("blobs: test accuracy %.3f, layer weights %.3f %.3f %.3f (%s)", acc, w[0], w[1],
-                w[2], cap.info);
+                w[2], ht_cap.info);
     cr_assert_gt(acc, 0.9, "test accuracy %.3f", acc);
     cr_assert_gt(w[INFO], 0.6, "weight of the informative layer %.3f (others %.3f, %.3f)", w[INFO],
                  w[0], w[2]);
@@ -319,23 +184,23 @@ Test(linear_head, learns_blobs_and_finds_the_informative_layer)
             s += p[i * K + k];
         cr_assert(fabs(s - 1.0) < 1e-5, "row %zu sums to %g", i, s);
     }
-    cr_assert(strstr(cap.info, "best epoch"), "summary line: %s", cap.info);
+    cr_assert(strstr(ht_cap.info, "best epoch"), "summary line: %s", ht_cap.info);
     free(p);
     linear_destroy(inst);
     sbi_opts_destroy(&o);
-    free_split(&tr);
-    free_split(&dv);
-    free_split(&te);
-    free(mu);
+    ht_free_split(&tr);
+    ht_free_split(&dv);
+    ht_free_split(&te);
 }
 
 Test(linear_head, same_seed_gives_identical_predictions)
 {
     enum { L = 3, D = 8, K = 3 };
-    float *mu = class_means(K, D, 0.7, 4);
-    split tr = make_split(300, L, D, K, 0, mu, 5);
-    split dv = make_split(90, L, D, K, 0, mu, 6);
-    split te = make_split(100, L, D, K, 0, mu, 7);
+    const double sep = 0.7;
+    const uint64_t mseed = 4;
+    split tr = ht_make_blobs(300, L, D, K, 0, sep, mseed, 5);
+    split dv = ht_make_blobs(90, L, D, K, 0, sep, mseed, 6);
+    split te = ht_make_blobs(100, L, D, K, 0, sep, mseed, 7);
     sb_opts *o = opts("epochs: 8\nbatch_size: 16\nclass_weights: balanced\nlr: 0.005");
     float *p[3];
     const uint64_t seeds[3] = { 42, 42, 43 };
@@ -353,10 +218,9 @@ Test(linear_head, same_seed_gives_identical_predictions)
     for (int i = 0; i < 3; i++)
         free(p[i]);
     sbi_opts_destroy(&o);
-    free_split(&tr);
-    free_split(&dv);
-    free_split(&te);
-    free(mu);
+    ht_free_split(&tr);
+    ht_free_split(&dv);
+    ht_free_split(&te);
 }
 
 /* Dev labels are half wrong, so dev loss falls while the model learns and rises as it grows
@@ -364,80 +228,81 @@ Test(linear_head, same_seed_gives_identical_predictions)
 Test(linear_head, early_stopping_restores_the_best_epoch)
 {
     enum { L = 2, D = 6, K = 3, PATIENCE = 4 };
-    float *mu = class_means(K, D, 1.5, 8);
-    split tr = make_split(300, L, D, K, 0, mu, 9);
-    split dv = make_split(120, L, D, K, 0, mu, 10);
+    const double sep = 1.5;
+    const uint64_t mseed = 8;
+    split tr = ht_make_blobs(300, L, D, K, 0, sep, mseed, 9);
+    split dv = ht_make_blobs(120, L, D, K, 0, sep, mseed, 10);
     for (size_t i = 0; i < dv.d.n; i += 2)
         dv.y[i] = (dv.y[i] + 1) % K;
     sb_opts *o = opts("metric: loss\npatience: 4\nepochs: 300\nlr: 0.002\nweight_decay: 0");
-    cap_host.seed = 3;
-    cap.n = 0;
-    void *inst = create_ok(&cap_host, o, L, D, K);
+    ht_reset(3);
+    void *inst = create_ok(&ht_host, o, L, D, K);
     train_ok(inst, &tr.d, &dv.d);
-    cr_assert_gt(cap.n, PATIENCE + 1);
-    cr_assert_lt(cap.n, 300, "never stopped early: %d epochs", cap.n);
+    cr_assert_gt(ht_cap.n, PATIENCE + 1);
+    cr_assert_lt(ht_cap.n, 300, "never stopped early: %d epochs", ht_cap.n);
     int best = -1;
-    for (int e = 0; e < cap.n; e++)
-        if (cap.best[e])
+    for (int e = 0; e < ht_cap.n; e++)
+        if (ht_cap.best[e])
             best = e;
-    cr_assert_eq(cap.n - 1, best + PATIENCE, "stopped after epoch %d, best was %d", cap.n,
+    cr_assert_eq(ht_cap.n - 1, best + PATIENCE, "stopped after epoch %d, best was %d", ht_cap.n,
                  best + 1);
-    cr_assert_gt(cap.dev[cap.n - 1], cap.dev[best], "last dev loss %.5f not worse than best %.5f",
-                 cap.dev[cap.n - 1], cap.dev[best]);
+    cr_assert_gt(ht_cap.dev[ht_cap.n - 1], ht_cap.dev[best],
+                 "last dev loss %.5f not worse than best %.5f", ht_cap.dev[ht_cap.n - 1],
+                 ht_cap.dev[best]);
     /* the restored model's dev loss is the best epoch's, not the last one's */
     float *p = predict_ok(inst, &dv.d, K);
     double loss = 0;
     for (size_t i = 0; i < dv.d.n; i++)
         loss -= log(p[i * K + dv.y[i]]);
     loss /= (double)dv.d.n;
-    cr_log_info("early stop: %d epochs, best %d, dev loss best %.5f last %.5f restored %.5f", cap.n,
-                best + 1, cap.dev[best], cap.dev[cap.n - 1], loss);
-    cr_assert(fabs(loss - cap.dev[best]) < 2e-5, "restored dev loss %.6f, best logged %.5f", loss,
-              cap.dev[best]);
+    cr_log_info("early stop: %d epochs, best %d, dev loss best %.5f last %.5f restored %.5f",
+                ht_cap.n, best + 1, ht_cap.dev[best], ht_cap.dev[ht_cap.n - 1], loss);
+    cr_assert(fabs(loss - ht_cap.dev[best]) < 2e-5, "restored dev loss %.6f, best logged %.5f",
+              loss, ht_cap.dev[best]);
     free(p);
     linear_destroy(inst);
     sbi_opts_destroy(&o);
-    free_split(&tr);
-    free_split(&dv);
-    free(mu);
+    ht_free_split(&tr);
+    ht_free_split(&dv);
 }
 
 Test(linear_head, without_dev_trains_every_epoch)
 {
     enum { L = 2, D = 4, K = 2 };
-    float *mu = class_means(K, D, 1.0, 12);
-    split tr = make_split(50, L, D, K, 1, mu, 13);
+    const double sep = 1.0;
+    const uint64_t mseed = 12;
+    split tr = ht_make_blobs(50, L, D, K, 1, sep, mseed, 13);
     sb_opts *o = opts("epochs: 7\npatience: 1");
-    cap.n = 0;
-    void *inst = create_ok(&cap_host, o, L, D, K);
-    train_ok(inst, &tr.d, &empty_data);
-    cr_assert_eq(cap.n, 7);
-    cr_assert(isnan(cap.dev[0]));
+    ht_reset(ht_host.seed);
+    void *inst = create_ok(&ht_host, o, L, D, K);
+    train_ok(inst, &tr.d, &ht_empty);
+    cr_assert_eq(ht_cap.n, 7);
+    cr_assert(isnan(ht_cap.dev[0]));
     /* a dev split whose rows have no labels behaves the same */
-    split dv = make_split(10, L, D, K, 1, mu, 14);
+    split dv = ht_make_blobs(10, L, D, K, 1, sep, mseed, 14);
     for (size_t i = 0; i < dv.d.n; i++)
         dv.y[i] = -1;
-    cap.n = 0;
+    ht_reset(ht_host.seed);
     train_ok(inst, &tr.d, &dv.d);
-    cr_assert_eq(cap.n, 7);
+    cr_assert_eq(ht_cap.n, 7);
     linear_destroy(inst);
     sbi_opts_destroy(&o);
-    free_split(&tr);
-    free_split(&dv);
-    free(mu);
+    ht_free_split(&tr);
+    ht_free_split(&dv);
 }
 
 /* Interleaving unlabelled rows (with wild features) must not change anything. */
 Test(linear_head, unlabelled_rows_are_ignored)
 {
     enum { L = 3, D = 5, K = 3 };
-    float *mu = class_means(K, D, 1.0, 15);
-    split a = make_split(120, L, D, K, 2, mu, 16);
-    split dv = make_split(40, L, D, K, 2, mu, 17);
-    split te = make_split(50, L, D, K, 2, mu, 18);
+    const double sep = 1.0;
+    const uint64_t mseed = 15;
+    split a = ht_make_blobs(120, L, D, K, 2, sep, mseed, 16);
+    split dv = ht_make_blobs(40, L, D, K, 2, sep, mseed, 17);
+    split te = ht_make_blobs(50, L, D, K, 2, sep, mseed, 18);
     /* b = a with an unlabelled row after every second labelled one */
     size_t nb = a.d.n + a.d.n / 2, LD = (size_t)L * D;
-    split b = make_split(nb, L, D, K, 2, mu, 19);
+    split b = ht_make_blobs(nb, L, D, K, 2, sep, mseed, 19);
     for (size_t i = 0, j = 0; i < a.d.n; i++) {
         memcpy(b.x + j * LD, a.x + i * LD, LD * sizeof(float));
         b.y[j++] = a.y[i];
@@ -462,11 +327,10 @@ Test(linear_head, unlabelled_rows_are_ignored)
     linear_destroy(ia);
     linear_destroy(ib);
     sbi_opts_destroy(&o);
-    free_split(&a);
-    free_split(&b);
-    free_split(&dv);
-    free_split(&te);
-    free(mu);
+    ht_free_split(&a);
+    ht_free_split(&b);
+    ht_free_split(&dv);
+    ht_free_split(&te);
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -476,24 +340,26 @@ Test(linear_head, errors_are_reported)
     sb_opts *o = opts("");
     void *inst = (void *)0x1;
     sb_error err = { 0 };
-    cr_assert_eq(linear_vtable.create(&cap_host, o, 2, 4, 1, &inst, &err), SB_ERR_INVALID);
+    cr_assert_eq(linear_vtable.create(&ht_host, o, 2, 4, 1, &inst, &err), SB_ERR_INVALID);
     cr_assert_null(inst);
-    cr_assert(strstr(err.msg, "at least 2 classes"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "at least 2 classes") && strstr(err.msg, "0 for a regression"), "%s",
+              err.msg);
     sb_error_clear(&err);
-    cr_assert_eq(linear_vtable.create(&cap_host, o, 2, 4, 0, &inst, &err), SB_ERR_INVALID);
-    cr_assert(strstr(err.msg, "regression"), "%s", err.msg);
+    cr_assert_eq(linear_vtable.create(&ht_host, o, 2, 4, -2, &inst, &err), SB_ERR_INVALID);
+    cr_assert_null(inst);
     sbi_opts_destroy(&o);
 
     o = opts("hidden: 64");
     sb_error_clear(&err);
-    cr_assert_eq(linear_vtable.create(&cap_host, o, 2, 4, 3, &inst, &err), SB_ERR_INVALID);
+    cr_assert_eq(linear_vtable.create(&ht_host, o, 2, 4, 3, &inst, &err), SB_ERR_INVALID);
     cr_assert(strstr(err.msg, "hidden") && strstr(err.msg, "mlp"), "%s", err.msg);
     sbi_opts_destroy(&o);
 
     o = opts("epochs: 2");
-    inst = create_ok(&cap_host, o, 2, 4, 3);
-    float *mu = class_means(3, 4, 1.0, 20);
-    split s = make_split(10, 2, 4, 3, 0, mu, 21);
+    inst = create_ok(&ht_host, o, 2, 4, 3);
+    const double sep = 1.0;
+    const uint64_t mseed = 20;
+    split s = ht_make_blobs(10, 2, 4, 3, 0, sep, mseed, 21);
     float probs[30];
     sb_error_clear(&err);
     cr_assert_eq(linear_vtable.predict(inst, &s.d, probs, &err), SB_ERR_INVALID,
@@ -501,28 +367,27 @@ Test(linear_head, errors_are_reported)
     for (size_t i = 0; i < s.d.n; i++)
         s.y[i] = -1;
     sb_error_clear(&err);
-    cr_assert_eq(linear_vtable.train(inst, &s.d, &empty_data, &err), SB_ERR_INVALID);
+    cr_assert_eq(linear_vtable.train(inst, &s.d, &ht_empty, &err), SB_ERR_INVALID);
     cr_assert(strstr(err.msg, "no utterance with a label"), "%s", err.msg);
     s.y[3] = 7; /* outside the 3 classes */
     sb_error_clear(&err);
-    cr_assert_eq(linear_vtable.train(inst, &s.d, &empty_data, &err), SB_ERR_INVALID);
+    cr_assert_eq(linear_vtable.train(inst, &s.d, &ht_empty, &err), SB_ERR_INVALID);
     s.y[3] = 1;
     s.x[3 * 8 + 5] = INFINITY;
     sb_error_clear(&err);
-    cr_assert_eq(linear_vtable.train(inst, &s.d, &empty_data, &err), SB_ERR_INVALID);
+    cr_assert_eq(linear_vtable.train(inst, &s.d, &ht_empty, &err), SB_ERR_INVALID);
     cr_assert(strstr(err.msg, "not finite"), "%s", err.msg);
     s.x[3 * 8 + 5] = 0;
-    train_ok(inst, &s.d, &empty_data);
+    train_ok(inst, &s.d, &ht_empty);
     s.d.dim = 5;
     sb_error_clear(&err);
     cr_assert_eq(linear_vtable.predict(inst, &s.d, probs, &err), SB_ERR_INVALID);
     cr_assert(strstr(err.msg, "2 layers x 5 dims"), "%s", err.msg);
-    cr_assert_eq(linear_vtable.predict(inst, &empty_data, probs, &err), SB_OK, "n = 0");
+    cr_assert_eq(linear_vtable.predict(inst, &ht_empty, probs, &err), SB_OK, "n = 0");
     linear_destroy(inst);
     linear_destroy(NULL);
     sbi_opts_destroy(&o);
-    free_split(&s);
-    free(mu);
+    ht_free_split(&s);
 }
 
 Test(linear_head, descriptor)
@@ -539,4 +404,91 @@ Test(linear_head, descriptor)
     cr_assert_str_eq(sb_opts_str(o, "metric"), "ua");
     cr_assert(sb_opts_bool(o, "layer_weights") && sb_opts_bool(o, "normalize"));
     sbi_opts_destroy(&o);
+}
+
+/* ---- regression ---------------------------------------------------------------------------- */
+
+/* A linear function of one layer's features, with noise 0.1: both losses get the test MAE
+ * far below the target's spread, and predict writes one value per row. */
+Test(linear_head, regression_learns_a_linear_function)
+{
+    enum { L = 3, D = 6, INFO = 1 };
+    split tr = ht_make_regression(600, L, D, INFO, 0, 0.1, 1);
+    split dv = ht_make_regression(150, L, D, INFO, 0, 0.1, 2);
+    split te = ht_make_regression(300, L, D, INFO, 0, 0.1, 3);
+    /* rows without a target (and with wild features) are context only */
+    for (size_t i = 0; i < tr.d.n; i += 10) {
+        tr.value[i] = NAN;
+        tr.x[i * L * D] = NAN;
+    }
+    const char *yaml[2] = { "lr: 0.01\nepochs: 60", "lr: 0.01\nepochs: 60\nloss: mse" };
+    double sd = ht_value_sd(&te);
+    for (int c = 0; c < 2; c++) {
+        sb_opts *o = opts(yaml[c]);
+        ht_reset(4);
+        linear_head *h = create_ok(&ht_host, o, L, D, 0);
+        cr_assert(h->regression && h->K == 1);
+        train_ok(h, &tr.d, &dv.d);
+        float *p = predict_ok(h, &te.d, 1);
+        double mae = ht_mae(p, te.value, te.d.n);
+        cr_log_info("regression (%s): test MAE %.4f, target sd %.3f (%s)", c ? "mse" : "l1", mae,
+                    sd, ht_cap.info);
+        cr_assert_lt(mae, 0.15 * sd, "MAE %.4f vs sd %.3f", mae, sd);
+        cr_assert(strstr(ht_cap.info, "dev mae"), "%s", ht_cap.info);
+        float w[L];
+        layer_weights(h, w);
+        cr_assert_gt(w[INFO], 0.5, "informative layer weight %.3f", (double)w[INFO]);
+        free(p);
+        linear_destroy(h);
+        sbi_opts_destroy(&o);
+    }
+    /* an infinite target is an error naming the row */
+    const char *ids[3] = { "a", "b", "c" };
+    split bad = ht_make_regression(3, L, D, INFO, 0, 0.1, 5);
+    bad.d.utt_id = ids;
+    bad.value[1] = INFINITY;
+    sb_opts *o = opts("epochs: 2");
+    void *h = create_ok(&ht_host, o, L, D, 0);
+    sb_error err = { 0 };
+    cr_assert_eq(linear_vtable.train(h, &bad.d, &ht_empty, &err), SB_ERR_INVALID);
+    cr_assert_str_eq(err.where, "b");
+    /* no row with a target */
+    for (size_t i = 0; i < 3; i++)
+        bad.value[i] = NAN;
+    sb_error_clear(&err);
+    cr_assert_eq(linear_vtable.train(h, &bad.d, &ht_empty, &err), SB_ERR_INVALID);
+    cr_assert(strstr(err.msg, "no utterance with a target value"), "%s", err.msg);
+    linear_destroy(h);
+    sbi_opts_destroy(&o);
+    ht_free_split(&bad);
+    ht_free_split(&tr);
+    ht_free_split(&dv);
+    ht_free_split(&te);
+}
+
+/* ---- checkpoints, inputs, cancellation ---------------------------------------------------- */
+
+Test(linear_head, checkpoint_round_trip_is_bit_identical)
+{
+    ht_test_checkpoint_round_trip(&linear_vtable, linear_options, "epochs: 5\nlr: 0.01");
+}
+
+Test(linear_head, fine_tunes_from_a_checkpoint_with_a_new_output_layer)
+{
+    ht_test_fine_tune(&linear_vtable, linear_options, "epochs: 20\nlr: 0.01");
+}
+
+Test(linear_head, checkpoints_that_do_not_fit_are_errors)
+{
+    ht_test_checkpoint_errors(&linear_vtable, linear_options, "epochs: 2");
+}
+
+Test(linear_head, reads_one_input)
+{
+    ht_test_inputs(&linear_vtable, linear_options, "epochs: 2", "linear");
+}
+
+Test(linear_head, cancellation)
+{
+    ht_test_cancel(&linear_vtable, linear_options, "epochs: 50\nbatch_size: 8");
 }
