@@ -596,7 +596,7 @@ static sb_status tfidf_create(const sb_host *host, const sb_opts *opts, void **i
 static sb_status tfidf_info(void *inst, sb_encoder_info *info, sb_error *err)
 {
     const tfidf_enc *e = inst;
-    info->sample_rate = 16000; /* not used: the encoder reads text */
+    info->sample_rate = 0; /* no audio: the encoder reads text */
     info->n_layers = 1;
     info->dim = e->k > 0 ? e->k : (int)e->features;
     if (info->struct_size >= offsetof(sb_encoder_info, input) + sizeof info->input)
