@@ -170,3 +170,54 @@ Test(metrics, mean_sd)
     sb_mean_sd(c, 3, &mean, &sd);
     cr_assert_eq(sd, 1.0);
 }
+
+/* MOSI's regression metrics on a hand-checked example (docs/metrics.md): the golds hold
+ * both zeros and x.5 values, so the two Acc-2 conventions differ and the half-to-even
+ * rounding of Acc-7/Acc-5 decides four items (-2.5 → -2, -1.5 → -2, 1.5 → 2, 2.5 → 2).
+ * By hand: |errors| sum to 5.5 over 9 items; has-0 splits at >= 0 (7 of 9 agree), non-0
+ * drops the two zero golds (6 of 7); weighted F1 = (2/3·3 + 5/6·6)/9 and
+ * (4/5·3 + 8/9·4)/7; Acc-7 and Acc-5 miss only gold 3 vs 1.4. The tenth item has no gold
+ * (NAN) and is skipped whatever its prediction. numpy/sklearn agree to the last digit. */
+Test(metrics, regression_hand_checked)
+{
+    const double g[] = { -3, -2.5, -0.5, 0, 0, 0.5, 1.5, 2.5, 3, NAN };
+    const double p[] = { -2.6, -1.5, 0.4, 0.2, -0.3, 0.5, 2.5, 2.4, 1.4, 7 };
+    sb_reg_metrics m;
+    sb_error err = { 0 };
+    cr_assert_eq(sb_metrics_regress(g, p, 10, &m, &err), SB_OK, "%s", err.msg);
+    cr_assert_eq(m.n, 9);
+    cr_assert_eq(m.n_non0, 7);
+    cr_assert_float_eq(m.mae, 5.5 / 9, 1e-12);
+    cr_assert_float_eq(m.corr, 0.9188964361793217, 1e-12);
+    cr_assert_float_eq(m.acc2_has0, 7.0 / 9, 1e-12);
+    cr_assert_float_eq(m.f1_has0, (2.0 / 3 * 3 + 5.0 / 6 * 6) / 9, 1e-12);
+    cr_assert_float_eq(m.acc2_non0, 6.0 / 7, 1e-12);
+    cr_assert_float_eq(m.f1_non0, (4.0 / 5 * 3 + 8.0 / 9 * 4) / 7, 1e-12);
+    cr_assert_float_eq(m.acc7, 8.0 / 9, 1e-12);
+    cr_assert_float_eq(m.acc5, 8.0 / 9, 1e-12);
+    double v = 0;
+    cr_assert_eq(sb_metrics_regress_get(&m, "acc2_non0", &v), 0);
+    cr_assert_float_eq(v, 6.0 / 7, 1e-12);
+    cr_assert_eq(sb_metrics_regress_get(&m, "wa", &v), -1);
+    size_t k = 0;
+    for (const char *const *n = sb_metrics_regress_names(); *n; n++)
+        k++;
+    cr_assert_eq(k, 8);
+}
+
+Test(metrics, regression_errors)
+{
+    const double g[] = { NAN, NAN }, p[] = { 0, 1 };
+    sb_reg_metrics m;
+    sb_error err = { 0 };
+    cr_assert_eq(sb_metrics_regress(g, p, 2, &m, &err), SB_ERR_INVALID);
+    cr_assert(strstr(err.msg, "no item"));
+    const double g2[] = { 1, 2 }, p2[] = { 0, NAN };
+    err = (sb_error){ 0 };
+    cr_assert_eq(sb_metrics_regress(g2, p2, 2, &m, &err), SB_ERR_INVALID);
+    cr_assert(strstr(err.msg, "item 1"));
+    /* a constant side has no correlation */
+    const double g3[] = { 1, 2, 3 }, p3[] = { 0.5, 0.5, 0.5 };
+    cr_assert_eq(sb_metrics_regress(g3, p3, 3, &m, &err), SB_OK);
+    cr_assert(isnan(m.corr));
+}
