@@ -437,3 +437,36 @@ Test(tfidf, speed)
     free(a);
     free(b);
 }
+
+/* Malformed UTF-8 is accepted: a bad byte is one non-word, non-space character, so
+ * "ab\xffcd" has the word terms of "ab cd"; truncated sequences at the end do not read past
+ * the string (the ASan build checks). */
+Test(tfidf, malformed_utf8)
+{
+    sb_opts *o;
+    void *inst = make_fitted("char_ngram: [1, 3]", "train", &o);
+    const char *texts[] = { "ab\xff"
+                            "cd",
+                            "\xc3", "x\xe2\x80", "\xf0\x9f\x98", "\xc0\xaf\xed\xa0\x80 ok" };
+    float *out = malloc(5 * 4096 * sizeof *out);
+    sb_error err = { 0 };
+    cr_assert_eq(vt->encode_text(inst, texts, 5, out, &err), SB_OK, "%s", err.msg);
+    vt->destroy(inst);
+    sbi_opts_destroy(&o);
+
+    inst = make_fitted("{}", "train", &o);
+    const char *pair[] = { "ab\xff"
+                           "cd",
+                           "ab cd" };
+    float *two = malloc(2 * 4096 * sizeof *two);
+    cr_assert_eq(vt->encode_text(inst, pair, 2, two, &err), SB_OK, "%s", err.msg);
+    cr_expect_eq(memcmp(two, two + 4096, 4096 * sizeof *two), 0);
+    size_t nonzero = 0;
+    for (size_t j = 0; j < 4096; j++)
+        nonzero += two[j] != 0.0f;
+    cr_expect_geq(nonzero, 2, "ab, cd and 'ab cd' give %zu features", nonzero);
+    free(two);
+    free(out);
+    vt->destroy(inst);
+    sbi_opts_destroy(&o);
+}

@@ -578,9 +578,10 @@ static sb_status tfidf_create(const sb_host *host, const sb_opts *opts, void **i
     e->k = (int)sb_opts_int(opts, "svd");
     e->n_iter = (int)sb_opts_int(opts, "svd_iter");
     if (e->k > 0 && (uint32_t)e->k >= e->features) {
+        st = sb_error_set(err, SB_ERR_CONFIG, sb_opts_where(opts, "svd"),
+                          "svd %d must be below features (%u)", e->k, e->features);
         tfidf_destroy(e);
-        return sb_error_set(err, SB_ERR_CONFIG, sb_opts_where(opts, "svd"),
-                            "svd %d must be below features (%u)", e->k, e->features);
+        return st;
     }
     e->acc = calloc(e->features, sizeof *e->acc);
     e->touched = malloc(e->features * sizeof *e->touched);
