@@ -10,16 +10,20 @@
  *   u_i     = W_i h_{i-1} + b_i                        (H_i), W_i is (H_i, H_{i-1}), H_0 = D
  *   h_i     = dropout(gelu(u_i))                       (training only; identity at predict)
  *   logits  = Wc h_n + bc                              (K), Wc is (K, H_n)
- *   loss    = weighted mean over rows of -cw[y] log softmax(logits)[y] */
+ *   loss    = weighted mean over rows of -cw[y] log softmax(logits)[y]
+ * For a regression task (no classes) the output is one value, K = 1 above, trained with L1
+ * or MSE against d->value. The epochs, batches and early stopping are sb_fit's. */
 #include <serbench/serbench.h>
 
 #include "head_data.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
-#define MLP_VERSION "0.1.0"
+#define MLP_VERSION "0.2.0"
+#define WHO "head mlp"
 
 #define MAX_HIDDEN 4
 #define MAX_WIDTH 65536
@@ -49,7 +53,10 @@ static const sb_option mlp_options[] = {
     { "weight_decay", SB_OPT_FLOAT, "0.0001", SB_OPT_HAS_MIN | SB_OPT_HAS_MAX, 0, 10, NULL,
       "AdamW decoupled weight decay on the weight matrices (not biases or layer weights)." },
     { "metric", SB_OPT_ENUM, "ua", 0, 0, 0, "ua|wa|macro_f1|loss",
-      "Dev-set criterion for early stopping and choosing the best epoch." },
+      "Dev-set criterion for early stopping and choosing the best epoch; for a regression task "
+      "ua, wa and macro_f1 all mean dev MAE, loss the dev training loss." },
+    { "loss", SB_OPT_ENUM, "l1", 0, 0, 0, "l1|mse",
+      "Regression tasks only: train on l1 (mean absolute error) or mse (mean squared error)." },
     { "patience", SB_OPT_INT, "10", SB_OPT_HAS_MIN, 1, 0, NULL,
       "Stop after this many epochs without a dev improvement." },
     { NULL, 0, NULL, 0, 0, 0, NULL, NULL },
@@ -92,17 +99,18 @@ typedef struct layer {
 
 typedef struct mlp_head {
     const sb_host *host;
-    int L, D, K, n_hidden;
+    int L, D, K, n_hidden; /* K outputs: the classes, or 1 for a regression task */
+    int regression;        /* the task has no classes: one output, target d->value */
     int hidden[MAX_HIDDEN];
     /* options */
-    int learn_layers, normalize, balanced;
+    int learn_layers, normalize, balanced, loss_l1;
     float lr, weight_decay, dropout, clip;
     double warmup; /* fraction of all steps */
     int batch_size, epochs, patience;
     stop_metric metric;
     /* parameters, one allocation: a (L) | W_1, b_1 | ... | W_n, b_n | Wc, bc */
     size_t n_params;
-    float *params, *grads, *m, *v, *best;
+    float *params, *grads, *m, *v;
     float *a, *da;
     layer layers[MAX_HIDDEN + 1];
     tensor tensors[2 * MAX_HIDDEN + 3];
@@ -112,6 +120,14 @@ typedef struct mlp_head {
     float *class_w; /* (K) */
     sb_rng drop_rng;
     int trained;
+    /* from load: train starts from the checkpoint's parameters and statistics (once), with
+     * the output layer drawn afresh when fresh_output */
+    int loaded, fresh_output;
+    /* what the sb_fit callbacks use during train */
+    const sb_head_data *fit_train, *fit_dev;
+    const size_t *dev_rows;
+    size_t n_dev;
+    long warmup_steps, total_steps, clipped;
     /* work buffers for up to cap rows */
     int cap;
     float *zb;      /* (cap,L,D) standardised inputs */
@@ -122,6 +138,7 @@ typedef struct mlp_head {
     float *dlogits; /* (cap,K) */
     float *losses;  /* (cap) */
     int32_t *yb;    /* (cap) */
+    float *vb;      /* (cap) regression targets */
     float *wl;      /* (L) current layer weights */
     double *dwl;    /* (L) gradient w.r.t. the layer weights w, before the softmax */
 } mlp_head;
@@ -135,7 +152,6 @@ static void mlp_destroy(void *inst)
     free(h->grads);
     free(h->m);
     free(h->v);
-    free(h->best);
     free(h->mu);
     free(h->inv_sd);
     free(h->class_w);
@@ -157,6 +173,7 @@ static void mlp_destroy(void *inst)
     free(h->dlogits);
     free(h->losses);
     free(h->yb);
+    free(h->vb);
     free(h->wl);
     free(h->dwl);
     free(h);
@@ -223,25 +240,25 @@ static sb_status mlp_create(const sb_host *host, const sb_opts *opts, int n_laye
                             int n_classes, void **inst, sb_error *err)
 {
     *inst = NULL;
-    if (n_classes < 2)
-        return sb_error_set(err, SB_ERR_INVALID, "head mlp",
-                            "the mlp head classifies and needs at least 2 classes, but the "
-                            "task has %d%s",
-                            n_classes, n_classes == 0 ? " (a regression task?)" : "");
+    if (n_classes == 1 || n_classes < 0)
+        return sb_error_set(err, SB_ERR_INVALID, WHO,
+                            "the task has %d classes: the mlp head needs at least 2 classes to "
+                            "classify, or 0 for a regression task",
+                            n_classes);
     if (n_layers < 1 || dim < 1)
-        return sb_error_set(err, SB_ERR_INVALID, "head mlp",
+        return sb_error_set(err, SB_ERR_INVALID, WHO,
                             "features of %d layers x %d dims: need at least 1 x 1", n_layers, dim);
     double lr = sb_opts_float(opts, "lr");
     if (!(lr > 0.0))
         return sb_error_set(err, SB_ERR_INVALID, sb_opts_where(opts, "lr"),
                             "lr: must be > 0 (got %g)", lr);
     if ((size_t)n_layers * (size_t)dim > (size_t)1 << 28)
-        return sb_error_set(err, SB_ERR_INVALID, "head mlp",
+        return sb_error_set(err, SB_ERR_INVALID, WHO,
                             "features of %d layers x %d dims are too large", n_layers, dim);
 
     mlp_head *h = calloc(1, sizeof *h);
     if (!h)
-        return sb_error_set(err, SB_ERR_NOMEM, "head mlp", "out of memory");
+        return sb_error_set(err, SB_ERR_NOMEM, WHO, "out of memory");
     sb_status st = parse_hidden(h, opts, err);
     if (st != SB_OK) {
         free(h);
@@ -250,7 +267,10 @@ static sb_status mlp_create(const sb_host *host, const sb_opts *opts, int n_laye
     h->host = host;
     h->L = n_layers;
     h->D = dim;
-    h->K = n_classes;
+    h->regression = n_classes == 0;
+    h->K = h->regression ? 1 : n_classes;
+    const char *loss = sb_opts_str(opts, "loss");
+    h->loss_l1 = !loss || strcmp(loss, "mse") != 0;
     h->learn_layers = sb_opts_bool(opts, "layer_weights");
     h->normalize = sb_opts_bool(opts, "normalize");
     const char *cw = sb_opts_str(opts, "class_weights");
@@ -278,7 +298,6 @@ static sb_status mlp_create(const sb_host *host, const sb_opts *opts, int n_laye
     h->grads = calloc(np, sizeof(float));
     h->m = calloc(np, sizeof(float));
     h->v = calloc(np, sizeof(float));
-    h->best = calloc(np, sizeof(float));
     h->mu = calloc(L * D, sizeof(float));
     h->inv_sd = calloc(L * D, sizeof(float));
     h->class_w = calloc(K, sizeof(float));
@@ -290,11 +309,12 @@ static sb_status mlp_create(const sb_host *host, const sb_opts *opts, int n_laye
     h->dlogits = calloc(cap * K, sizeof(float));
     h->losses = calloc(cap, sizeof(float));
     h->yb = calloc(cap, sizeof(int32_t));
+    h->vb = calloc(cap, sizeof(float));
     h->wl = calloc(L, sizeof(float));
     h->dwl = calloc(L, sizeof(double));
-    int ok = h->params && h->grads && h->m && h->v && h->best && h->mu && h->inv_sd && h->class_w &&
-             h->zb && h->zbar && h->dzbar && h->logits && h->probs && h->dlogits && h->losses &&
-             h->yb && h->wl && h->dwl;
+    int ok = h->params && h->grads && h->m && h->v && h->mu && h->inv_sd && h->class_w && h->zb &&
+             h->zbar && h->dzbar && h->logits && h->probs && h->dlogits && h->losses && h->yb &&
+             h->vb && h->wl && h->dwl;
     for (int i = 0; i < h->n_hidden; i++) {
         layer *ly = &h->layers[i];
         size_t n = cap * (size_t)h->hidden[i];
@@ -309,7 +329,7 @@ static sb_status mlp_create(const sb_host *host, const sb_opts *opts, int n_laye
     }
     if (!ok) {
         mlp_destroy(h);
-        return sb_error_set(err, SB_ERR_NOMEM, "head mlp",
+        return sb_error_set(err, SB_ERR_NOMEM, WHO,
                             "out of memory for %d layers x %d dims, %zu parameters, batch %d",
                             n_layers, dim, np, (int)cap);
     }
@@ -331,10 +351,13 @@ static void layer_weights(const mlp_head *h, float *w)
 static void gather(mlp_head *h, const sb_head_data *d, const size_t *rows, size_t first, int B)
 {
     hd_gather(h->L, h->D, h->mu, h->inv_sd, d, rows, first, B, h->zb, h->yb);
+    if (h->regression)
+        hd_gather_values(d, rows, first, B, h->vb);
 }
 
 /* zb (B,L,D) → zbar (B,D) → hidden layers → logits (B,K) → probs (B,K), with wl set.
- * `train` applies dropout (masks drawn from h->drop_rng); otherwise h_i = g_i. */
+ * `train` applies dropout (masks drawn from h->drop_rng); otherwise h_i = g_i. A regression
+ * head's prediction is logits (B,1); probs is not computed. */
 static void forward(mlp_head *h, int B, int train)
 {
     int L = h->L, D = h->D;
@@ -365,7 +388,15 @@ static void forward(mlp_head *h, int B, int train)
     }
     layer *cl = &h->layers[h->n_hidden];
     sb_nn_linear_forward(h->logits, in, cl->W, cl->b, B, cl->in, h->K);
-    sb_nn_softmax_forward(h->probs, h->logits, B, h->K);
+    if (!h->regression)
+        sb_nn_softmax_forward(h->probs, h->logits, B, h->K);
+}
+
+/* The regression loss of the B rows' predictions (logits) against vb. */
+static double regression_loss(const mlp_head *h, int B)
+{
+    return h->loss_l1 ? sb_nn_l1_forward(h->logits, h->vb, (size_t)B)
+                      : sb_nn_mse_forward(h->logits, h->vb, (size_t)B);
 }
 
 /* Loss of the B rows in zb/yb at the current parameters, forward in training mode (with
@@ -375,12 +406,18 @@ static double loss_and_grad(mlp_head *h, int B, int grads)
 {
     int L = h->L, D = h->D, K = h->K, nh = h->n_hidden;
     forward(h, B, 1);
-    double loss = sb_nn_xent_forward(h->losses, h->probs, h->yb, h->class_w, B, K);
+    double loss = h->regression ? regression_loss(h, B)
+                                : sb_nn_xent_forward(h->losses, h->probs, h->yb, h->class_w, B, K);
     if (!grads)
         return loss;
     memset(h->grads, 0, h->n_params * sizeof(float));
     memset(h->dlogits, 0, (size_t)B * K * sizeof(float));
-    sb_nn_xent_backward(h->dlogits, h->probs, h->yb, h->class_w, B, K);
+    if (!h->regression)
+        sb_nn_xent_backward(h->dlogits, h->probs, h->yb, h->class_w, B, K);
+    else if (h->loss_l1)
+        sb_nn_l1_backward(h->dlogits, h->logits, h->vb, (size_t)B);
+    else
+        sb_nn_mse_backward(h->dlogits, h->logits, h->vb, (size_t)B);
     /* classifier, then each hidden layer from the top: dout is the gradient w.r.t. the
      * layer's output h_i, din the one w.r.t. its input (h_{i-1}, or zbar for i = 0) */
     layer *cl = &h->layers[nh];
@@ -443,20 +480,20 @@ static void adamw(mlp_head *h, int t, float lr)
 static sb_status check_data(const mlp_head *h, const sb_head_data *d, const char *split,
                             sb_error *err)
 {
-    return hd_check_data("head mlp", h->L, h->D, h->K, d, split, err);
+    return hd_check_data(WHO, h->L, h->D, h->regression ? 0 : h->K, d, split, err);
 }
 
 /* Indices of rows with a target; *out is malloc'd (NULL when none). */
 static sb_status labelled_rows(const sb_head_data *d, size_t **out, size_t *n, sb_error *err)
 {
-    return hd_labelled_rows("head mlp", d, out, n, err);
+    return hd_labelled_rows(WHO, d, out, n, err);
 }
 
 /* Non-finite features among the given rows are an error naming the item. */
 static sb_status check_finite(const mlp_head *h, const sb_head_data *d, const size_t *rows,
                               size_t n, const char *split, sb_error *err)
 {
-    return hd_check_finite("head mlp", h->L, h->D, d, rows, n, split, err);
+    return hd_check_finite(WHO, h->L, h->D, d, rows, n, split, err);
 }
 
 /* Per-(layer,dim) mean and 1/sd (population) over the labelled train rows, in double. A
@@ -464,7 +501,7 @@ static sb_status check_finite(const mlp_head *h, const sb_head_data *d, const si
 static sb_status fit_stats(mlp_head *h, const sb_head_data *d, const size_t *rows, size_t n,
                            sb_error *err)
 {
-    return hd_fit_stats("head mlp", h->normalize, h->L, h->D, d, rows, n, h->mu, h->inv_sd, err);
+    return hd_fit_stats(WHO, h->normalize, h->L, h->D, d, rows, n, h->mu, h->inv_sd, err);
 }
 
 /* sklearn's 'balanced': n / (n_present_classes * count[k]); 0 for classes absent from
@@ -474,23 +511,32 @@ static void fit_class_weights(mlp_head *h, const sb_head_data *d, const size_t *
     hd_class_weights(h->balanced, h->K, d, rows, n, h->class_w);
 }
 
-/* a = 0 (uniform layer weights); every W and b ~ U(-1/sqrt(in), 1/sqrt(in)) like
- * nn.Linear, drawn layer by layer from the init stream. Resets AdamW's moments. */
-static void init_params(mlp_head *h)
+/* Every W and b ~ U(-1/sqrt(in), 1/sqrt(in)) like nn.Linear, drawn layer by layer from the
+ * init stream; with `output_only` the same draws are made but only the output layer's are
+ * kept (a fresh output layer on loaded hidden layers). */
+static void init_layers(mlp_head *h, int output_only)
 {
     sb_rng r;
     sb_rng_seed(&r, h->host->seed, STREAM_INIT);
-    for (int l = 0; l < h->L; l++)
-        h->a[l] = 0.0f;
     for (int i = 0; i <= h->n_hidden; i++) {
         layer *ly = &h->layers[i];
         double bound = 1.0 / sqrt((double)ly->in);
         size_t n = (size_t)ly->out * ((size_t)ly->in + 1); /* W then b: contiguous */
-        for (size_t j = 0; j < n; j++)
-            ly->W[j] = (float)((2.0 * sb_rng_uniform(&r) - 1.0) * bound);
+        int keep = !output_only || i == h->n_hidden;
+        for (size_t j = 0; j < n; j++) {
+            float v = (float)((2.0 * sb_rng_uniform(&r) - 1.0) * bound);
+            if (keep)
+                ly->W[j] = v;
+        }
     }
-    memset(h->m, 0, h->n_params * sizeof(float));
-    memset(h->v, 0, h->n_params * sizeof(float));
+}
+
+/* a = 0 (uniform layer weights), then every layer. */
+static void init_params(mlp_head *h)
+{
+    for (int l = 0; l < h->L; l++)
+        h->a[l] = 0.0f;
+    init_layers(h, 0);
 }
 
 static int argmax(const float *p, int K)
@@ -498,15 +544,36 @@ static int argmax(const float *p, int K)
     return hd_argmax(p, K);
 }
 
+/* Score the labelled dev rows of a regression head: MAE, or with metric loss the training
+ * loss; *score is its negation (higher is better). */
+static void evaluate_regression(mlp_head *h, const sb_head_data *d, const size_t *rows, size_t n,
+                                double *score, double *shown)
+{
+    double abs_sum = 0.0, loss_sum = 0.0;
+    for (size_t s = 0; s < n; s += (size_t)h->cap) {
+        int B = (int)(n - s < (size_t)h->cap ? n - s : (size_t)h->cap);
+        gather(h, d, rows + s, 0, B);
+        forward(h, B, 0);
+        abs_sum += sb_nn_l1_forward(h->logits, h->vb, (size_t)B) * B;
+        loss_sum += regression_loss(h, B) * B;
+    }
+    *shown = (h->metric == STOP_LOSS ? loss_sum : abs_sum) / (double)n;
+    *score = -*shown;
+}
+
 /* Score the labelled dev rows: the chosen metric (higher is better; loss is negated). */
 static sb_status evaluate(mlp_head *h, const sb_head_data *d, const size_t *rows, size_t n,
                           double *score, double *shown, sb_error *err)
 {
+    if (h->regression) {
+        evaluate_regression(h, d, rows, n, score, shown);
+        return SB_OK;
+    }
     int32_t *gold = malloc(n * sizeof *gold), *pred = malloc(n * sizeof *pred);
     if (!gold || !pred) {
         free(gold);
         free(pred);
-        return sb_error_set(err, SB_ERR_NOMEM, "head mlp", "out of memory");
+        return sb_error_set(err, SB_ERR_NOMEM, WHO, "out of memory");
     }
     double lsum = 0.0, wsum = 0.0;
     for (size_t s = 0; s < n; s += (size_t)h->cap) {
@@ -542,18 +609,51 @@ static sb_status evaluate(mlp_head *h, const sb_head_data *d, const size_t *rows
 }
 
 /* The learning-rate schedule's length in AdamW steps: *total = epochs x batches per epoch
- * (an early stop leaves the tail unused), *warmup = warmup fraction x total,
+ * (sb_fit_steps; an early stop leaves the tail unused), *warmup = warmup fraction x total,
  * rounded to the nearest step. */
 static void schedule_steps(const mlp_head *h, size_t n_tr, long *warmup, long *total)
 {
-    long per_epoch = (long)((n_tr + (size_t)h->batch_size - 1) / (size_t)h->batch_size);
-    *total = per_epoch * (long)h->epochs;
+    sb_fit_spec spec = { .epochs = h->epochs,
+                         .batch_size = (size_t)h->batch_size,
+                         .n_items = n_tr };
+    *total = sb_fit_steps(&spec);
     *warmup = lround(h->warmup * (double)*total);
 }
 
-static const char *metric_name(stop_metric m)
+static const char *metric_name(const mlp_head *h)
 {
+    stop_metric m = h->metric;
+    if (h->regression)
+        return m == STOP_LOSS ? "loss" : "mae";
     return m == STOP_UA ? "ua" : m == STOP_WA ? "wa" : m == STOP_MACRO_F1 ? "macro_f1" : "loss";
+}
+
+/* sb_fit's step: forward and backward with dropout, global-norm clipping, one AdamW step at
+ * the schedule's rate. A non-finite loss or gradient norm leaves the parameters alone. */
+static sb_status fit_step(void *ctx, const size_t *batch, size_t n, long step, double *loss,
+                          sb_error *err)
+{
+    mlp_head *h = ctx;
+    gather(h, h->fit_train, batch, 0, (int)n);
+    *loss = loss_and_grad(h, (int)n, 1);
+    double norm = sb_nn_clip_grad_norm(h->grads, h->n_params, h->clip);
+    if (!isfinite(*loss))
+        return SB_OK; /* sb_fit reports it with the epoch */
+    if (!isfinite(norm))
+        return sb_error_set(err, SB_ERR_INVALID, WHO,
+                            "the gradient norm became %g at step %ld (loss %g); lower lr (now "
+                            "%g) or set clip",
+                            norm, step, *loss, (double)h->lr);
+    h->clipped += h->clip > 0.0f && norm > h->clip;
+    float lr = sb_nn_lr_warmup_cosine(step, h->warmup_steps, h->total_steps, h->lr, 0.0f);
+    adamw(h, (int)step, lr);
+    return SB_OK;
+}
+
+static sb_status fit_evaluate(void *ctx, double *score, double *shown, sb_error *err)
+{
+    mlp_head *h = ctx;
+    return evaluate(h, h->fit_dev, h->dev_rows, h->n_dev, score, shown, err);
 }
 
 static sb_status mlp_train(void *inst, const sb_head_data *train, const sb_head_data *dev,
@@ -562,6 +662,10 @@ static sb_status mlp_train(void *inst, const sb_head_data *train, const sb_head_
     mlp_head *h = inst;
     const sb_host *host = h->host;
     sb_status st;
+    if ((st = hd_check_one_input("mlp", train, err)) != SB_OK)
+        return st;
+    if (dev && (st = hd_check_one_input("mlp", dev, err)) != SB_OK)
+        return st;
     if ((st = check_data(h, train, "train", err)) != SB_OK)
         return st;
     if (dev && (st = check_data(h, dev, "dev", err)) != SB_OK)
@@ -569,108 +673,89 @@ static sb_status mlp_train(void *inst, const sb_head_data *train, const sb_head_
     size_t *tr = NULL, *dv = NULL, n_tr = 0, n_dv = 0;
     if ((st = labelled_rows(train, &tr, &n_tr, err)) != SB_OK)
         return st;
+    const char *target = h->regression ? "target value" : "label";
     if (n_tr == 0)
-        return sb_error_set(err, SB_ERR_INVALID, "head mlp",
-                            "the train split has no utterance with a label (%zu rows); "
+        return sb_error_set(err, SB_ERR_INVALID, WHO,
+                            "the train split has no utterance with a %s (%zu rows); "
                             "nothing to train on",
-                            train->n);
+                            target, train->n);
     if (dev && (st = labelled_rows(dev, &dv, &n_dv, err)) != SB_OK)
         goto out;
     if (dev && dev->n > 0 && n_dv == 0)
         host->log(host, SB_LOG_WARN,
-                  "the dev split has %zu rows but none with a label; training all %d epochs "
+                  "the dev split has %zu rows but none with a %s; training all %d epochs "
                   "without early stopping",
-                  dev->n, h->epochs);
+                  dev->n, target, h->epochs);
     if ((st = check_finite(h, train, tr, n_tr, "train", err)) != SB_OK)
         goto out;
     if (n_dv > 0 && (st = check_finite(h, dev, dv, n_dv, "dev", err)) != SB_OK)
         goto out;
-    if ((st = fit_stats(h, train, tr, n_tr, err)) != SB_OK)
-        goto out;
-    fit_class_weights(h, train, tr, n_tr);
-    init_params(h);
+    if (!h->loaded && (st = fit_stats(h, train, tr, n_tr, err)) != SB_OK)
+        goto out; /* a checkpoint's statistics are kept */
+    if (!h->regression)
+        fit_class_weights(h, train, tr, n_tr);
+    if (!h->loaded)
+        init_params(h);
+    else if (h->fresh_output)
+        init_layers(h, 1);
+    /* a fresh regression output starts at the targets' centre: the median for L1, the mean
+     * for MSE */
+    if (h->regression && (!h->loaded || h->fresh_output))
+        h->layers[h->n_hidden].b[0] = (float)hd_target_center(h->loss_l1, train, tr, n_tr);
+    memset(h->m, 0, h->n_params * sizeof(float));
+    memset(h->v, 0, h->n_params * sizeof(float));
+    int from_checkpoint = h->loaded;
+    h->loaded = h->fresh_output = 0;
     sb_rng_seed(&h->drop_rng, host->seed, STREAM_DROPOUT);
     h->trained = 0;
 
-    sb_rng shuf;
-    sb_rng_seed(&shuf, host->seed, STREAM_SHUFFLE);
-    long warmup, total;
-    schedule_steps(h, n_tr, &warmup, &total);
-    double best_score = -INFINITY, best_shown = NAN;
-    int best_epoch = 0, since_best = 0, ran = 0, t = 0;
-    long clipped = 0;
-    for (int epoch = 1; epoch <= h->epochs; epoch++) {
-        if (host->cancelled(host)) {
-            st = sb_error_set(err, SB_ERR_CANCELLED, "head mlp", "training interrupted at epoch %d",
-                              epoch);
-            goto out;
-        }
-        sb_rng_shuffle(&shuf, tr, n_tr);
-        double loss_sum = 0.0;
-        for (size_t s = 0; s < n_tr; s += (size_t)h->batch_size) {
-            int B = (int)(n_tr - s < (size_t)h->batch_size ? n_tr - s : (size_t)h->batch_size);
-            gather(h, train, tr + s, 0, B);
-            double loss = loss_and_grad(h, B, 1);
-            double norm = sb_nn_clip_grad_norm(h->grads, h->n_params, h->clip);
-            if (!isfinite(loss) || !isfinite(norm)) {
-                st = sb_error_set(err, SB_ERR_INVALID, "head mlp",
-                                  "the training loss became %g (gradient norm %g) at epoch %d; "
-                                  "lower lr (now %g) or set clip",
-                                  loss, norm, epoch, (double)h->lr);
-                goto out;
-            }
-            clipped += h->clip > 0.0f && norm > h->clip;
-            t++;
-            float lr = sb_nn_lr_warmup_cosine(t, warmup, total, h->lr, 0.0f);
-            adamw(h, t, lr);
-            loss_sum += loss * B;
-        }
-        double train_loss = loss_sum / (double)n_tr;
-        if (n_dv == 0) {
-            host->log(host, SB_LOG_DEBUG, "epoch %d/%d: train loss %.5f", epoch, h->epochs,
-                      train_loss);
-            host->progress(host, (uint64_t)epoch, (uint64_t)h->epochs);
-            ran = epoch;
-            continue;
-        }
-        double score = -INFINITY, shown = NAN;
-        if ((st = evaluate(h, dev, dv, n_dv, &score, &shown, err)) != SB_OK)
-            goto out;
-        int better = score > best_score;
-        if (better) {
-            best_score = score;
-            best_shown = shown;
-            best_epoch = epoch;
-            since_best = 0;
-            memcpy(h->best, h->params, h->n_params * sizeof(float));
-        } else {
-            since_best++;
-        }
-        host->log(host, SB_LOG_DEBUG, "epoch %d/%d: train loss %.5f, dev %s %.5f%s", epoch,
-                  h->epochs, train_loss, metric_name(h->metric), shown, better ? " (best)" : "");
-        host->progress(host, (uint64_t)epoch, (uint64_t)h->epochs);
-        ran = epoch;
-        if (since_best >= h->patience)
-            break;
-    }
-    if (best_epoch > 0)
-        memcpy(h->params, h->best, h->n_params * sizeof(float));
+    schedule_steps(h, n_tr, &h->warmup_steps, &h->total_steps);
+    h->clipped = 0;
+    h->fit_train = train;
+    h->fit_dev = dev;
+    h->dev_rows = dv;
+    h->n_dev = n_dv;
+    sb_fit_spec spec = {
+        .who = WHO,
+        .epochs = h->epochs,
+        .patience = h->patience,
+        .batch_size = (size_t)h->batch_size,
+        .n_items = n_tr,
+        .items = tr,
+        .seed = host->seed,
+        .stream = STREAM_SHUFFLE,
+        .params = h->params,
+        .n_params = h->n_params,
+        .ctx = h,
+        .step = fit_step,
+        .evaluate = fit_evaluate,
+        .has_dev = n_dv > 0,
+        .metric = metric_name(h),
+        .host = host,
+    };
+    sb_fit_result res;
+    if ((st = sb_fit(&spec, &res, err)) != SB_OK)
+        goto out;
     h->trained = 1;
 
     layer_weights(h, h->wl);
     int top = argmax(h->wl, h->L);
-    if (best_epoch > 0)
+    if (res.best_epoch > 0)
         host->log(host, SB_LOG_INFO,
-                  "mlp head: %zu train rows, %zu parameters, %d epochs run, best epoch %d with "
-                  "dev %s %.4f; top layer %d (weight %.3f); %ld of %d steps clipped",
-                  n_tr, h->n_params, ran, best_epoch, metric_name(h->metric), best_shown, top,
-                  (double)h->wl[top], clipped, t);
+                  "mlp head: %zu train rows%s, %zu parameters, %d epochs run, best epoch %d with "
+                  "dev %s %.4f; top layer %d (weight %.3f); %ld of %ld steps clipped",
+                  n_tr, from_checkpoint ? " (from a checkpoint)" : "", h->n_params, res.epochs_run,
+                  res.best_epoch, metric_name(h), res.best_shown, top, (double)h->wl[top],
+                  h->clipped, res.steps);
     else
         host->log(host, SB_LOG_INFO,
-                  "mlp head: %zu train rows, %zu parameters, %d epochs (no dev set); top layer "
-                  "%d (weight %.3f); %ld of %d steps clipped",
-                  n_tr, h->n_params, ran, top, (double)h->wl[top], clipped, t);
+                  "mlp head: %zu train rows%s, %zu parameters, %d epochs (no dev set); top layer "
+                  "%d (weight %.3f); %ld of %ld steps clipped",
+                  n_tr, from_checkpoint ? " (from a checkpoint)" : "", h->n_params, res.epochs_run,
+                  top, (double)h->wl[top], h->clipped, res.steps);
 out:
+    h->fit_train = h->fit_dev = NULL;
+    h->dev_rows = NULL;
     free(tr);
     free(dv);
     return st;
@@ -680,17 +765,121 @@ static sb_status mlp_predict(void *inst, const sb_head_data *data, float *probs,
 {
     mlp_head *h = inst;
     if (!h->trained)
-        return sb_error_set(err, SB_ERR_INVALID, "head mlp", "predict called before train");
-    sb_status st = check_data(h, data, "predict", err);
+        return sb_error_set(err, SB_ERR_INVALID, WHO, "predict called before train");
+    sb_status st = hd_check_one_input("mlp", data, err);
+    if (st == SB_OK)
+        st = check_data(h, data, "predict", err);
     if (st != SB_OK)
         return st;
     for (size_t s = 0; s < data->n; s += (size_t)h->cap) {
         int B = (int)(data->n - s < (size_t)h->cap ? data->n - s : (size_t)h->cap);
         gather(h, data, NULL, s, B);
         forward(h, B, 0);
-        memcpy(probs + s * (size_t)h->K, h->probs, (size_t)B * h->K * sizeof(float));
+        memcpy(probs + s * (size_t)h->K, h->regression ? h->logits : h->probs,
+               (size_t)B * h->K * sizeof(float));
     }
     return SB_OK;
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------ */
+
+/* What fixes the shapes of the saved tensors. n_classes is 0 for a regression head. */
+static void head_config(const mlp_head *h, char *buf, size_t cap)
+{
+    int u = snprintf(buf, cap, "{\"n_layers\":%d,\"dim\":%d,\"n_classes\":%d,\"hidden\":[", h->L,
+                     h->D, h->regression ? 0 : h->K);
+    for (int i = 0; i < h->n_hidden && u > 0 && (size_t)u < cap; i++)
+        u += snprintf(buf + u, cap - (size_t)u, "%s%d", i ? "," : "", h->hidden[i]);
+    if (u > 0 && (size_t)u < cap)
+        snprintf(buf + u, cap - (size_t)u, "]}");
+}
+
+/* The tensor of layer i (0..n_hidden, the last the output layer): "hidden.<i>.W" / ".b", or
+ * "W" / "b" for the output layer. */
+static void layer_names(const mlp_head *h, int i, char *w, char *b, size_t cap)
+{
+    if (i == h->n_hidden) {
+        snprintf(w, cap, "W");
+        snprintf(b, cap, "b");
+    } else {
+        snprintf(w, cap, "hidden.%d.W", i);
+        snprintf(b, cap, "hidden.%d.b", i);
+    }
+}
+
+/* Tensors: layer_logits (L), mu, inv_sd (L,D), hidden.<i>.W (H_i, H_{i-1}), hidden.<i>.b
+ * (H_i), W (K, H_n), b (K); K = 1 for regression. */
+static sb_status mlp_save(void *inst, sb_st_writer *w, sb_error *err)
+{
+    mlp_head *h = inst;
+    if (!h->trained)
+        return sb_error_set(err, SB_ERR_INVALID, WHO, "save called before train");
+    const int64_t s_l[1] = { h->L }, s_ld[2] = { h->L, h->D };
+    sb_status st;
+    if ((st = sb_st_writer_add(w, "layer_logits", SB_DT_F32, 1, s_l, h->a, err)) != SB_OK ||
+        (st = sb_st_writer_add(w, "mu", SB_DT_F32, 2, s_ld, h->mu, err)) != SB_OK ||
+        (st = sb_st_writer_add(w, "inv_sd", SB_DT_F32, 2, s_ld, h->inv_sd, err)) != SB_OK)
+        return st;
+    for (int i = 0; i <= h->n_hidden; i++) {
+        const layer *ly = &h->layers[i];
+        char wn[32], bn[32];
+        layer_names(h, i, wn, bn, sizeof wn);
+        const int64_t s_w[2] = { ly->out, ly->in }, s_b[1] = { ly->out };
+        if ((st = sb_st_writer_add(w, wn, SB_DT_F32, 2, s_w, ly->W, err)) != SB_OK ||
+            (st = sb_st_writer_add(w, bn, SB_DT_F32, 1, s_b, ly->b, err)) != SB_OK)
+            return st;
+    }
+    char cfg[256];
+    head_config(h, cfg, sizeof cfg);
+    return sb_st_writer_meta(w, "head_config", cfg, err);
+}
+
+static sb_status mlp_load(void *inst, const sb_st_file *f, const sb_head_init *init, sb_error *err)
+{
+    mlp_head *h = inst;
+    const char *parts = init && init->parts ? init->parts : "all";
+    if (strcmp(parts, "all") != 0)
+        return sb_error_set(err, SB_ERR_CONFIG, WHO,
+                            "cannot take part '%s' of a checkpoint: the mlp head knows only "
+                            "\"all\"",
+                            parts);
+    int fresh = init && init->new_output;
+    char cfg[256];
+    head_config(h, cfg, sizeof cfg);
+    sb_status st =
+        hd_config_diff(WHO, sb_st_metadata(f, "head_config"), cfg, fresh ? "n_classes" : NULL, err);
+    if (st != SB_OK)
+        return st;
+    /* read everything into a copy laid out as params, so a bad file changes nothing */
+    const size_t LD = (size_t)h->L * (size_t)h->D;
+    float *tmp = malloc((h->n_params + 2 * LD) * sizeof *tmp);
+    if (!tmp)
+        return sb_error_set(err, SB_ERR_NOMEM, WHO, "out of memory");
+    float *mu = tmp + h->n_params, *inv_sd = mu + LD;
+    const int64_t s_l[1] = { h->L }, s_ld[2] = { h->L, h->D };
+    if ((st = hd_st_read(WHO, f, "layer_logits", 1, s_l, tmp, err)) == SB_OK &&
+        (st = hd_st_read(WHO, f, "mu", 2, s_ld, mu, err)) == SB_OK)
+        st = hd_st_read(WHO, f, "inv_sd", 2, s_ld, inv_sd, err);
+    int n_read = fresh ? h->n_hidden : h->n_hidden + 1; /* a fresh output layer is not read */
+    for (int i = 0; st == SB_OK && i < n_read; i++) {
+        const layer *ly = &h->layers[i];
+        char wn[32], bn[32];
+        layer_names(h, i, wn, bn, sizeof wn);
+        const int64_t s_w[2] = { ly->out, ly->in }, s_b[1] = { ly->out };
+        if ((st = hd_st_read(WHO, f, wn, 2, s_w, tmp + (ly->W - h->params), err)) == SB_OK)
+            st = hd_st_read(WHO, f, bn, 1, s_b, tmp + (ly->b - h->params), err);
+    }
+    if (st == SB_OK) {
+        size_t keep = fresh ? (size_t)(h->layers[h->n_hidden].W - h->params) : h->n_params;
+        memcpy(h->params, tmp, keep * sizeof(float));
+        memcpy(h->mu, mu, LD * sizeof(float));
+        memcpy(h->inv_sd, inv_sd, LD * sizeof(float));
+        h->loaded = 1;
+        h->fresh_output = fresh;
+        h->trained = !fresh; /* a whole model predicts as it is */
+    }
+    free(tmp);
+    return st;
 }
 
 static const sb_head_vtable mlp_vtable = {
@@ -699,6 +888,8 @@ static const sb_head_vtable mlp_vtable = {
     .train = mlp_train,
     .predict = mlp_predict,
     .destroy = mlp_destroy,
+    .save = mlp_save,
+    .load = mlp_load,
 };
 
 static const sb_plugin mlp_plugin = {
@@ -708,7 +899,8 @@ static const sb_plugin mlp_plugin = {
     .name = "mlp",
     .version = MLP_VERSION,
     .summary = "MLP probe: softmax layer weights, standardised features, 1-4 GELU hidden "
-               "layers with dropout (AdamW, warmup + cosine, clipping, early stopping on dev)",
+               "layers with dropout, classifier or regressor (AdamW, warmup + cosine, clipping, "
+               "early stopping on dev, checkpoints)",
     .options = mlp_options,
     .vtable = &mlp_vtable,
 };

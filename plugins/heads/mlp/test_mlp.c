@@ -9,135 +9,40 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <unistd.h>
 
+#include "head_testutil.h"
 #include "internal.h"
 
-/* ---- a host that records the per-epoch log lines -------------------------------------- */
+/* ---- helpers (the shared harness is head_testutil.c) ------------------------------------ */
 
-#define MAX_EPOCHS 1000
-static struct {
-    int n;                  /* epoch lines seen */
-    double dev[MAX_EPOCHS]; /* dev metric per epoch, NAN when there is no dev set */
-    int best[MAX_EPOCHS];   /* the line says "(best)" */
-    char info[1024];        /* last INFO line */
-    char warn[1024];        /* last WARN line */
-} cap;
-
-static void cap_log(const sb_host *h, sb_log_level level, const char *fmt, ...) SB_PRINTF(3, 4);
-static void cap_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
-{
-    (void)h;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (level == SB_LOG_INFO)
-        snprintf(cap.info, sizeof cap.info, "%s", line);
-    if (level == SB_LOG_WARN)
-        snprintf(cap.warn, sizeof cap.warn, "%s", line);
-    if (level != SB_LOG_DEBUG || strncmp(line, "epoch ", 6) != 0 || cap.n >= MAX_EPOCHS)
-        return;
-    double dev = NAN;
-    const char *d = strstr(line, ", dev ");
-    if (d) {
-        const char *sp = strchr(d + 6, ' ');
-        if (sp)
-            dev = strtod(sp + 1, NULL);
-    }
-    cap.dev[cap.n] = dev;
-    cap.best[cap.n] = strstr(line, "(best)") != NULL;
-    cap.n++;
-}
-
-static void cap_progress(const sb_host *h, uint64_t done, uint64_t total)
-{
-    (void)h;
-    (void)done;
-    (void)total;
-}
-
-static int cap_cancelled(const sb_host *h)
-{
-    (void)h;
-    return 0;
-}
-
-static sb_host cap_host = {
-    .struct_size = sizeof(sb_host),
-    .log = cap_log,
-    .progress = cap_progress,
-    .cancelled = cap_cancelled,
-    .cache_dir = "/tmp",
-    .seed = 1,
-    .threads = 1,
-};
-
-/* ---- helpers -------------------------------------------------------------------------- */
+typedef ht_split split;
 
 static sb_opts *opts(const char *yaml)
 {
-    sb_opts *o = NULL;
-    sb_error err = { 0 };
-    cr_assert_eq(sbi_opts_parse(mlp_options, yaml, "test-mlp", &o, &err), SB_OK, "options '%s': %s",
-                 yaml, err.msg);
-    return o;
+    return ht_opts(mlp_options, yaml);
 }
 
-typedef struct split {
-    sb_head_data d;
-    float *x;
-    int32_t *y;
-} split;
-
-static split alloc_split(size_t n, int L, int D, int K)
+static void *create_ok(const sb_host *host, sb_opts *o, int L, int D, int K)
 {
-    split s;
-    memset(&s, 0, sizeof s);
-    s.x = calloc((n ? n : 1) * (size_t)L * (size_t)D, sizeof(float));
-    s.y = calloc(n ? n : 1, sizeof(int32_t));
-    s.d.struct_size = sizeof s.d;
-    s.d.n = n;
-    s.d.n_layers = L;
-    s.d.dim = D;
-    s.d.x = s.x;
-    s.d.n_classes = K;
-    s.d.y = s.y;
-    return s;
+    return ht_create(&mlp_vtable, host, o, L, D, K);
 }
 
-/* Gaussian blobs, x [n, L, D]: class means (spread `sep`, from `mseed`) in layer `info`
- * only; every layer has unit noise plus an offset and scale per layer. */
-static split make_blobs(size_t n, int L, int D, int K, int info, double sep, uint64_t mseed,
-                        uint64_t seed)
+static void train_ok(void *inst, const sb_head_data *tr, const sb_head_data *dv)
 {
-    split s = alloc_split(n, L, D, K);
-    sb_rng r, rm;
-    sb_rng_seed(&rm, mseed, 99);
-    double *mu = malloc(sizeof(double) * (size_t)K * (size_t)D);
-    for (int i = 0; i < K * D; i++)
-        mu[i] = sep * sb_rng_normal(&rm);
-    sb_rng_seed(&r, seed, 7);
-    for (size_t i = 0; i < n; i++) {
-        int y = (int)sb_rng_below(&r, (uint64_t)K);
-        s.y[i] = y;
-        for (int l = 0; l < L; l++)
-            for (int d = 0; d < D; d++) {
-                double v = sb_rng_normal(&r) * (1.0 + l) + 3.0 * l;
-                if (l == info)
-                    v += mu[y * D + d];
-                s.x[(i * (size_t)L + (size_t)l) * (size_t)D + (size_t)d] = (float)v;
-            }
-    }
-    free(mu);
-    return s;
+    ht_train(&mlp_vtable, inst, tr, dv);
+}
+
+static float *predict_ok(void *inst, const sb_head_data *d, int width)
+{
+    return ht_predict(&mlp_vtable, inst, d, width);
 }
 
 /* XOR in 2-D, one layer: x = (±1 + noise, ±1 + noise), class 1 when the signs differ.
  * Every linear classifier of x is right on about half of the points at best, by symmetry. */
 static split make_xor(size_t n, double noise, uint64_t seed)
 {
-    split s = alloc_split(n, 1, 2, 2);
+    split s = ht_alloc_split(n, 1, 2, 2);
     sb_rng r;
     sb_rng_seed(&r, seed, 3);
     for (size_t i = 0; i < n; i++) {
@@ -148,49 +53,6 @@ static split make_xor(size_t n, double noise, uint64_t seed)
     }
     return s;
 }
-
-static void free_split(split *s)
-{
-    free(s->x);
-    free(s->y);
-}
-
-static void *create_ok(const sb_host *host, sb_opts *o, int L, int D, int K)
-{
-    void *inst = NULL;
-    sb_error err = { 0 };
-    cr_assert_eq(mlp_vtable.create(host, o, L, D, K, &inst, &err), SB_OK, "create: %s", err.msg);
-    return inst;
-}
-
-static void train_ok(void *inst, const sb_head_data *tr, const sb_head_data *dv)
-{
-    sb_error err = { 0 };
-    sb_status st = mlp_vtable.train(inst, tr, dv, &err);
-    cr_assert_eq(st, SB_OK, "train: %s", err.msg);
-}
-
-static float *predict_ok(void *inst, const sb_head_data *d, int K)
-{
-    float *p = malloc(sizeof(float) * (d->n ? d->n : 1) * (size_t)K);
-    sb_error err = { 0 };
-    cr_assert_eq(mlp_vtable.predict(inst, d, p, &err), SB_OK, "predict: %s", err.msg);
-    return p;
-}
-
-static double accuracy(const float *probs, const int32_t *y, size_t n, int K)
-{
-    size_t ok = 0, m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (y[i] < 0)
-            continue;
-        m++;
-        ok += argmax(probs + i * (size_t)K, K) == y[i];
-    }
-    return (double)ok / (double)m;
-}
-
-static const sb_head_data empty_data = { .struct_size = sizeof(sb_head_data) };
 
 /* ---- gradient vs finite differences ------------------------------------------------------ */
 
@@ -250,8 +112,8 @@ static void check_grad_fd(const char *yaml, int weighted)
 {
     enum { L = 3, D = 4, K = 3, B = 6 };
     sb_opts *o = opts(yaml);
-    mlp_head *h = create_ok(&cap_host, o, L, D, K);
-    split s = make_blobs(B, L, D, K, 1, 1.0, 3, 11);
+    mlp_head *h = create_ok(&ht_host, o, L, D, K);
+    split s = ht_make_blobs(B, L, D, K, 1, 1.0, 3, 11);
     s.y[4] = -1; /* a row without target inside the batch */
     size_t rows[B];
     for (int i = 0; i < B; i++)
@@ -309,7 +171,7 @@ static void check_grad_fd(const char *yaml, int weighted)
     free(P);
     mlp_destroy(h);
     sbi_opts_destroy(&o);
-    free_split(&s);
+    ht_free_split(&s);
 }
 
 Test(mlp_head, gradient_matches_finite_differences)
@@ -340,39 +202,38 @@ Test(mlp_head, solves_xor_that_a_linear_model_cannot)
         best_lin = fmax(best_lin, fmax(acc, 1.0 - acc));
     }
     sb_opts *o = opts("hidden: [32]\nlr: 0.01\nepochs: 60\nbatch_size: 32\npatience: 20");
-    cap_host.seed = 1;
-    cap.n = 0;
-    void *inst = create_ok(&cap_host, o, 1, 2, 2);
+    ht_reset(1);
+    void *inst = create_ok(&ht_host, o, 1, 2, 2);
     train_ok(inst, &tr.d, &dv.d);
     float *p = predict_ok(inst, &te.d, 2);
-    double acc = accuracy(p, te.y, te.d.n, 2);
+    double acc = ht_accuracy(p, te.y, te.d.n, 2);
     cr_log_info("xor: mlp test accuracy %.3f, best linear rule through the centre %.3f (%s)", acc,
-                best_lin, cap.info);
+                best_lin, ht_cap.info);
     cr_assert_lt(best_lin, 0.65, "the data is not XOR-like: a linear rule gets %.3f", best_lin);
     cr_assert_gt(acc, 0.9, "mlp test accuracy %.3f on XOR", acc);
     for (size_t i = 0; i < te.d.n; i++)
         cr_assert(fabs(p[2 * i] + p[2 * i + 1] - 1.0) < 1e-5, "row %zu does not sum to 1", i);
-    cr_assert(strstr(cap.info, "best epoch"), "summary line: %s", cap.info);
+    cr_assert(strstr(ht_cap.info, "best epoch"), "summary line: %s", ht_cap.info);
     free(p);
     mlp_destroy(inst);
     sbi_opts_destroy(&o);
-    free_split(&tr);
-    free_split(&dv);
-    free_split(&te);
+    ht_free_split(&tr);
+    ht_free_split(&dv);
+    ht_free_split(&te);
 }
 
 Test(mlp_head, learns_blobs_and_finds_the_informative_layer)
 {
     enum { L = 3, D = 16, K = 4, INFO = 1 };
-    split tr = make_blobs(800, L, D, K, INFO, 2.0, 1, 1);
-    split dv = make_blobs(200, L, D, K, INFO, 2.0, 1, 2);
-    split te = make_blobs(400, L, D, K, INFO, 2.0, 1, 3);
+    split tr = ht_make_blobs(800, L, D, K, INFO, 2.0, 1, 1);
+    split dv = ht_make_blobs(200, L, D, K, INFO, 2.0, 1, 2);
+    split te = ht_make_blobs(400, L, D, K, INFO, 2.0, 1, 3);
     sb_opts *o = opts("hidden: [64, 32]\nlr: 0.003\nepochs: 30\nclass_weights: balanced");
-    cap_host.seed = 2;
-    void *inst = create_ok(&cap_host, o, L, D, K);
+    ht_reset(2);
+    void *inst = create_ok(&ht_host, o, L, D, K);
     train_ok(inst, &tr.d, &dv.d);
     float *p = predict_ok(inst, &te.d, K);
-    double acc = accuracy(p, te.y, te.d.n, K);
+    double acc = ht_accuracy(p, te.y, te.d.n, K);
     mlp_head *h = inst;
     float w[L];
     layer_weights(h, w);
@@ -384,17 +245,17 @@ Test(mlp_head, learns_blobs_and_finds_the_informative_layer)
     free(p);
     mlp_destroy(inst);
     sbi_opts_destroy(&o);
-    free_split(&tr);
-    free_split(&dv);
-    free_split(&te);
+    ht_free_split(&tr);
+    ht_free_split(&dv);
+    ht_free_split(&te);
 }
 
 Test(mlp_head, same_seed_gives_identical_predictions)
 {
     enum { L = 3, D = 8, K = 3 };
-    split tr = make_blobs(300, L, D, K, 0, 0.7, 4, 5);
-    split dv = make_blobs(90, L, D, K, 0, 0.7, 4, 6);
-    split te = make_blobs(100, L, D, K, 0, 0.7, 4, 7);
+    split tr = ht_make_blobs(300, L, D, K, 0, 0.7, 4, 5);
+    split dv = ht_make_blobs(90, L, D, K, 0, 0.7, 4, 6);
+    split te = ht_make_blobs(100, L, D, K, 0, 0.7, 4, 7);
     sb_opts *o = opts("hidden: [16, 8]\nepochs: 8\nbatch_size: 16\nclass_weights: balanced\n"
                       "lr: 0.005\ndropout: 0.2\nclip: 0.5");
     float *p[3], *params[3];
@@ -423,9 +284,9 @@ Test(mlp_head, same_seed_gives_identical_predictions)
         free(params[i]);
     }
     sbi_opts_destroy(&o);
-    free_split(&tr);
-    free_split(&dv);
-    free_split(&te);
+    ht_free_split(&tr);
+    ht_free_split(&dv);
+    ht_free_split(&te);
 }
 
 /* Predicting must not apply dropout: two predictions agree, and equal a manual forward
@@ -433,10 +294,10 @@ Test(mlp_head, same_seed_gives_identical_predictions)
 Test(mlp_head, predict_has_no_dropout)
 {
     enum { L = 2, D = 5, K = 3 };
-    split tr = make_blobs(120, L, D, K, 1, 1.0, 30, 31);
+    split tr = ht_make_blobs(120, L, D, K, 1, 1.0, 30, 31);
     sb_opts *o = opts("hidden: [32]\nepochs: 3\ndropout: 0.5");
-    mlp_head *h = create_ok(&cap_host, o, L, D, K);
-    train_ok(h, &tr.d, &empty_data);
+    mlp_head *h = create_ok(&ht_host, o, L, D, K);
+    train_ok(h, &tr.d, &ht_empty);
     float *p1 = predict_ok(h, &tr.d, K);
     float *p2 = predict_ok(h, &tr.d, K);
     cr_assert(memcmp(p1, p2, sizeof(float) * tr.d.n * K) == 0, "predict is not deterministic");
@@ -449,7 +310,7 @@ Test(mlp_head, predict_has_no_dropout)
     free(p2);
     mlp_destroy(h);
     sbi_opts_destroy(&o);
-    free_split(&tr);
+    ht_free_split(&tr);
 }
 
 /* Dev labels are half wrong, so dev loss falls while the model learns and rises as it grows
@@ -457,38 +318,37 @@ Test(mlp_head, predict_has_no_dropout)
 Test(mlp_head, early_stopping_restores_the_best_epoch)
 {
     enum { L = 2, D = 6, K = 3, PATIENCE = 4 };
-    split tr = make_blobs(300, L, D, K, 0, 1.5, 8, 9);
-    split dv = make_blobs(120, L, D, K, 0, 1.5, 8, 10);
+    split tr = ht_make_blobs(300, L, D, K, 0, 1.5, 8, 9);
+    split dv = ht_make_blobs(120, L, D, K, 0, 1.5, 8, 10);
     for (size_t i = 0; i < dv.d.n; i += 2)
         dv.y[i] = (dv.y[i] + 1) % K;
     sb_opts *o = opts("hidden: [32]\nmetric: loss\npatience: 4\nepochs: 300\nlr: 0.002\n"
                       "weight_decay: 0\ndropout: 0\nwarmup: 0");
-    cap_host.seed = 3;
-    cap.n = 0;
-    void *inst = create_ok(&cap_host, o, L, D, K);
+    ht_reset(3);
+    void *inst = create_ok(&ht_host, o, L, D, K);
     train_ok(inst, &tr.d, &dv.d);
-    cr_assert_gt(cap.n, PATIENCE + 1);
-    cr_assert_lt(cap.n, 300, "never stopped early: %d epochs", cap.n);
+    cr_assert_gt(ht_cap.n, PATIENCE + 1);
+    cr_assert_lt(ht_cap.n, 300, "never stopped early: %d epochs", ht_cap.n);
     int best = -1;
-    for (int e = 0; e < cap.n; e++)
-        if (cap.best[e])
+    for (int e = 0; e < ht_cap.n; e++)
+        if (ht_cap.best[e])
             best = e;
-    cr_assert_eq(cap.n - 1, best + PATIENCE, "stopped after epoch %d, best was %d", cap.n,
+    cr_assert_eq(ht_cap.n - 1, best + PATIENCE, "stopped after epoch %d, best was %d", ht_cap.n,
                  best + 1);
     float *p = predict_ok(inst, &dv.d, K);
     double loss = 0;
     for (size_t i = 0; i < dv.d.n; i++)
         loss -= log(p[i * K + (size_t)dv.y[i]]);
     loss /= (double)dv.d.n;
-    cr_log_info("early stop: %d epochs, best %d, dev loss best %.5f last %.5f restored %.5f", cap.n,
-                best + 1, cap.dev[best], cap.dev[cap.n - 1], loss);
-    cr_assert(fabs(loss - cap.dev[best]) < 2e-5, "restored dev loss %.6f, best logged %.5f", loss,
-              cap.dev[best]);
+    cr_log_info("early stop: %d epochs, best %d, dev loss best %.5f last %.5f restored %.5f",
+                ht_cap.n, best + 1, ht_cap.dev[best], ht_cap.dev[ht_cap.n - 1], loss);
+    cr_assert(fabs(loss - ht_cap.dev[best]) < 2e-5, "restored dev loss %.6f, best logged %.5f",
+              loss, ht_cap.dev[best]);
     free(p);
     mlp_destroy(inst);
     sbi_opts_destroy(&o);
-    free_split(&tr);
-    free_split(&dv);
+    ht_free_split(&tr);
+    ht_free_split(&dv);
 }
 
 /* The schedule spans every step of every epoch, and warmup and clipping reach the steps:
@@ -497,9 +357,9 @@ Test(mlp_head, early_stopping_restores_the_best_epoch)
 Test(mlp_head, warmup_and_clip_change_the_steps)
 {
     enum { L = 1, D = 4, K = 2 };
-    split tr = make_blobs(100, L, D, K, 0, 1.0, 40, 41);
+    split tr = ht_make_blobs(100, L, D, K, 0, 1.0, 40, 41);
     sb_opts *o0 = opts("epochs: 10\nbatch_size: 32\nwarmup: 0.05");
-    mlp_head *h0 = create_ok(&cap_host, o0, L, D, K);
+    mlp_head *h0 = create_ok(&ht_host, o0, L, D, K);
     long warmup, total;
     schedule_steps(h0, 100, &warmup, &total);
     cr_assert_eq(total, 40, "4 batches x 10 epochs, got %ld", total);
@@ -514,8 +374,8 @@ Test(mlp_head, warmup_and_clip_change_the_steps)
     size_t np = 0;
     for (int c = 0; c < 3; c++) {
         sb_opts *o = opts(cfg[c]);
-        mlp_head *h = create_ok(&cap_host, o, L, D, K);
-        train_ok(h, &tr.d, &empty_data);
+        mlp_head *h = create_ok(&ht_host, o, L, D, K);
+        train_ok(h, &tr.d, &ht_empty);
         np = h->n_params;
         params[c] = malloc(np * sizeof(float));
         memcpy(params[c], h->params, np * sizeof(float));
@@ -524,11 +384,11 @@ Test(mlp_head, warmup_and_clip_change_the_steps)
     }
     cr_assert(memcmp(params[0], params[1], np * sizeof(float)) != 0, "warmup had no effect");
     cr_assert(memcmp(params[0], params[2], np * sizeof(float)) != 0, "clipping had no effect");
-    cr_assert(strstr(cap.info, "40 of 40 steps clipped"), "clip 0.01 clips every step: %s",
-              cap.info);
+    cr_assert(strstr(ht_cap.info, "40 of 40 steps clipped"), "clip 0.01 clips every step: %s",
+              ht_cap.info);
     for (int c = 0; c < 3; c++)
         free(params[c]);
-    free_split(&tr);
+    ht_free_split(&tr);
 }
 
 /* ---- bad input ---------------------------------------------------------------------------- */
@@ -538,12 +398,13 @@ Test(mlp_head, bad_options_and_class_counts)
     sb_opts *o = opts("");
     void *inst = (void *)0x1;
     sb_error err = { 0 };
-    cr_assert_eq(mlp_vtable.create(&cap_host, o, 2, 4, 1, &inst, &err), SB_ERR_INVALID);
+    cr_assert_eq(mlp_vtable.create(&ht_host, o, 2, 4, 1, &inst, &err), SB_ERR_INVALID);
     cr_assert_null(inst);
-    cr_assert(strstr(err.msg, "at least 2 classes"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "at least 2 classes") && strstr(err.msg, "0 for a regression"), "%s",
+              err.msg);
     sb_error_clear(&err);
-    cr_assert_eq(mlp_vtable.create(&cap_host, o, 2, 4, 0, &inst, &err), SB_ERR_INVALID);
-    cr_assert(strstr(err.msg, "regression"), "%s", err.msg);
+    cr_assert_eq(mlp_vtable.create(&ht_host, o, 2, 4, -2, &inst, &err), SB_ERR_INVALID);
+    cr_assert_null(inst);
     sbi_opts_destroy(&o);
 
     const char *bad[] = { "hidden: [0]", "hidden: [64, x]", "hidden: [1.5]", "hidden: all",
@@ -552,7 +413,7 @@ Test(mlp_head, bad_options_and_class_counts)
         o = opts(bad[i]);
         sb_error_clear(&err);
         inst = (void *)0x1;
-        cr_assert_eq(mlp_vtable.create(&cap_host, o, 2, 4, 3, &inst, &err), SB_ERR_INVALID,
+        cr_assert_eq(mlp_vtable.create(&ht_host, o, 2, 4, 3, &inst, &err), SB_ERR_INVALID,
                      "%s accepted", bad[i]);
         cr_assert_null(inst);
         cr_assert(strstr(err.msg, "hidden: item 1") || strstr(err.msg, "hidden: item 2"), "%s: %s",
@@ -573,8 +434,8 @@ Test(mlp_head, bad_data)
 {
     enum { L = 2, D = 4, K = 3 };
     sb_opts *o = opts("epochs: 2\nhidden: [8]");
-    void *inst = create_ok(&cap_host, o, L, D, K);
-    split s = make_blobs(10, L, D, K, 0, 1.0, 20, 21);
+    void *inst = create_ok(&ht_host, o, L, D, K);
+    split s = ht_make_blobs(10, L, D, K, 0, 1.0, 20, 21);
     float probs[30];
     sb_error err = { 0 };
     cr_assert_eq(mlp_vtable.predict(inst, &s.d, probs, &err), SB_ERR_INVALID,
@@ -583,12 +444,12 @@ Test(mlp_head, bad_data)
 
     /* an empty train split, and one whose rows have no label */
     sb_error_clear(&err);
-    cr_assert_eq(mlp_vtable.train(inst, &empty_data, &empty_data, &err), SB_ERR_INVALID);
+    cr_assert_eq(mlp_vtable.train(inst, &ht_empty, &ht_empty, &err), SB_ERR_INVALID);
     cr_assert(strstr(err.msg, "no utterance with a label (0 rows)"), "%s", err.msg);
     for (size_t i = 0; i < s.d.n; i++)
         s.y[i] = -1;
     sb_error_clear(&err);
-    cr_assert_eq(mlp_vtable.train(inst, &s.d, &empty_data, &err), SB_ERR_INVALID);
+    cr_assert_eq(mlp_vtable.train(inst, &s.d, &ht_empty, &err), SB_ERR_INVALID);
     cr_assert(strstr(err.msg, "no utterance with a label (10 rows)"), "%s", err.msg);
     for (size_t i = 0; i < s.d.n; i++)
         s.y[i] = (int32_t)(i % K);
@@ -598,7 +459,7 @@ Test(mlp_head, bad_data)
     s.d.utt_id = ids;
     s.y[3] = 7;
     sb_error_clear(&err);
-    cr_assert_eq(mlp_vtable.train(inst, &s.d, &empty_data, &err), SB_ERR_INVALID);
+    cr_assert_eq(mlp_vtable.train(inst, &s.d, &ht_empty, &err), SB_ERR_INVALID);
     cr_assert(strstr(err.msg, "label 7 is outside the 3 classes"), "%s", err.msg);
     cr_assert(strstr(err.where, "u3"), "where: %s", err.where);
     s.y[3] = 1;
@@ -606,10 +467,10 @@ Test(mlp_head, bad_data)
     /* NaN features in train and in dev, named by utterance */
     s.x[3 * L * D + 5] = NAN;
     sb_error_clear(&err);
-    cr_assert_eq(mlp_vtable.train(inst, &s.d, &empty_data, &err), SB_ERR_INVALID);
+    cr_assert_eq(mlp_vtable.train(inst, &s.d, &ht_empty, &err), SB_ERR_INVALID);
     cr_assert(strstr(err.msg, "train feature 1 of layer 1 is not finite"), "%s", err.msg);
     cr_assert(strstr(err.where, "u3"), "where: %s", err.where);
-    split ok = make_blobs(10, L, D, K, 0, 1.0, 20, 22);
+    split ok = ht_make_blobs(10, L, D, K, 0, 1.0, 20, 22);
     sb_error_clear(&err);
     cr_assert_eq(mlp_vtable.train(inst, &ok.d, &s.d, &err), SB_ERR_INVALID);
     cr_assert(strstr(err.msg, "dev feature"), "%s", err.msg);
@@ -618,23 +479,23 @@ Test(mlp_head, bad_data)
     /* a NaN in an unlabelled row is never read */
     s.y[4] = -1;
     s.x[4 * L * D] = NAN;
-    train_ok(inst, &s.d, &empty_data);
+    train_ok(inst, &s.d, &ht_empty);
 
     /* a dev set with classes missing: trains, early-stopping on the classes it has */
-    split dv = make_blobs(12, L, D, K, 0, 1.0, 20, 23);
+    split dv = ht_make_blobs(12, L, D, K, 0, 1.0, 20, 23);
     for (size_t i = 0; i < dv.d.n; i++)
         dv.y[i] = 0;
-    cap.n = 0;
+    ht_reset(ht_host.seed);
     train_ok(inst, &ok.d, &dv.d);
-    cr_assert_eq(cap.n, 2, "%d epochs logged", cap.n);
-    cr_assert(!isnan(cap.dev[0]), "no dev metric with classes missing");
+    cr_assert_eq(ht_cap.n, 2, "%d epochs logged", ht_cap.n);
+    cr_assert(!isnan(ht_cap.dev[0]), "no dev metric with classes missing");
 
     /* a dev set without labels: a warning, all epochs */
     for (size_t i = 0; i < dv.d.n; i++)
         dv.y[i] = -1;
-    cap.warn[0] = 0;
+    ht_cap.warn[0] = 0;
     train_ok(inst, &ok.d, &dv.d);
-    cr_assert(strstr(cap.warn, "none with a label"), "warning: %s", cap.warn);
+    cr_assert(strstr(ht_cap.warn, "none with a label"), "warning: %s", ht_cap.warn);
 
     /* features of another shape */
     ok.d.dim = 5;
@@ -642,14 +503,14 @@ Test(mlp_head, bad_data)
     cr_assert_eq(mlp_vtable.predict(inst, &ok.d, probs, &err), SB_ERR_INVALID);
     cr_assert(strstr(err.msg, "2 layers x 5 dims"), "%s", err.msg);
     sb_error_clear(&err);
-    cr_assert_eq(mlp_vtable.train(inst, &ok.d, &empty_data, &err), SB_ERR_INVALID);
-    cr_assert_eq(mlp_vtable.predict(inst, &empty_data, probs, &err), SB_OK, "n = 0");
+    cr_assert_eq(mlp_vtable.train(inst, &ok.d, &ht_empty, &err), SB_ERR_INVALID);
+    cr_assert_eq(mlp_vtable.predict(inst, &ht_empty, probs, &err), SB_OK, "n = 0");
     mlp_destroy(inst);
     mlp_destroy(NULL);
     sbi_opts_destroy(&o);
-    free_split(&s);
-    free_split(&ok);
-    free_split(&dv);
+    ht_free_split(&s);
+    ht_free_split(&ok);
+    ht_free_split(&dv);
 }
 
 Test(mlp_head, descriptor)
@@ -666,9 +527,169 @@ Test(mlp_head, descriptor)
     cr_assert_eq(sb_opts_list_len(o, "hidden"), 1);
     cr_assert_str_eq(sb_opts_list_item(o, "hidden", 0), "256");
     cr_assert_str_eq(sb_opts_str(o, "metric"), "ua");
-    mlp_head *h = create_ok(&cap_host, o, 3, 10, 4);
+    mlp_head *h = create_ok(&ht_host, o, 3, 10, 4);
     /* a (3) + W1 (256,10) + b1 (256) + Wc (4,256) + bc (4) */
     cr_assert_eq(h->n_params, 3 + 2560 + 256 + 1024 + 4);
     mlp_destroy(h);
     sbi_opts_destroy(&o);
+}
+
+/* ---- regression ---------------------------------------------------------------------------- */
+
+/* f(z) = 2|z0| - 1 + sin(2 z1): the mlp gets the test MAE well below the target's spread and
+ * well below what the linear head's model (fitted here by least squares) can reach. */
+Test(mlp_head, regression_learns_a_nonlinear_function)
+{
+    enum { L = 2, D = 4, INFO = 0 };
+    split tr = ht_make_regression(1500, L, D, INFO, 1, 0.05, 1);
+    split dv = ht_make_regression(300, L, D, INFO, 1, 0.05, 2);
+    split te = ht_make_regression(500, L, D, INFO, 1, 0.05, 3);
+    double sd = ht_value_sd(&te);
+    /* the best affine function of the informative layer, by least squares on train, in
+     * double: the normal equations of [z0, z1, 1] (the other features are pure noise) */
+    double A[3][4] = { { 0 } };
+    for (size_t i = 0; i < tr.d.n; i++) {
+        const float *x = tr.x + i * L * D + INFO * D;
+        double f[3] = { x[0], x[1], 1.0 };
+        for (int r = 0; r < 3; r++) {
+            for (int c = 0; c < 3; c++)
+                A[r][c] += f[r] * f[c];
+            A[r][3] += f[r] * tr.value[i];
+        }
+    }
+    for (int c = 0; c < 3; c++) /* Gauss-Jordan; the matrix is well conditioned */
+        for (int r = 0; r < 3; r++)
+            if (r != c) {
+                double q = A[r][c] / A[c][c];
+                for (int k = 0; k < 4; k++)
+                    A[r][k] -= q * A[c][k];
+            }
+    double lin_mae = 0.0;
+    for (size_t i = 0; i < te.d.n; i++) {
+        const float *x = te.x + i * L * D + INFO * D;
+        double pred = A[0][3] / A[0][0] * x[0] + A[1][3] / A[1][1] * x[1] + A[2][3] / A[2][2];
+        lin_mae += fabs(pred - te.value[i]);
+    }
+    lin_mae /= (double)te.d.n;
+
+    sb_opts *o = opts("hidden: [64]\nlr: 0.003\nepochs: 80\ndropout: 0\npatience: 15");
+    ht_reset(6);
+    mlp_head *h = create_ok(&ht_host, o, L, D, 0);
+    train_ok(h, &tr.d, &dv.d);
+    float *p = predict_ok(h, &te.d, 1);
+    double mae = ht_mae(p, te.value, te.d.n);
+    cr_log_info("nonlinear regression: mlp test MAE %.4f, best affine %.4f, target sd %.3f (%s)",
+                mae, lin_mae, sd, ht_cap.info);
+    cr_assert_lt(mae, 0.25 * sd, "MAE %.4f vs sd %.3f", mae, sd);
+    cr_assert_lt(mae, 0.5 * lin_mae, "mlp MAE %.4f vs best affine %.4f", mae, lin_mae);
+    cr_assert(strstr(ht_cap.info, "dev mae"), "%s", ht_cap.info);
+    free(p);
+    mlp_destroy(h);
+    sbi_opts_destroy(&o);
+    ht_free_split(&tr);
+    ht_free_split(&dv);
+    ht_free_split(&te);
+}
+
+/* ---- checkpoints, inputs, cancellation ---------------------------------------------------- */
+
+Test(mlp_head, checkpoint_round_trip_is_bit_identical)
+{
+    ht_test_checkpoint_round_trip(&mlp_vtable, mlp_options, "hidden: [16, 8]\nepochs: 5");
+}
+
+Test(mlp_head, fine_tunes_from_a_checkpoint_with_a_new_output_layer)
+{
+    ht_test_fine_tune(&mlp_vtable, mlp_options, "hidden: [32]\nepochs: 20\nlr: 0.003");
+}
+
+Test(mlp_head, checkpoints_that_do_not_fit_are_errors)
+{
+    ht_test_checkpoint_errors(&mlp_vtable, mlp_options, "hidden: [8]\nepochs: 2");
+    /* other hidden widths: named with both lists */
+    enum { L = 2, D = 5, K = 3 };
+    split tr = ht_make_blobs(40, L, D, K, 0, 1.0, 1, 1);
+    sb_opts *o8 = opts("hidden: [8]\nepochs: 2"), *o16 = opts("hidden: [8, 4]\nepochs: 2");
+    void *a = create_ok(&ht_host, o8, L, D, K), *b = create_ok(&ht_host, o16, L, D, K);
+    train_ok(a, &tr.d, &ht_empty);
+    char path[512];
+    snprintf(path, sizeof path, "%s", ht_tmp_path("mlp-hidden"));
+    ht_save(&mlp_vtable, a, path);
+    sb_error err = { 0 };
+    cr_assert_eq(ht_load(&mlp_vtable, b, path, "all", 1, K, &err), SB_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "hidden is [8] in the checkpoint but [8,4] here"), "%s", err.msg);
+    /* the tensors are named per layer */
+    sb_st_file *f = NULL;
+    cr_assert_eq(sb_st_open(path, &f, &err), SB_OK);
+    const sb_st_tensor *t = sb_st_find(f, "hidden.0.W");
+    cr_assert(t && t->ndim == 2 && t->shape[0] == 8 && t->shape[1] == D);
+    cr_assert_not_null(sb_st_find(f, "hidden.0.b"));
+    cr_assert_str_eq(sb_st_metadata(f, "head_config"),
+                     "{\"n_layers\":2,\"dim\":5,\"n_classes\":3,\"hidden\":[8]}");
+    sb_st_close(&f);
+    unlink(path);
+    mlp_destroy(a);
+    mlp_destroy(b);
+    sbi_opts_destroy(&o8);
+    sbi_opts_destroy(&o16);
+    ht_free_split(&tr);
+}
+
+Test(mlp_head, reads_one_input)
+{
+    ht_test_inputs(&mlp_vtable, mlp_options, "hidden: [8]\nepochs: 2", "mlp");
+}
+
+Test(mlp_head, cancellation)
+{
+    ht_test_cancel(&mlp_vtable, mlp_options, "hidden: [8]\nepochs: 50\nbatch_size: 8");
+}
+
+/* With a learning rate too small to move anything, a fine-tuned model's hidden layer is the
+ * checkpoint's: train started from it rather than from a fresh draw. */
+Test(mlp_head, fine_tuning_starts_from_the_loaded_hidden_layers)
+{
+    enum { L = 2, D = 5 };
+    split tr4 = ht_make_blobs(80, L, D, 4, 0, 1.5, 1, 1);
+    split tr3 = ht_make_blobs(60, L, D, 3, 0, 1.5, 2, 2);
+    sb_opts *oa = opts("hidden: [16]\nepochs: 5"), *ob = opts("hidden: [16]\nepochs: 2\nlr: 1e-9");
+    ht_reset(4);
+    void *a = create_ok(&ht_host, oa, L, D, 4), *b = create_ok(&ht_host, ob, L, D, 3);
+    train_ok(a, &tr4.d, &ht_empty);
+    char pa[512], pb[512];
+    snprintf(pa, sizeof pa, "%s", ht_tmp_path("mlp-ft-a"));
+    snprintf(pb, sizeof pb, "%s", ht_tmp_path("mlp-ft-b"));
+    ht_save(&mlp_vtable, a, pa);
+    sb_error err = { 0 };
+    cr_assert_eq(ht_load(&mlp_vtable, b, pa, "all", 1, 4, &err), SB_OK, "%s", err.msg);
+    train_ok(b, &tr3.d, &ht_empty);
+    ht_save(&mlp_vtable, b, pb);
+    sb_st_file *fa = NULL, *fb = NULL;
+    cr_assert_eq(sb_st_open(pa, &fa, &err), SB_OK);
+    cr_assert_eq(sb_st_open(pb, &fb, &err), SB_OK);
+    const char *names[3] = { "hidden.0.W", "hidden.0.b", "layer_logits" };
+    for (int i = 0; i < 3; i++) {
+        const sb_st_tensor *ta = sb_st_find(fa, names[i]), *tb = sb_st_find(fb, names[i]);
+        cr_assert(ta && tb && ta->numel == tb->numel);
+        float *xa = malloc(ta->nbytes), *xb = malloc(tb->nbytes); /* data may be unaligned */
+        cr_assert_eq(sb_st_to_f32(ta, xa, &err), SB_OK);
+        cr_assert_eq(sb_st_to_f32(tb, xb, &err), SB_OK);
+        double worst = 0.0;
+        for (int64_t k = 0; k < ta->numel; k++)
+            worst = fmax(worst, fabs((double)xa[k] - xb[k]));
+        free(xa);
+        free(xb);
+        cr_assert_lt(worst, 1e-6, "%s moved by %g: not started from the checkpoint", names[i],
+                     worst);
+    }
+    sb_st_close(&fa);
+    sb_st_close(&fb);
+    unlink(pa);
+    unlink(pb);
+    mlp_destroy(a);
+    mlp_destroy(b);
+    sbi_opts_destroy(&oa);
+    sbi_opts_destroy(&ob);
+    ht_free_split(&tr4);
+    ht_free_split(&tr3);
 }
