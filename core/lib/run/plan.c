@@ -360,11 +360,12 @@ static sb_status read_target_init(sbi_run *r, const sbi_node *exp, sb_error *err
                                 "sentiment)");
         r->regression = strcmp(t->text, "value") == 0;
     }
-    if (r->regression && strcmp(r->train.labels, "human") != 0)
+    const sbi_instance *lab = sbi_run_instance(r, SB_KIND_LABELLER, r->train.labels);
+    if (r->regression && lab && strcmp(lab->plugin->desc->name, "human") != 0)
         return sb_error_set(err, SB_ERR_CONFIG, t ? loc(t, w, sizeof w) : "experiment",
                             "experiment.target: value trains on the corpus's own values; "
-                            "experiment.train.labels is '%s' (a labeller gives classes): use "
-                            "labels: human, or target: label",
+                            "experiment.train.labels is '%s' (a labeller that gives classes): use "
+                            "a labeller of the human plugin, or target: label",
                             r->train.labels);
     r->init_new_output = -1;
     const sbi_node *in = sbi_node_get(exp, "init");
