@@ -1518,6 +1518,12 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
                            c->blas_threads, cache, sizeof cache, err);
     void *inst = NULL;
     sb_error e = { 0 };
+    if (st == SB_OK && (tr.missing || dv.missing))
+        sbi_ui_log(c->ui, SB_LOG_WARN, who,
+                   "features and targets do not cover the same utterances: %zu of %zu training "
+                   "and %zu of %zu dev utterances with a target have no features (left out; "
+                   "the feature stage said why)",
+                   tr.missing, tr.missing + tr.n_target, dv.missing, dv.missing + dv.n_target);
     if (st == SB_OK && tr.n_target == 0)
         st = sb_error_set(&e, SB_ERR_CONFIG, "experiment.train",
                           "no training utterance has both a %s and features",
@@ -1540,6 +1546,11 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
         st = gather(r, ri, 2 + t, ri->le_test[t], ri->idx_test[t], ri->n_test[t], K, &te, &e);
         if (st != SB_OK)
             break;
+        if (te.missing)
+            sbi_ui_log(c->ui, SB_LOG_WARN, who,
+                       "test set %s: %zu of %zu utterances with a target have no features (left "
+                       "out of its scores)",
+                       r->tests[t].name, te.missing, te.missing + te.n_target);
         if (r->regression) {
             float *vals = malloc((te.hd.n + 1) * sizeof *vals);
             st = vals ? SB_OK : sb_error_set(&e, SB_ERR_NOMEM, NULL, "out of memory");
