@@ -19,6 +19,7 @@
 #include "nn_train.h"
 #include "metrics.h"
 #include "agree.h"
+#include "signif.h"
 #include "ssl.h"
 
 #endif
