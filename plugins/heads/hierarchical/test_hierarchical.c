@@ -1,0 +1,946 @@
+/* plugins/heads/hierarchical/test_hierarchical.c — the hierarchical head: whole-stage
+ * gradients (stage 1, stage 2 transformer and BiGRU, stage 3 co-attention) against finite
+ * differences; a dialogue task that only context solves; a fusion task that only both inputs
+ * solve; determinism; padding invariance; regression; checkpoints (all, stage1); bad input.
+ * hierarchical.c is included so the test reaches the model's internals. */
+#include "hierarchical.c"
+
+#include <criterion/criterion.h>
+
+#include <stdarg.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* ---- a host that keeps the last warning ------------------------------------------------ */
+
+static char last_warn[1024], last_info[1024];
+
+static void t_log(const sb_host *hst, sb_log_level level, const char *fmt, ...) SB_PRINTF(3, 4);
+static void t_log(const sb_host *hst, sb_log_level level, const char *fmt, ...)
+{
+    (void)hst;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (level == SB_LOG_WARN)
+        snprintf(last_warn, sizeof last_warn, "%s", line);
+    if (level == SB_LOG_INFO)
+        snprintf(last_info, sizeof last_info, "%s", line);
+    if (level <= SB_LOG_INFO && getenv("HIER_TEST_LOG"))
+        fprintf(stderr, "%s\n", line);
+}
+
+static void t_progress(const sb_host *hst, uint64_t done, uint64_t total)
+{
+    (void)hst;
+    (void)done;
+    (void)total;
+}
+
+static int t_cancelled(const sb_host *hst)
+{
+    (void)hst;
+    return 0;
+}
+
+static sb_host t_host = {
+    .struct_size = sizeof(sb_host),
+    .log = t_log,
+    .progress = t_progress,
+    .cancelled = t_cancelled,
+    .cache_dir = "/tmp",
+    .seed = 7,
+    .threads = 1,
+};
+
+static hier_head *make_head(const char *yaml, int L, int D, int K)
+{
+    sb_opts *o = NULL;
+    sb_error err = { 0 };
+    cr_assert_eq(sbi_opts_parse(hier_options, yaml, "test-hier", &o, &err), SB_OK,
+                 "options '%s': %s", yaml, err.msg);
+    void *inst = NULL;
+    cr_assert_eq(hier_create(&t_host, o, L, D, K, &inst, &err), SB_OK, "create: %s", err.msg);
+    sbi_opts_destroy(&o);
+    return inst;
+}
+
+/* ---- generated dialogue data --------------------------------------------------------------- */
+
+#define MAX_IN 2
+
+typedef struct dset {
+    sb_head_data d;
+    sb_head_input *in; /* [MAX_IN], on the heap: d.inputs points to it */
+    float *x[MAX_IN];
+    int32_t *y, *turn;
+    double *value;
+    char **dia, **spk, **utt;
+    int *code[MAX_IN]; /* the hidden variable each input encodes */
+} dset;
+
+static void dset_free(dset *s)
+{
+    for (int i = 0; i < MAX_IN; i++) {
+        free(s->x[i]);
+        free(s->code[i]);
+    }
+    for (size_t r = 0; r < s->d.n; r++) {
+        free(s->dia[r]);
+        free(s->spk[r]);
+        free(s->utt[r]);
+    }
+    free(s->in);
+    free(s->y);
+    free(s->turn);
+    free(s->value);
+    free(s->dia);
+    free(s->spk);
+    free(s->utt);
+    memset(s, 0, sizeof *s);
+}
+
+/* n_dia dialogues of lmin..lmax turns; each input i has L x D features whose layer 0 holds
+ * code[i] (of n_codes) as a class mean (spread sep) plus unit noise. The caller sets y. */
+static dset make_dialogues(int n_inputs, int n_dia, int lmin, int lmax, int L, int D, int n_codes,
+                           double sep, int K, uint64_t seed, const char *prefix)
+{
+    dset s;
+    memset(&s, 0, sizeof s);
+    sb_rng r, rm;
+    sb_rng_seed(&r, seed, 1);
+    sb_rng_seed(&rm, 1234, 2); /* the class means are shared by every split */
+    size_t n = 0;
+    int *lens = malloc((size_t)n_dia * sizeof *lens);
+    for (int i = 0; i < n_dia; i++) {
+        lens[i] = lmin + (int)sb_rng_below(&r, (uint64_t)(lmax - lmin + 1));
+        n += (size_t)lens[i];
+    }
+    double *mu = malloc(sizeof(double) * (size_t)MAX_IN * n_codes * D);
+    for (int i = 0; i < MAX_IN * n_codes * D; i++)
+        mu[i] = sep * sb_rng_normal(&rm);
+    s.in = calloc(MAX_IN, sizeof *s.in);
+    s.y = calloc(n, sizeof *s.y);
+    s.turn = calloc(n, sizeof *s.turn);
+    s.value = calloc(n, sizeof *s.value);
+    s.dia = calloc(n, sizeof *s.dia);
+    s.spk = calloc(n, sizeof *s.spk);
+    s.utt = calloc(n, sizeof *s.utt);
+    for (int i = 0; i < n_inputs; i++) {
+        s.x[i] = calloc(n * (size_t)L * D, sizeof(float));
+        s.code[i] = calloc(n, sizeof(int));
+    }
+    size_t row = 0;
+    for (int di = 0; di < n_dia; di++)
+        for (int t = 0; t < lens[di]; t++, row++) {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%s_d%d", prefix, di);
+            s.dia[row] = strdup(buf);
+            snprintf(buf, sizeof buf, "spk%d", t % 2);
+            s.spk[row] = strdup(buf);
+            snprintf(buf, sizeof buf, "%s_d%d_u%d", prefix, di, t);
+            s.utt[row] = strdup(buf);
+            s.turn[row] = t;
+            s.value[row] = NAN;
+            for (int i = 0; i < n_inputs; i++) {
+                int c = (int)sb_rng_below(&r, (uint64_t)n_codes);
+                s.code[i][row] = c;
+                for (int l = 0; l < L; l++)
+                    for (int dd = 0; dd < D; dd++) {
+                        double v = sb_rng_normal(&r);
+                        if (l == 0)
+                            v += mu[((size_t)i * n_codes + c) * D + dd];
+                        s.x[i][(row * L + l) * D + dd] = (float)v;
+                    }
+            }
+        }
+    free(lens);
+    free(mu);
+    static const char *names[MAX_IN] = { "audio", "text" };
+    for (int i = 0; i < n_inputs; i++)
+        s.in[i] =
+            (sb_head_input){ names[i], i == 0 ? SB_INPUT_AUDIO : SB_INPUT_TEXT, L, D, s.x[i] };
+    s.d = (sb_head_data){ .struct_size = sizeof(sb_head_data),
+                          .n = n,
+                          .n_layers = L,
+                          .dim = D,
+                          .x = s.x[0],
+                          .n_classes = K,
+                          .y = s.y,
+                          .value = s.value,
+                          .utt_id = (const char *const *)s.utt,
+                          .dialogue = (const char *const *)s.dia,
+                          .turn = s.turn,
+                          .speaker = (const char *const *)s.spk,
+                          .n_inputs = n_inputs,
+                          .inputs = s.in };
+    return s;
+}
+
+/* label(t) = code of turn t-1 (input 0); the first turn is labelled with its own code, the
+ * only utterance-level signal, which stage 1 needs to learn embeddings that keep the code. */
+static void label_previous(dset *s)
+{
+    for (size_t r = 0; r < s->d.n; r++)
+        s->y[r] = s->turn[r] == 0 ? s->code[0][r] : s->code[0][r - 1];
+}
+
+/* label = 2 * code(input 0) + code(input 1), codes binary. */
+static void label_both(dset *s)
+{
+    for (size_t r = 0; r < s->d.n; r++)
+        s->y[r] = 2 * s->code[0][r] + s->code[1][r];
+}
+
+static float *predict(hier_head *h, const sb_head_data *d)
+{
+    sb_error err = { 0 };
+    float *p = malloc(d->n * (size_t)h->KO * sizeof(float));
+    cr_assert_eq(hier_predict(h, d, p, &err), SB_OK, "predict: %s", err.msg);
+    return p;
+}
+
+/* Accuracy over the labelled rows from turn min_turn on. */
+static double accuracy_from(const float *probs, const sb_head_data *d, int K, int min_turn)
+{
+    size_t n = 0, ok = 0;
+    for (size_t r = 0; r < d->n; r++)
+        if (d->y[r] >= 0 && d->turn[r] >= min_turn) {
+            n++;
+            ok += hd_argmax(probs + r * (size_t)K, K) == d->y[r];
+        }
+    return n ? (double)ok / (double)n : 0.0;
+}
+
+static double accuracy(const float *probs, const sb_head_data *d, int K)
+{
+    return accuracy_from(probs, d, K, 0);
+}
+
+static void train_ok(hier_head *h, const sb_head_data *tr, const sb_head_data *dv)
+{
+    sb_error err = { 0 };
+    cr_assert_eq(hier_train(h, tr, dv, &err), SB_OK, "train: %s %s", err.where, err.msg);
+}
+
+/* ---- gradients ------------------------------------------------------------------------------ */
+
+/* Small dims for the finite-difference checks. */
+#define GL 2
+#define GD 5
+#define GK 3
+
+typedef double (*loss_fn)(hier_head *h, void *ctx);
+
+/* Every tensor of `stage` (branch b, or every branch for stage 3): up to 5 entries each,
+ * analytic gradient (already in h->grads) against central differences of `f`. */
+static void check_grads(hier_head *h, int stage, int b, loss_fn f, void *ctx, const char *what)
+{
+    const double eps = 1e-3, atol = 2e-3, rtol = 3e-2;
+    double worst = 0.0;
+    int checked = 0;
+    sb_rng r;
+    sb_rng_seed(&r, 99, 3);
+    for (int i = 0; i < h->n_tensors; i++) {
+        const hier_tensor *t = &h->tensors[i];
+        if (t->stage != stage || (stage != 3 && t->branch != b))
+            continue;
+        if (stage == 1 && t->off == h->br[t->branch].s1_off && !h->learn_layers)
+            continue;
+        for (int k = 0; k < 5; k++) {
+            size_t j = t->off + (size_t)sb_rng_below(&r, t->n);
+            float keep = h->params[j];
+            h->params[j] = keep + (float)eps;
+            double lp = f(h, ctx);
+            h->params[j] = keep - (float)eps;
+            double lm = f(h, ctx);
+            h->params[j] = keep;
+            double fd = (lp - lm) / (2 * eps), an = h->grads[j];
+            double e = fabs(fd - an);
+            if (e > worst)
+                worst = e;
+            cr_expect_leq(e, atol + rtol * fabs(fd), "%s: %s[%zu]: analytic %.6g, numeric %.6g",
+                          what, t->name, j - t->off, an, fd);
+            checked++;
+        }
+    }
+    cr_assert_gt(checked, 10, "%s: only %d entries checked", what, checked);
+    fprintf(stderr, "%s: %d entries, max |analytic - numeric| %.3g\n", what, checked, worst);
+}
+
+typedef struct gctx {
+    dset *s;
+    split_state st;
+    int b, B, T;
+} gctx;
+
+static double loss_s1(hier_head *h, void *vc)
+{
+    gctx *c = vc;
+    sb_rng_seed(&h->drop_rng, 5, 5);
+    hier_s1_forward(h, c->b, c->s->x[c->b], c->st.lab, (int)c->st.n_lab, 1);
+    for (size_t i = 0; i < c->st.n_lab; i++)
+        h->w1.yb[i] = c->s->y[c->st.lab[i]];
+    return hier_head_loss(h, (int)c->st.n_lab, h->w1.logits, h->w1.probs, h->w1.dlogits,
+                          h->w1.losses, h->w1.yb, h->w1.tb, 0);
+}
+
+static double loss_ctx(hier_head *h, void *vc)
+{
+    gctx *c = vc;
+    sb_rng_seed(&h->drop_rng, 5, 5);
+    if (c->b >= 0)
+        hier_s2_forward(h, c->b, c->st.E[c->b], c->B, c->T, 1);
+    else
+        hier_s3_forward(h, c->st.Cx, c->B, c->T, 1);
+    hier_batch_targets(h, c->s->y, NULL, c->B * c->T);
+    work2 *w = &h->w2;
+    return hier_head_loss(h, c->B * c->T, w->logits, w->probs, w->dlogits, w->losses, w->yb, w->tb,
+                          0);
+}
+
+/* A built head over a small dialogue set with random parameters and inputs E / Cx. */
+static hier_head *grad_setup(const char *yaml, int n_inputs, dset *s, gctx *c)
+{
+    hier_head *h = make_head(yaml, GL, GD, GK);
+    sb_error err = { 0 };
+    *s = make_dialogues(n_inputs, 3, 2, 5, GL, GD, GK, 1.0, GK, 3, "g");
+    label_previous(s);
+    s->y[1] = -1; /* a context row inside a dialogue */
+    branch spec[HIER_MAX_BRANCHES];
+    int nb;
+    cr_assert_eq(spec_from_data(&s->d, spec, &nb, &err), SB_OK);
+    memcpy(h->br, spec, (size_t)nb * sizeof *spec);
+    h->NB = nb;
+    cr_assert_eq(hier_build(h, &err), SB_OK, "%s", err.msg);
+    for (int b = 0; b < nb; b++) {
+        for (int st = 1; st <= 2; st++)
+            hier_init_stage(h, st, b, 0);
+        for (size_t i = 0; i < (size_t)GL * GD; i++) {
+            h->br[b].mu[i] = 0.1f * (float)(i % 3);
+            h->br[b].inv_sd[i] = 1.0f + 0.05f * (float)(i % 4);
+        }
+    }
+    hier_init_stage(h, 3, 0, 0);
+    /* layer logits and layer norms away from their initial values */
+    sb_rng r;
+    sb_rng_seed(&r, 11, 1);
+    for (int i = 0; i < h->n_tensors; i++)
+        if (h->tensors[i].init == HIER_INIT_ZERO || h->tensors[i].init == HIER_INIT_ONE)
+            for (size_t j = 0; j < h->tensors[i].n; j++)
+                h->params[h->tensors[i].off + j] += (float)(0.3 * sb_rng_normal(&r));
+    for (int k = 0; k < GK; k++)
+        h->class_w[k] = 0.5f + 0.4f * (float)k;
+    cr_assert_eq(split_prepare(h, &s->d, &c->st, 1, &err), SB_OK, "%s", err.msg);
+    cr_assert_eq(hier_work1_reserve(h, 64, &err), SB_OK);
+    cr_assert_eq(reserve_plans(h, &c->st.p_all, NULL, &err), SB_OK);
+    cr_assert_eq(c->st.p_all.n_batch, 1, "one batch of 3 dialogues");
+    c->s = s;
+    c->T = hier_batch_layout(h, &c->st.p_all, 0, &c->B);
+    cr_assert_gt(c->B * c->T, (int)s->d.n, "the batch has padding");
+    sb_rng_seed(&r, 12, 1);
+    for (int b = 0; b < nb; b++)
+        for (size_t i = 0; i < s->d.n * (size_t)h->C; i++) {
+            c->st.E[b][i] = (float)sb_rng_normal(&r);
+            c->st.Cx[b][i] = (float)sb_rng_normal(&r);
+        }
+    return h;
+}
+
+static void grad_ctx(hier_head *h, gctx *c, int stage, const char *what)
+{
+    work2 *w = &h->w2;
+    memset(h->grads, 0, h->n_params * sizeof(float));
+    loss_ctx(h, c);
+    hier_head_loss(h, c->B * c->T, w->logits, w->probs, w->dlogits, w->losses, w->yb, w->tb, 1);
+    if (stage == 2)
+        hier_s2_backward(h, c->b, c->B, c->T);
+    else
+        hier_s3_backward(h, c->B, c->T);
+    check_grads(h, stage, c->b, loss_ctx, c, what);
+}
+
+Test(hierarchical, stage1_gradient)
+{
+    dset s;
+    gctx c = { .b = 0 };
+    hier_head *h = grad_setup("d_model: 8\nheads: 2\nffn: 12\nstages: 2", 1, &s, &c);
+    memset(h->grads, 0, h->n_params * sizeof(float));
+    loss_s1(h, &c);
+    hier_head_loss(h, (int)c.st.n_lab, h->w1.logits, h->w1.probs, h->w1.dlogits, h->w1.losses,
+                   h->w1.yb, h->w1.tb, 1);
+    hier_s1_backward(h, 0, (int)c.st.n_lab);
+    check_grads(h, 1, 0, loss_s1, &c, "stage 1");
+    split_free(&c.st);
+    hier_destroy(h);
+    dset_free(&s);
+}
+
+Test(hierarchical, stage2_transformer_gradient)
+{
+    dset s;
+    gctx c = { .b = 0 };
+    hier_head *h = grad_setup("d_model: 8\nheads: 2\nffn: 12\nlayers: 2\nspeakers: true\n"
+                              "max_speakers: 2\nstages: 2",
+                              1, &s, &c);
+    grad_ctx(h, &c, 2, "stage 2 transformer");
+    split_free(&c.st);
+    hier_destroy(h);
+    dset_free(&s);
+}
+
+Test(hierarchical, stage2_causal_transformer_gradient)
+{
+    dset s;
+    gctx c = { .b = 0 };
+    hier_head *h =
+        grad_setup("d_model: 8\nheads: 2\nffn: 12\nlayers: 1\ncausal: true\nstages: 2", 1, &s, &c);
+    grad_ctx(h, &c, 2, "stage 2 causal transformer");
+    split_free(&c.st);
+    hier_destroy(h);
+    dset_free(&s);
+}
+
+Test(hierarchical, stage2_bigru_gradient)
+{
+    dset s;
+    gctx c = { .b = 0 };
+    hier_head *h =
+        grad_setup("d_model: 8\nheads: 2\ncontext: bigru\nspeakers: true\nstages: 2", 1, &s, &c);
+    grad_ctx(h, &c, 2, "stage 2 bigru");
+    split_free(&c.st);
+    hier_destroy(h);
+    dset_free(&s);
+}
+
+Test(hierarchical, stage3_coattention_gradient)
+{
+    dset s;
+    gctx c = { .b = -1 };
+    hier_head *h = grad_setup("d_model: 8\nheads: 2\nfusion: coattention", 2, &s, &c);
+    grad_ctx(h, &c, 3, "stage 3 coattention");
+    split_free(&c.st);
+    hier_destroy(h);
+    dset_free(&s);
+}
+
+Test(hierarchical, regression_gradient)
+{
+    dset s;
+    gctx c = { .b = 0 };
+    /* a classifier's setup turned into a regressor: one output, MSE on `value` */
+    hier_head *h = grad_setup("d_model: 8\nheads: 2\nffn: 12\nstages: 2\nloss: mse", 1, &s, &c);
+    h->K = 0;
+    h->KO = 1;
+    hier_work2_free(&h->w2);
+    sb_error err = { 0 };
+    cr_assert_eq(hier_build(h, &err), SB_OK);
+    for (int st = 1; st <= 2; st++)
+        hier_init_stage(h, st, 0, 0);
+    cr_assert_eq(reserve_plans(h, &c.st.p_all, NULL, &err), SB_OK);
+    c.T = hier_batch_layout(h, &c.st.p_all, 0, &c.B);
+    for (size_t r = 0; r < s.d.n; r++)
+        s.value[r] = s.y[r] >= 0 ? 0.5 * s.y[r] - 0.3 : NAN;
+    work2 *w = &h->w2;
+    memset(h->grads, 0, h->n_params * sizeof(float));
+    sb_rng_seed(&h->drop_rng, 5, 5);
+    hier_s2_forward(h, 0, c.st.E[0], c.B, c.T, 1);
+    hier_batch_targets(h, NULL, s.value, c.B * c.T);
+    double l0 =
+        hier_head_loss(h, c.B * c.T, w->logits, w->probs, w->dlogits, w->losses, w->yb, w->tb, 1);
+    cr_assert(isfinite(l0) && l0 > 0.0, "mse %g", l0);
+    hier_s2_backward(h, 0, c.B, c.T);
+    /* finite differences of the MSE through the whole stage */
+    double worst = 0.0;
+    for (int i = 0; i < h->n_tensors; i += 3) {
+        const hier_tensor *t = &h->tensors[i];
+        if (t->stage != 2)
+            continue;
+        size_t j = t->off + t->n / 2;
+        float keep = h->params[j];
+        double l[2];
+        for (int k = 0; k < 2; k++) {
+            h->params[j] = keep + (k ? -1e-3f : 1e-3f);
+            sb_rng_seed(&h->drop_rng, 5, 5);
+            hier_s2_forward(h, 0, c.st.E[0], c.B, c.T, 1);
+            l[k] = sb_nn_mse_forward(w->logits, w->tb, (size_t)(c.B * c.T));
+        }
+        h->params[j] = keep;
+        double fd = (l[0] - l[1]) / 2e-3, e = fabs(fd - h->grads[j]);
+        worst = e > worst ? e : worst;
+        cr_expect_leq(e, 2e-3 + 3e-2 * fabs(fd), "%s: analytic %g numeric %g", t->name,
+                      (double)h->grads[j], fd);
+    }
+    fprintf(stderr, "stage 2 mse: max |analytic - numeric| %.3g\n", worst);
+    split_free(&c.st);
+    hier_destroy(h);
+    dset_free(&s);
+}
+
+/* ---- learning ------------------------------------------------------------------------------- */
+
+#define NET "d_model: 32\nheads: 2\nffn: 64\nlr: 0.003\ndropout: 0.1\n"
+#define SMALL NET "epochs: 150\npatience: 20\n"
+
+Test(hierarchical, context_solves_the_previous_turn_task, .timeout = 300)
+{
+    int L = 2, D = 12, K = 4;
+    dset tr = make_dialogues(1, 500, 5, 10, L, D, K, 3.0, K, 1, "tr");
+    dset dv = make_dialogues(1, 40, 5, 10, L, D, K, 3.0, K, 2, "dv");
+    dset te = make_dialogues(1, 60, 5, 10, L, D, K, 3.0, K, 3, "te");
+    label_previous(&tr);
+    label_previous(&dv);
+    label_previous(&te);
+
+    hier_head *h2 = make_head(SMALL "stages: 2", L, D, K);
+    train_ok(h2, &tr.d, &dv.d);
+    float *p2 = predict(h2, &te.d);
+    double acc2 = accuracy_from(p2, &te.d, K, 1);
+
+    hier_head *h1 = make_head(SMALL "stages: 1", L, D, K);
+    train_ok(h1, &tr.d, &dv.d);
+    float *p1 = predict(h1, &te.d);
+    double acc1 = accuracy_from(p1, &te.d, K, 1);
+    fprintf(stderr, "previous-turn task: stage 2 (transformer) %.3f, stage 1 (utterance) %.3f\n",
+            acc2, acc1);
+    cr_expect_geq(acc2, 0.9, "stage 2 accuracy %.3f", acc2);
+    cr_expect_leq(acc1, 0.4, "the utterance-level model %.3f should be near chance 0.25", acc1);
+    cr_expect_geq(acc2 - acc1, 0.5, "margin %.3f", acc2 - acc1);
+
+    hier_head *hg = make_head(SMALL "stages: 2\ncontext: bigru", L, D, K);
+    train_ok(hg, &tr.d, &dv.d);
+    float *pg = predict(hg, &te.d);
+    double accg = accuracy_from(pg, &te.d, K, 1);
+    fprintf(stderr, "previous-turn task: stage 2 (bigru) %.3f\n", accg);
+    cr_expect_geq(accg, 0.9, "bigru accuracy %.3f", accg);
+    free(p1);
+    free(p2);
+    free(pg);
+    hier_destroy(h1);
+    hier_destroy(h2);
+    hier_destroy(hg);
+    dset_free(&tr);
+    dset_free(&dv);
+    dset_free(&te);
+}
+
+/* Stage-2 accuracy of branch b of a trained fusion head on d. */
+static double branch_stage2_accuracy(hier_head *h, int b, const sb_head_data *d)
+{
+    sb_error err = { 0 };
+    split_state ps;
+    cr_assert_eq(split_prepare(h, d, &ps, 0, &err), SB_OK);
+    cr_assert_eq(reserve_plans(h, &ps.p_all, NULL, &err), SB_OK);
+    for (int i = 0; i < h->NB; i++)
+        hier_s1_embed(h, i, input_of(d, i).x, ps.all, d->n, ps.E[i]);
+    float *out = malloc(d->n * (size_t)h->KO * sizeof(float));
+    stage_outputs(h, 2, b, d, ps.all, &ps.p_all, ps.E, NULL, out);
+    double acc = accuracy(out, d, h->K);
+    free(out);
+    split_free(&ps);
+    return acc;
+}
+
+static void fusion_task(const char *fusion)
+{
+    int L = 2, D = 8, K = 4;
+    dset tr = make_dialogues(2, 120, 3, 8, L, D, 2, 1.5, K, 4, "tr");
+    dset dv = make_dialogues(2, 30, 3, 8, L, D, 2, 1.5, K, 5, "dv");
+    dset te = make_dialogues(2, 50, 3, 8, L, D, 2, 1.5, K, 6, "te");
+    label_both(&tr);
+    label_both(&dv);
+    label_both(&te);
+    char yaml[512];
+    snprintf(yaml, sizeof yaml, SMALL "fusion: %s", fusion);
+    hier_head *h = make_head(yaml, L, D, K);
+    train_ok(h, &tr.d, &dv.d);
+    cr_assert_eq(h->trained_stage, 3);
+    float *p = predict(h, &te.d);
+    double acc3 = accuracy(p, &te.d, K);
+    double acc_a = branch_stage2_accuracy(h, 0, &te.d);
+    double acc_t = branch_stage2_accuracy(h, 1, &te.d);
+    fprintf(stderr, "fusion (%s): stage 3 %.3f, audio stage 2 %.3f, text stage 2 %.3f\n", fusion,
+            acc3, acc_a, acc_t);
+    cr_expect_geq(acc3, 0.9, "stage 3 %.3f", acc3);
+    cr_expect_leq(acc_a, 0.6, "audio alone %.3f", acc_a);
+    cr_expect_leq(acc_t, 0.6, "text alone %.3f", acc_t);
+    cr_expect_geq(acc3 - (acc_a > acc_t ? acc_a : acc_t), 0.3);
+    free(p);
+    hier_destroy(h);
+    dset_free(&tr);
+    dset_free(&dv);
+    dset_free(&te);
+}
+
+Test(hierarchical, coattention_fusion_needs_both_inputs, .timeout = 300)
+{
+    fusion_task("coattention");
+}
+
+Test(hierarchical, concat_fusion_needs_both_inputs, .timeout = 300)
+{
+    fusion_task("concat");
+}
+
+Test(hierarchical, same_seed_gives_identical_predictions, .timeout = 300)
+{
+    int L = 2, D = 8, K = 4;
+    dset tr = make_dialogues(2, 40, 3, 7, L, D, 2, 1.5, K, 4, "tr");
+    dset dv = make_dialogues(2, 10, 3, 7, L, D, 2, 1.5, K, 5, "dv");
+    label_both(&tr);
+    label_both(&dv);
+    const char *yaml = NET "epochs: 5\nspeakers: true";
+    hier_head *a = make_head(yaml, L, D, K), *b = make_head(yaml, L, D, K);
+    train_ok(a, &tr.d, &dv.d);
+    train_ok(b, &tr.d, &dv.d);
+    float *pa = predict(a, &dv.d), *pb = predict(b, &dv.d);
+    cr_assert_eq(memcmp(pa, pb, dv.d.n * (size_t)K * sizeof(float)), 0,
+                 "two runs with one seed differ");
+    cr_assert_eq(memcmp(a->params, b->params, a->n_params * sizeof(float)), 0);
+    /* another seed gives other parameters (the seed reaches the model) */
+    t_host.seed = 8;
+    hier_head *c = make_head(yaml, L, D, K);
+    train_ok(c, &tr.d, &dv.d);
+    t_host.seed = 7;
+    cr_assert_neq(memcmp(a->params, c->params, a->n_params * sizeof(float)), 0);
+    free(pa);
+    free(pb);
+    hier_destroy(a);
+    hier_destroy(b);
+    hier_destroy(c);
+    dset_free(&tr);
+    dset_free(&dv);
+}
+
+/* The rows of dialogue `name` in d, in order. */
+static size_t rows_of(const dset *s, const char *name, size_t *out)
+{
+    size_t n = 0;
+    for (size_t r = 0; r < s->d.n; r++)
+        if (strcmp(s->dia[r], name) == 0)
+            out[n++] = r;
+    return n;
+}
+
+static void padding_invariance(const char *yaml)
+{
+    int L = 2, D = 8, K = 4;
+    dset tr = make_dialogues(2, 30, 3, 9, L, D, 2, 1.5, K, 4, "tr");
+    label_both(&tr);
+    hier_head *h = make_head(yaml, L, D, K);
+    train_ok(h, &tr.d, NULL);
+    /* tr_d0 predicted with the whole train split (batched with others, padded to their
+     * length), and alone */
+    size_t rows[64];
+    size_t n0 = rows_of(&tr, "tr_d0", rows);
+    float *all = predict(h, &tr.d);
+    dset one = tr;
+    sb_head_input in1[MAX_IN];
+    float *x1[MAX_IN];
+    for (int i = 0; i < 2; i++) {
+        x1[i] = malloc(n0 * (size_t)L * D * sizeof(float));
+        for (size_t k = 0; k < n0; k++)
+            memcpy(x1[i] + k * (size_t)L * D, tr.x[i] + rows[k] * (size_t)L * D,
+                   (size_t)L * D * sizeof(float));
+        in1[i] = tr.in[i];
+        in1[i].x = x1[i];
+    }
+    one.d.n = n0;
+    one.d.x = x1[0];
+    one.d.inputs = in1;
+    one.d.y += rows[0];
+    one.d.utt_id += rows[0];
+    one.d.dialogue += rows[0];
+    one.d.turn += rows[0];
+    one.d.speaker += rows[0];
+    one.d.value += rows[0];
+    float *alone = predict(h, &one.d);
+    double worst = 0.0;
+    for (size_t k = 0; k < n0; k++)
+        for (int j = 0; j < K; j++) {
+            double e = fabs(alone[k * K + j] - all[rows[k] * K + j]);
+            worst = e > worst ? e : worst;
+        }
+    fprintf(stderr, "padding invariance: max difference %.3g over %zu turns\n", worst, n0);
+    cr_expect_leq(worst, 1e-5, "a dialogue's predictions depend on its batch (%g)", worst);
+    for (int i = 0; i < 2; i++)
+        free(x1[i]);
+    free(all);
+    free(alone);
+    hier_destroy(h);
+    dset_free(&tr);
+}
+
+Test(hierarchical, predictions_do_not_depend_on_the_batch, .timeout = 300)
+{
+    padding_invariance(NET "epochs: 3\nspeakers: true");
+    padding_invariance(NET "epochs: 3\ncontext: bigru\nfusion: concat");
+}
+
+Test(hierarchical, regression_learns, .timeout = 300)
+{
+    int L = 2, D = 8;
+    dset tr = make_dialogues(1, 300, 3, 8, L, D, 4, 3.0, 0, 4, "tr");
+    dset dv = make_dialogues(1, 40, 3, 8, L, D, 4, 3.0, 0, 5, "dv");
+    dset te = make_dialogues(1, 60, 3, 8, L, D, 4, 3.0, 0, 6, "te");
+    dset *ss[3] = { &tr, &dv, &te };
+    for (int k = 0; k < 3; k++) {
+        ss[k]->d.y = NULL;
+        for (size_t r = 0; r < ss[k]->d.n; r++) { /* value: this turn's and the previous
+                                                      turn's codes, centred */
+            const int *c = ss[k]->code[0];
+            ss[k]->value[r] = c[r] - 1.5 + (ss[k]->turn[r] > 0 ? c[r - 1] - 1.5 : 0.0);
+        }
+    }
+    hier_head *h = make_head(SMALL "loss: mse", L, D, 0);
+    train_ok(h, &tr.d, &dv.d);
+    float *p = predict(h, &te.d);
+    double se = 0.0, var = 0.0;
+    size_t n = 0;
+    for (size_t r = 0; r < te.d.n; r++)
+        if (isfinite(te.value[r])) {
+            se += (p[r] - te.value[r]) * (p[r] - te.value[r]);
+            var += te.value[r] * te.value[r]; /* the codes are centred: mean ~ 0 */
+            n++;
+        }
+    fprintf(stderr, "regression: test mse %.4f, target variance %.4f\n", se / n, var / n);
+    cr_expect_lt(se / n, 0.2 * var / n, "mse %.4f vs variance %.4f", se / n, var / n);
+    free(p);
+    hier_destroy(h);
+    dset_free(&tr);
+    dset_free(&dv);
+    dset_free(&te);
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------------- */
+
+static char *save_to_file(hier_head *h, const char *tag)
+{
+    sb_error err = { 0 };
+    sb_st_writer *w = sb_st_writer_create();
+    cr_assert_eq(hier_save(h, w, &err), SB_OK, "save: %s", err.msg);
+    char *path = malloc(256);
+    snprintf(path, 256, "/tmp/test_hier_%d_%s.safetensors", (int)getpid(), tag);
+    cr_assert_eq(sb_st_writer_commit(w, path, &err), SB_OK, "%s", err.msg);
+    sb_st_writer_destroy(&w);
+    return path;
+}
+
+static sb_status load_file(hier_head *h, const char *path, const char *parts, int new_output,
+                           sb_error *err)
+{
+    sb_st_file *f = NULL;
+    cr_assert_eq(sb_st_open(path, &f, err), SB_OK, "%s", err->msg);
+    sb_head_init init = { sizeof init, parts, new_output, h->K };
+    sb_status st = hier_load(h, f, &init, err);
+    sb_st_close(&f);
+    return st;
+}
+
+Test(hierarchical, save_load_predicts_the_same, .timeout = 300)
+{
+    int L = 2, D = 8, K = 4;
+    dset tr = make_dialogues(2, 40, 3, 7, L, D, 2, 1.5, K, 4, "tr");
+    dset te = make_dialogues(2, 10, 3, 7, L, D, 2, 1.5, K, 6, "te");
+    label_both(&tr);
+    label_both(&te);
+    const char *yaml = NET "epochs: 4\nspeakers: true";
+    hier_head *a = make_head(yaml, L, D, K);
+    train_ok(a, &tr.d, NULL);
+    float *pa = predict(a, &te.d);
+    char *path = save_to_file(a, "all");
+    hier_head *b = make_head(yaml, L, D, K);
+    sb_error err = { 0 };
+    cr_assert_eq(load_file(b, path, "all", 0, &err), SB_OK, "load: %s", err.msg);
+    float *pb = predict(b, &te.d);
+    cr_assert_eq(memcmp(pa, pb, te.d.n * (size_t)K * sizeof(float)), 0,
+                 "the loaded head predicts differently");
+    /* a config that does not fit the checkpoint: the field is named */
+    hier_head *c = make_head(NET "layers: 3", L, D, K);
+    sb_error e2 = { 0 };
+    cr_assert_eq(load_file(c, path, "all", 0, &e2), SB_ERR_CONFIG);
+    cr_assert(strstr(e2.msg, "layers"), "%s", e2.msg);
+    hier_head *c2 = make_head("d_model: 16\nheads: 2", L, D, K);
+    sb_error e3 = { 0 };
+    cr_assert_eq(load_file(c2, path, "all", 0, &e3), SB_ERR_CONFIG);
+    cr_assert(strstr(e3.msg, "d_model"), "%s", e3.msg);
+    /* a label space of another size without new_output */
+    hier_head *c3 = make_head(yaml, L, D, 5);
+    sb_error e4 = { 0 };
+    cr_assert_eq(load_file(c3, path, "all", 0, &e4), SB_ERR_CONFIG);
+    cr_assert(strstr(e4.msg, "n_classes"), "%s", e4.msg);
+    unlink(path);
+    free(path);
+    free(pa);
+    free(pb);
+    hier_destroy(a);
+    hier_destroy(b);
+    hier_destroy(c);
+    hier_destroy(c2);
+    hier_destroy(c3);
+    dset_free(&tr);
+    dset_free(&te);
+}
+
+Test(hierarchical, stage1_checkpoint_for_fine_tuning, .timeout = 300)
+{
+    int L = 2, D = 12, K = 4;
+    dset tr = make_dialogues(1, 500, 5, 10, L, D, K, 3.0, K, 1, "tr");
+    dset dv = make_dialogues(1, 40, 5, 10, L, D, K, 3.0, K, 2, "dv");
+    dset te = make_dialogues(1, 60, 5, 10, L, D, K, 3.0, K, 3, "te");
+    label_previous(&tr);
+    label_previous(&dv);
+    label_previous(&te);
+    /* stage 1 trained on the codes themselves (the utterance task), saved */
+    for (size_t r = 0; r < tr.d.n; r++)
+        tr.y[r] = tr.code[0][r];
+    hier_head *a = make_head(SMALL "stages: 1", L, D, K);
+    train_ok(a, &tr.d, NULL);
+    char *path = save_to_file(a, "s1");
+    label_previous(&tr);
+    /* a new head takes stage 1, keeps it frozen, and learns the context task on top */
+    hier_head *b = make_head(SMALL "stages: 2", L, D, K);
+    sb_error err = { 0 };
+    cr_assert_eq(load_file(b, path, "stage1", 0, &err), SB_OK, "load: %s", err.msg);
+    train_ok(b, &tr.d, &dv.d);
+    cr_assert_eq(memcmp(a->params + a->br[0].s1_off, b->params + b->br[0].s1_off,
+                        (a->br[0].s1_end - a->br[0].s1_off) * sizeof(float)),
+                 0, "stage 1 changed although it was taken frozen");
+    float *p = predict(b, &te.d);
+    double acc = accuracy(p, &te.d, K);
+    fprintf(stderr, "stage 2 over a loaded stage 1: %.3f\n", acc);
+    cr_expect_geq(acc, 0.9);
+    /* a branch the checkpoint does not have */
+    dset other = make_dialogues(1, 10, 3, 5, L, D, K, 1.5, K, 9, "o");
+    label_previous(&other);
+    other.in[0].name = "wavlm";
+    hier_head *c = make_head(SMALL "stages: 2", L, D, K);
+    cr_assert_eq(load_file(c, path, "stage1", 0, &err), SB_OK);
+    sb_error e2 = { 0 };
+    cr_assert_eq(hier_train(c, &other.d, NULL, &e2), SB_ERR_CONFIG);
+    cr_assert(strstr(e2.msg, "wavlm"), "%s", e2.msg);
+    /* the same input name with other dims */
+    dset wide = make_dialogues(1, 10, 3, 5, L, D + 1, K, 1.5, K, 9, "w");
+    label_previous(&wide);
+    hier_head *d = make_head(SMALL "stages: 2", L, D + 1, K);
+    cr_assert_eq(load_file(d, path, "stage1", 0, &err), SB_OK);
+    sb_error e3 = { 0 };
+    cr_assert_eq(hier_train(d, &wide.d, NULL, &e3), SB_ERR_CONFIG);
+    cr_assert(strstr(e3.msg, "dim"), "%s", e3.msg);
+    unlink(path);
+    free(path);
+    free(p);
+    hier_destroy(a);
+    hier_destroy(b);
+    hier_destroy(c);
+    hier_destroy(d);
+    dset_free(&tr);
+    dset_free(&dv);
+    dset_free(&te);
+    dset_free(&other);
+    dset_free(&wide);
+}
+
+/* ---- bad input ------------------------------------------------------------------------------ */
+
+Test(hierarchical, bad_input_is_reported)
+{
+    int L = 2, D = 6, K = 3;
+    dset tr = make_dialogues(1, 12, 3, 5, L, D, K, 1.5, K, 1, "tr");
+    label_previous(&tr);
+    sb_error err = { 0 };
+
+    /* one class */
+    for (size_t r = 0; r < tr.d.n; r++)
+        tr.y[r] = tr.y[r] >= 0 ? 1 : -1;
+    hier_head *h = make_head(NET "epochs: 2", L, D, K);
+    cr_assert_eq(hier_train(h, &tr.d, NULL, &err), SB_ERR_INVALID);
+    cr_assert(strstr(err.msg, "one class"), "%s", err.msg);
+    label_previous(&tr);
+
+    /* empty train; no labels */
+    sb_head_data empty = tr.d;
+    empty.n = 0;
+    sb_error e2 = { 0 };
+    cr_assert_eq(hier_train(h, &empty, NULL, &e2), SB_ERR_INVALID);
+    cr_assert(strstr(e2.msg, "empty"), "%s", e2.msg);
+    int32_t *none = malloc(tr.d.n * sizeof *none);
+    for (size_t r = 0; r < tr.d.n; r++)
+        none[r] = -1;
+    sb_head_data unl = tr.d;
+    unl.y = none;
+    sb_error e3 = { 0 };
+    cr_assert_eq(hier_train(h, &unl, NULL, &e3), SB_ERR_INVALID);
+    cr_assert(strstr(e3.msg, "no utterance"), "%s", e3.msg);
+    free(none);
+
+    /* NaN in a context row's features: named by utterance */
+    float keep = tr.x[0][0];
+    tr.x[0][0] = NAN;
+    sb_error e4 = { 0 };
+    cr_assert_eq(hier_train(h, &tr.d, NULL, &e4), SB_ERR_INVALID);
+    cr_assert(strstr(e4.where, "tr_d0_u0"), "where '%s': %s", e4.where, e4.msg);
+    tr.x[0][0] = keep;
+
+    /* labels outside the classes */
+    tr.y[2] = 7;
+    sb_error e5 = { 0 };
+    cr_assert_eq(hier_train(h, &tr.d, NULL, &e5), SB_ERR_INVALID);
+    label_previous(&tr);
+
+    /* stages: 3 with one input */
+    hier_head *h3 = make_head(SMALL "stages: 3", L, D, K);
+    sb_error e6 = { 0 };
+    cr_assert_eq(hier_train(h3, &tr.d, NULL, &e6), SB_ERR_CONFIG);
+    cr_assert(strstr(e6.msg, "stages"), "%s", e6.msg);
+
+    /* predict before train */
+    float out[64];
+    sb_error e7 = { 0 };
+    cr_assert_eq(hier_predict(h3, &tr.d, out, &e7), SB_ERR_INVALID);
+
+    /* options that cannot work */
+    sb_opts *o = NULL;
+    void *inst = NULL;
+    sb_error e8 = { 0 };
+    cr_assert_eq(sbi_opts_parse(hier_options, "freeze: false", "t", &o, &e8), SB_OK);
+    cr_assert_eq(hier_create(&t_host, o, L, D, K, &inst, &e8), SB_ERR_CONFIG);
+    cr_assert(strstr(e8.msg, "not implemented"), "%s", e8.msg);
+    sbi_opts_destroy(&o);
+    sb_error e9 = { 0 };
+    cr_assert_eq(sbi_opts_parse(hier_options, "d_model: 30\nheads: 4", "t", &o, &e9), SB_OK);
+    cr_assert_eq(hier_create(&t_host, o, L, D, K, &inst, &e9), SB_ERR_CONFIG);
+    cr_assert(strstr(e9.msg, "heads"), "%s", e9.msg);
+    sbi_opts_destroy(&o);
+    sb_error e10 = { 0 };
+    cr_assert_eq(sbi_opts_parse(hier_options, "context: bigru\ncausal: true", "t", &o, &e10),
+                 SB_OK);
+    cr_assert_eq(hier_create(&t_host, o, L, D, K, &inst, &e10), SB_ERR_CONFIG);
+    sbi_opts_destroy(&o);
+
+    hier_destroy(h);
+    hier_destroy(h3);
+    dset_free(&tr);
+}
+
+Test(hierarchical, dev_set_with_missing_classes_trains_and_warns, .timeout = 120)
+{
+    int L = 2, D = 6, K = 4;
+    dset tr = make_dialogues(1, 30, 3, 6, L, D, K, 1.5, K, 1, "tr");
+    dset dv = make_dialogues(1, 10, 3, 6, L, D, K, 1.5, K, 2, "dv");
+    label_previous(&tr);
+    label_previous(&dv);
+    for (size_t r = 0; r < dv.d.n; r++) /* dev has classes 0 and 1 only */
+        if (dv.y[r] >= 2)
+            dv.y[r] = dv.y[r] - 2;
+    last_warn[0] = '\0';
+    hier_head *h = make_head(NET "epochs: 3", L, D, K);
+    train_ok(h, &tr.d, &dv.d);
+    cr_assert(strstr(last_warn, "2 of the 4 classes"), "warning: '%s'", last_warn);
+    hier_destroy(h);
+    dset_free(&tr);
+    dset_free(&dv);
+}
