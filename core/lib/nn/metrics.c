@@ -3,6 +3,8 @@
  * docs/metrics.md gives the formulas. */
 #include <serbench/metrics.h>
 
+#include "metrics_priv.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,50 @@ void sb_cls_metrics_free(sb_cls_metrics *m)
     free(m->support);
     free(m->confusion);
     memset(m, 0, sizeof *m);
+}
+
+/* The formulas, shared with the paired bootstrap (signif.c), which scores thousands of
+ * resampled confusion matrices and must agree with sb_metrics_classify to the bit. */
+void sbi_metrics_from_confusion(const int64_t *cm, int K, sb_cls_metrics *out)
+{
+    int64_t correct = 0, scored = 0;
+    double ua_sum = 0.0, macro_sum = 0.0, weighted_sum = 0.0;
+    int n_supported = 0, n_present = 0;
+    for (int k = 0; k < K; k++) {
+        int64_t tp = cm[(size_t)k * K + k], gold = 0, pred = 0;
+        for (int j = 0; j < K; j++) {
+            gold += cm[(size_t)k * K + j];
+            pred += cm[(size_t)j * K + k];
+        }
+        correct += tp;
+        scored += gold;
+        /* zero_division = 0: an undefined ratio is 0 */
+        double p = pred > 0 ? (double)tp / (double)pred : 0.0;
+        double r = gold > 0 ? (double)tp / (double)gold : 0.0;
+        double f = p + r > 0.0 ? 2.0 * p * r / (p + r) : 0.0;
+        if (out->support) {
+            out->support[k] = gold;
+            out->precision[k] = p;
+            out->recall[k] = r;
+            out->f1[k] = f;
+        }
+        if (gold > 0) {
+            ua_sum += r; /* balanced accuracy drops classes without support */
+            n_supported++;
+        }
+        if (gold > 0 || pred > 0) {
+            macro_sum += f; /* sklearn's labels = classes seen in y_true or y_pred */
+            n_present++;
+        }
+        weighted_sum += f * (double)gold;
+    }
+    out->n_classes = K;
+    out->n = (size_t)scored;
+    out->wa = (double)correct / (double)scored;
+    out->micro_f1 = out->wa;
+    out->ua = ua_sum / n_supported; /* n_supported >= 1 because scored >= 1 */
+    out->macro_f1 = macro_sum / n_present;
+    out->weighted_f1 = weighted_sum / (double)scored;
 }
 
 sb_status sb_metrics_classify(const int32_t *y_true, const int32_t *y_pred, size_t n, int n_classes,
@@ -64,40 +110,7 @@ sb_status sb_metrics_classify(const int32_t *y_true, const int32_t *y_pred, size
     for (size_t i = 0; i < n; i++)
         if (y_true[i] >= 0)
             cm[(size_t)y_true[i] * K + y_pred[i]]++;
-
-    int64_t correct = 0;
-    double ua_sum = 0.0, macro_sum = 0.0, weighted_sum = 0.0;
-    int n_supported = 0, n_present = 0;
-    for (int k = 0; k < K; k++) {
-        int64_t tp = cm[(size_t)k * K + k], gold = 0, pred = 0;
-        for (int j = 0; j < K; j++) {
-            gold += cm[(size_t)k * K + j];
-            pred += cm[(size_t)j * K + k];
-        }
-        correct += tp;
-        out->support[k] = gold;
-        /* zero_division = 0: an undefined ratio is 0 */
-        double p = pred > 0 ? (double)tp / (double)pred : 0.0;
-        double r = gold > 0 ? (double)tp / (double)gold : 0.0;
-        double f = p + r > 0.0 ? 2.0 * p * r / (p + r) : 0.0;
-        out->precision[k] = p;
-        out->recall[k] = r;
-        out->f1[k] = f;
-        if (gold > 0) {
-            ua_sum += r; /* balanced accuracy drops classes without support */
-            n_supported++;
-        }
-        if (gold > 0 || pred > 0) {
-            macro_sum += f; /* sklearn's labels = classes seen in y_true or y_pred */
-            n_present++;
-        }
-        weighted_sum += f * (double)gold;
-    }
-    out->wa = (double)correct / (double)scored;
-    out->micro_f1 = out->wa;
-    out->ua = ua_sum / n_supported; /* n_supported >= 1 because scored >= 1 */
-    out->macro_f1 = macro_sum / n_present;
-    out->weighted_f1 = weighted_sum / (double)scored;
+    sbi_metrics_from_confusion(cm, K, out);
     return SB_OK;
 }
 
