@@ -52,6 +52,7 @@ int cmd_run(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_plugins(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
 int cmd_embed(int argc, char **argv);

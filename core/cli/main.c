@@ -20,6 +20,8 @@ static void usage(FILE *f)
         "                                             requests, tokens, cost; sends nothing\n"
         "  serbench encode CONFIG                     the feature stage only\n"
         "  serbench report CONFIG [--format md|csv|tex|json] [--out FILE]\n"
+        "  serbench plot CONFIG --out DIR [--format png|svg|both] [--dpi N]\n"
+        "                                             confusion matrices, per-class F1 bars\n"
         "  serbench export predictions|metrics CONFIG --out FILE.csv\n"
         "  serbench export labels CONFIG --out FILE.csv [--format csv|melt] [--labeller L]\n"
         "                                             [--dataset D]\n"
@@ -48,6 +50,8 @@ int main(int argc, char **argv)
         return cmd_plugins(argc, argv);
     if (!strcmp(cmd, "report"))
         return cmd_report(argc, argv);
+    if (!strcmp(cmd, "plot"))
+        return cmd_plot(argc, argv);
     if (!strcmp(cmd, "export") && argc > 2 && !strcmp(argv[2], "labels")) {
         /* `serbench export labels CONFIG ...`: drop KIND so CONFIG parses as usual. */
         for (int i = 2; i + 1 < argc; i++)
