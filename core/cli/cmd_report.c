@@ -1,5 +1,5 @@
-/* core/cli/cmd_report.c — `serbench report CONFIG [--format md|csv|tex|json] [--out FILE]`:
- * the result table of a config's runs, from the store (runs nothing). */
+/* core/cli/cmd_report.c — `serbench report CONFIG [--format md|csv|tex|json] [--out FILE]
+ * [--table NAME]`: the config's result tables from the store (runs nothing). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,8 +10,27 @@
 
 int cmd_report(int argc, char **argv)
 {
+    /* --table is report's own flag: take it out before the shared parser sees argv. */
+    const char *table = NULL;
+    int rc = 0;
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    int n = 0;
+    if (!args)
+        return EXIT_USAGE;
+    for (int i = 0; i < argc; i++) {
+        if (i >= 2 && !strcmp(argv[i], "--table")) {
+            if (i + 1 >= argc || !argv[i + 1][0]) {
+                fprintf(stderr, "serbench: error: --table needs a table name\n");
+                free(args);
+                return EXIT_USAGE;
+            }
+            table = argv[++i];
+            continue;
+        }
+        args[n++] = argv[i];
+    }
     cli_args a;
-    int rc = cli_parse(argc, argv, 1, &a);
+    rc = cli_parse(n, args, 1, &a);
     sbi_plan *plan = NULL;
     sbi_store *store = NULL;
     const char *fmt = a.format ? a.format : "md";
@@ -34,14 +53,22 @@ int cmd_report(int argc, char **argv)
     if (!rc)
         rc = cli_open_store(&a, plan, &store);
     if (!rc) {
-        json_t *table = NULL;
+        json_t *report = NULL;
         sb_error err = { 0 };
-        if (sbi_report_build(plan, store, a.shard_i, a.shard_n, &table, &err) != SB_OK) {
+        if (sbi_report_build_tables(plan, store, a.shard_i, a.shard_n, table, &report, &err) !=
+            SB_OK) {
             rc = cli_fail(&err);
         } else {
-            char *text = sbi_report_render(table, fmt);
-            json_decref(table);
-            if (a.out) {
+            size_t i;
+            json_t *w;
+            json_array_foreach(json_object_get(report, "warnings"), i, w)
+                fprintf(stderr, "serbench: warning: %s\n", json_string_value(w));
+            char *text = sbi_report_render(report, fmt);
+            json_decref(report);
+            if (!text) {
+                fprintf(stderr, "serbench: error: out of memory\n");
+                rc = EXIT_USAGE;
+            } else if (a.out) {
                 if (sbi_write_file_atomic(a.out, text, strlen(text), &err) != SB_OK)
                     rc = cli_fail(&err);
             } else {
@@ -56,5 +83,6 @@ int cmd_report(int argc, char **argv)
     sbi_plan_destroy(&plan);
     free(a.overrides);
     free(a.positional);
+    free(args);
     return rc;
 }

@@ -8,6 +8,7 @@
 
 #include "internal.h"
 #include "opts.h"
+#include "report.h"
 #include "util.h"
 
 static const char *const top_keys[] = { "include",  "plugin_path", "results",    "threads",
@@ -19,8 +20,6 @@ static const char *const experiment_keys[] = { "train",   "dev",    "test", "enc
                                                "metrics", "target", "init", NULL };
 static const char *const init_keys[] = { "from", "parts", "new_output", NULL };
 static const char *const split_keys[] = { "dataset", "split", "labels", "name", "label_map", NULL };
-static const char *const report_keys[] = { "rows",  "cols",     "metric", "metrics",
-                                           "title", "reported", NULL };
 static const char *const reserved_inst[] = { "plugin", NULL };
 static const char *const reserved_dataset[] = { "plugin", "on_missing_audio", NULL };
 
@@ -654,12 +653,10 @@ static sb_status check_top(sbi_plan *p, sb_error *err)
     }
     const sbi_node *rep = sbi_node_get(root, "report");
     if (rep && rep->kind != SBI_NULL) {
+        /* Its keys are checked against the runs once they are resolved (sbi_report_check). */
         if (rep->kind != SBI_MAP)
             return sb_error_set(err, SB_ERR_CONFIG, loc(rep, w, sizeof w),
-                                "report: must be a mapping (rows, cols, metric)");
-        st = check_keys(rep, report_keys, "report", err);
-        if (st != SB_OK)
-            return st;
+                                "report: must be a mapping (title, tables, ...)");
         p->report = sbi_node_to_json(rep);
     }
     const sbi_node *th = sbi_node_get(root, "threads");
@@ -765,6 +762,8 @@ sb_status sbi_plan_load(const char *config_path, const char *const *overrides, s
         sbi_node_free(&roots[i]);
     }
     free(roots);
+    if (st == SB_OK)
+        st = sbi_report_check(p, err);
     if (st != SB_OK) {
         sbi_plan_destroy(&p);
         return st;
