@@ -22,8 +22,10 @@ typedef struct cli_args {
     size_t n_positional;
     int dry_run, force, quiet, verbose, json, plan_only;
     int jobs, threads;
-    int shard_i, shard_n;
+    int shard_i, shard_n; /* --shard I/N: runs */
+    int items_i, items_n; /* --items I/N: utterances of the label and feature stages */
     const char *results;
+    const char *base; /* --base DIR: a new results store starts as a copy of DIR's */
     const char *format;
     const char *out;
     const char *dataset, *labeller, *encoder, *split; /* --dataset NAME etc. (instance names) */
@@ -46,7 +48,14 @@ int cli_exit_code(sb_status st);
 int cli_load_plan(const cli_args *a, sbi_plan **plan);
 /* Results folder: --results, else the config's `results:`, else ./results. */
 const char *cli_results_dir(const cli_args *a, const sbi_plan *plan);
+/* Open the results store; with --base, a results folder without serbench.db first becomes
+ * a copy of the base store (sbi_store_create_from_base). */
 int cli_open_store(const cli_args *a, const sbi_plan *plan, sbi_store **store);
+/* With --shard or --items: write RESULTS/shard.json (docs/store.md) — config_id, config
+ * (absolute path), command, kind (items|runs), index, count, serbench, schema, complete —
+ * under a temporary name, renamed into place. Nothing without those flags. Returns 0, or
+ * prints the problem and returns the exit status. */
+int cli_write_shard_json(const cli_args *a, const sbi_plan *plan, int complete);
 
 int cmd_run(int argc, char **argv);
 int cmd_validate(int argc, char **argv);

@@ -1,5 +1,6 @@
 /* core/cli/cmd_run.c — `serbench run|label|encode CONFIG`: execute the plan (or list it
- * with --dry-run), then print the result table. */
+ * with --dry-run), then print the result table; with --shard or --items, keep
+ * RESULTS/shard.json up to date for merge and the Slurm driver. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,11 +41,22 @@ int cmd_run(int argc, char **argv)
     int rc = cli_parse(argc, argv, 1, &a);
     sbi_plan *plan = NULL;
     sbi_store *store = NULL;
+    int shard_json = 0;
     if (!rc && a.plan_only && strcmp(a.cmd, "label") != 0) {
         fprintf(stderr,
                 "serbench: error: --plan belongs to serbench label (use --dry-run to "
                 "list the runs of serbench %s)\n",
                 a.cmd);
+        rc = EXIT_USAGE;
+    }
+    if (!rc && a.items_n && strcmp(a.cmd, "run") == 0) {
+        fprintf(stderr, "serbench: error: --items shards the label and feature stages; runs are "
+                        "sharded with --shard\n");
+        rc = EXIT_USAGE;
+    }
+    if (!rc && a.items_n && a.shard_n) {
+        fprintf(stderr, "serbench: error: --items and --shard do not combine: an item shard "
+                        "computes its utterances for every run of the config\n");
         rc = EXIT_USAGE;
     }
     if (!rc)
@@ -60,6 +72,10 @@ int cmd_run(int argc, char **argv)
     }
     if (!rc)
         rc = cli_open_store(&a, plan, &store);
+    /* shard.json says "complete": false until this command has finished with exit 0. */
+    shard_json = !a.plan_only && (a.items_n || a.shard_n);
+    if (!rc && shard_json)
+        rc = cli_write_shard_json(&a, plan, 0);
     if (rc)
         goto out;
     struct sigaction sa;
@@ -75,6 +91,8 @@ int cmd_run(int argc, char **argv)
                         .threads = a.threads,
                         .shard_i = a.shard_i,
                         .shard_n = a.shard_n,
+                        .items_i = a.items_i,
+                        .items_n = a.items_n,
                         .label_plan = a.plan_only,
                         .ui = &ui };
     o.stage = !strcmp(a.cmd, "label")    ? SBI_STAGE_LABELS
@@ -107,6 +125,8 @@ int cmd_run(int argc, char **argv)
                 sum.runs_failed == 1 ? "" : "s");
         rc = EXIT_ITEMS;
     }
+    if (!rc && shard_json)
+        rc = cli_write_shard_json(&a, plan, 1);
 out:
     sbi_store_close(&store);
     sbi_plan_destroy(&plan);

@@ -24,6 +24,20 @@ static int parse_int(const char *flag, const char *s, int lo, int hi, int *out)
     return 0;
 }
 
+/* "I/N" with 1 <= I <= N (--shard, --items). */
+static int parse_slice(const char *flag, const char *s, int *i_out, int *n_out)
+{
+    int i = 0, n = 0, used = 0;
+    if (!s || sscanf(s, "%d/%d%n", &i, &n, &used) != 2 || s[used] || n < 1 || i < 1 || i > n) {
+        fprintf(stderr, "serbench: error: %s expects I/N with 1 <= I <= N, got '%s'\n", flag,
+                s ? s : "");
+        return -1;
+    }
+    *i_out = i;
+    *n_out = n;
+    return 0;
+}
+
 int cli_parse(int argc, char **argv, int takes_config, cli_args *a)
 {
     memset(a, 0, sizeof *a);
@@ -58,18 +72,15 @@ int cli_parse(int argc, char **argv, int takes_config, cli_args *a)
                 return EXIT_USAGE;
             i++;
         } else if (FLAG("--shard")) {
-            int n1 = 0, n2 = 0, used = 0;
-            if (!val || sscanf(val, "%d/%d%n", &n1, &n2, &used) != 2 || val[used] || n2 < 1 ||
-                n1 < 1 || n1 > n2) {
-                fprintf(stderr, "serbench: error: --shard expects I/N with 1 <= I <= N, got '%s'\n",
-                        val ? val : "");
+            if (parse_slice(s, val, &a->shard_i, &a->shard_n))
                 return EXIT_USAGE;
-            }
-            a->shard_i = n1;
-            a->shard_n = n2;
+            i++;
+        } else if (FLAG("--items")) {
+            if (parse_slice(s, val, &a->items_i, &a->items_n))
+                return EXIT_USAGE;
             i++;
         } else if (FLAG("--results") || FLAG("--format") || FLAG("--out") || FLAG("--dataset") ||
-                   FLAG("--labeller") || FLAG("--encoder") || FLAG("--split")) {
+                   FLAG("--labeller") || FLAG("--encoder") || FLAG("--split") || FLAG("--base")) {
             if (!val) {
                 fprintf(stderr, "serbench: error: %s needs a value\n", s);
                 return EXIT_USAGE;
@@ -86,6 +97,8 @@ int cli_parse(int argc, char **argv, int takes_config, cli_args *a)
                 a->encoder = val;
             else if (FLAG("--split"))
                 a->split = val;
+            else if (FLAG("--base"))
+                a->base = val;
             else
                 a->out = val;
             i++;
@@ -176,7 +189,44 @@ const char *cli_results_dir(const cli_args *a, const sbi_plan *plan)
 int cli_open_store(const cli_args *a, const sbi_plan *plan, sbi_store **store)
 {
     sb_error err = { 0 };
-    if (sbi_store_open(cli_results_dir(a, plan), store, &err) != SB_OK)
+    const char *root = cli_results_dir(a, plan);
+    int created = 0;
+    if (a->base && sbi_store_create_from_base(root, a->base, &created, &err) != SB_OK)
+        return cli_fail(&err);
+    if (created && !a->quiet)
+        fprintf(stderr,
+                "serbench: %s: a new store, copied from %s/serbench.db; its features folder is "
+                "a link to %s/features\n",
+                root, a->base, a->base);
+    if (sbi_store_open(root, store, &err) != SB_OK)
         return cli_fail(&err);
     return 0;
+}
+
+int cli_write_shard_json(const cli_args *a, const sbi_plan *plan, int complete)
+{
+    const int items = a->items_n > 0;
+    if (!items && a->shard_n <= 0)
+        return 0;
+    sb_error err = { 0 };
+    char config_id[SB_HASH_HEX];
+    if (sbi_plan_config_id(plan, config_id, &err) != SB_OK)
+        return cli_fail(&err);
+    char *config = realpath(a->config, NULL);
+    char *path = sbi_path_join(cli_results_dir(a, plan), "shard.json");
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:i, s:b}", "config_id", config_id,
+                          "config", config ? config : a->config, "command", a->cmd, "kind",
+                          items ? "items" : "runs", "index", items ? a->items_i : a->shard_i,
+                          "count", items ? a->items_n : a->shard_n, "serbench", sb_version(),
+                          "schema", SBI_SCHEMA_VERSION, "complete", complete);
+    char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    char *full = text ? sbi_asprintf("%s\n", text) : NULL;
+    sb_status st = path && full ? sbi_write_file_atomic(path, full, strlen(full), &err)
+                                : sb_error_set(&err, SB_ERR_NOMEM, NULL, "out of memory");
+    free(full);
+    free(text);
+    json_decref(j);
+    free(path);
+    free(config);
+    return st == SB_OK ? 0 : cli_fail(&err);
 }

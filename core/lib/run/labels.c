@@ -329,6 +329,12 @@ static void split_stage_key(const char *key, const char *split, char out[SB_HASH
     sb_hasher_destroy(&h);
 }
 
+static void log_debug_complete(const ctx *c, const char *desc, size_t have, size_t have_invalid)
+{
+    sbi_ui_log(c->ui, SB_LOG_DEBUG, NULL, "%s: complete in store (%zu labels, %zu invalid)", desc,
+               have, have_invalid);
+}
+
 static int same_instance(const sbi_instance *a, const sbi_instance *b)
 {
     return a && b && json_equal(a->canon, b->canon);
@@ -416,7 +422,8 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
         int named = 0;
         for (size_t k = 0; k < n_splits && !named; k++)
             named = strcmp(sp, splits[k]) == 0;
-        if (!named || ce->excluded[i])
+        if (!named || ce->excluded[i] ||
+            !sbi_item_in_shard(sb_corpus_utt(ce->c, i)->id, c->o->items_i, c->o->items_n))
             continue;
         want++;
         if (!le->answered[i])
@@ -427,7 +434,14 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
             have_invalid++;
     }
     char desc[700];
-    snprintf(desc, sizeof desc, "labels %s on %s/%s", in->name, sb_corpus_name(ce->c), split_list);
+    int len = snprintf(desc, sizeof desc, "labels %s on %s/%s", in->name, sb_corpus_name(ce->c),
+                       split_list);
+    /* An item shard labels part of each split: it must not mark a split complete, nor
+     * leave stage rows that differ between shards (merge would see them as conflicts). */
+    const int marks = c->o->items_n <= 0;
+    if (!marks && len > 0 && (size_t)len < sizeof desc)
+        snprintf(desc + len, sizeof desc - (size_t)len, " (items %d/%d)", c->o->items_i,
+                 c->o->items_n);
     if (c->o->label_readonly) {
         free(todo);
         if (!all_complete)
@@ -438,14 +452,28 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
         return SB_OK;
     }
     if (all_complete && !c->o->label_plan) {
-        sbi_ui_log(c->ui, SB_LOG_DEBUG, NULL, "%s: complete in store (%zu labels, %zu invalid)",
-                   desc, have, have_invalid);
+        log_debug_complete(c, desc, have, have_invalid);
         free(todo);
         return SB_OK;
     }
     if (c->o->label_plan) {
         st = plan_labels(c, in, ce, desc, todo, nt, have + have_invalid, err);
         free(todo);
+        return st;
+    }
+    if (nt == 0) {
+        /* Every answer is stored (e.g. merged from item shards): mark the splits complete
+         * without creating the labeller, which may need what this machine lacks (a key). */
+        free(todo);
+        log_debug_complete(c, desc, have, have_invalid);
+        char info[160];
+        snprintf(info, sizeof info,
+                 "{\"labelled\":0,\"invalid\":0,\"failed\":0,\"from_store\":%zu,"
+                 "\"labels_key\":\"%s\"}",
+                 have + have_invalid, key);
+        for (size_t k = 0; marks && st == SB_OK && k < n_splits; k++)
+            st = sbi_store_stage_mark(c->store, split_keys[k], "labels", desc, "complete", info,
+                                      err);
         return st;
     }
     sb_label_sink sink = {
@@ -458,7 +486,7 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
     /* The stage row of each split names the key of its label rows (labels.stage_key). */
     char running_info[128];
     snprintf(running_info, sizeof running_info, "{\"labels_key\":\"%s\"}", key);
-    for (size_t k = 0; st == SB_OK && k < n_splits; k++)
+    for (size_t k = 0; marks && st == SB_OK && k < n_splits; k++)
         st = sbi_store_stage_mark(c->store, split_keys[k], "labels", desc, "running", running_info,
                                   err);
     if (st == SB_OK)
@@ -514,9 +542,9 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
     if (st != SB_OK)
         return st;
     char summary[400];
-    int len = snprintf(summary, sizeof summary,
-                       "%zu labelled, %zu invalid, %zu failed, %zu from the store", sink.n_ok,
-                       sink.n_invalid, sink.n_fail, have + have_invalid);
+    len = snprintf(summary, sizeof summary,
+                   "%zu labelled, %zu invalid, %zu failed, %zu from the store", sink.n_ok,
+                   sink.n_invalid, sink.n_fail, have + have_invalid);
     if (sink.prompt_tokens > 0 || sink.completion_tokens > 0)
         len += snprintf(summary + len, sizeof summary - (size_t)len,
                         "; %.0f prompt + %.0f completion tokens", sink.prompt_tokens,
@@ -549,7 +577,7 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
         json_object_set_new(info, "cost_unknown", json_integer((json_int_t)sink.n_cost_unknown));
     char *info_text = info ? json_dumps(info, JSON_COMPACT) : NULL;
     json_decref(info);
-    for (size_t k = 0; st == SB_OK && k < n_splits; k++)
+    for (size_t k = 0; marks && st == SB_OK && k < n_splits; k++)
         st = sbi_store_stage_mark(c->store, split_keys[k], "labels", desc,
                                   sink.n_fail == 0 ? "complete" : "running", info_text, err);
     free(info_text);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "audio/audio_native.h"
 #include "featstore.h"
@@ -613,7 +614,8 @@ static sb_status get_features(ctx *c, const sbi_run *r, const sbi_instance *in, 
     }
     for (size_t k = 0; k < n; k++) {
         size_t i = idx[k];
-        if (fe->have[i] || ce->excluded[i])
+        if (fe->have[i] || ce->excluded[i] ||
+            !sbi_item_in_shard(sb_corpus_utt(ce->c, i)->id, c->o->items_i, c->o->items_n))
             continue;
         sb_error e = { 0 };
         if (text && !sb_corpus_utt(ce->c, i)->text) {
@@ -1824,6 +1826,14 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
 int sbi_in_shard(const sbi_run *r, int shard_i, int shard_n)
 {
     return shard_n <= 0 || (int)(r->index % (size_t)shard_n) == shard_i - 1;
+}
+
+int sbi_item_in_shard(const char *utt_id, int items_i, int items_n)
+{
+    if (items_n <= 0)
+        return 1;
+    const uint64_t h = XXH3_64bits(utt_id, strlen(utt_id));
+    return (int)(h % (uint64_t)items_n) == items_i - 1;
 }
 
 static int run_is_done(sbi_store *s, const sbi_run *r, const char *inputs_key)

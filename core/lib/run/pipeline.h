@@ -25,9 +25,13 @@ typedef struct sbi_exec_opts {
     int jobs;             /* runs trained at once (>= 1) */
     int threads;          /* total thread budget (0 = config or nproc) */
     int shard_i, shard_n; /* run only runs with index % shard_n == shard_i - 1; 0/0 = all */
-    int stage;            /* SBI_STAGE_* */
-    int label_plan;       /* SBI_STAGE_LABELS only: print each labeller's plan, send nothing */
-    int label_readonly;   /* SBI_STAGE_LABELS only: read what the store has, label nothing */
+    /* SBI_STAGE_LABELS / SBI_STAGE_FEATURES only: label and encode only the utterances with
+     * sbi_item_in_shard(id, items_i, items_n), and write no stage completion marks (a later
+     * unsharded command on the merged store finds every row and marks the stage); 0/0 = all */
+    int items_i, items_n;
+    int stage;          /* SBI_STAGE_* */
+    int label_plan;     /* SBI_STAGE_LABELS only: print each labeller's plan, send nothing */
+    int label_readonly; /* SBI_STAGE_LABELS only: read what the store has, label nothing */
     /* Called once per label stage (labeller x corpus) the plan uses, after it is resolved:
      * labels[i] is the class of corpus item i or -1 (none, invalid or not yet labelled). */
     void (*on_labels)(void *user, const sbi_instance *labeller, const sb_corpus *corpus,
@@ -49,6 +53,11 @@ sb_status sbi_execute(sbi_plan *plan, sbi_store *store, const sbi_exec_opts *o,
 
 /* Does run r fall in the shard? */
 int sbi_in_shard(const sbi_run *r, int shard_i, int shard_n);
+
+/* Does the utterance with id `utt_id` fall in item shard items_i of items_n? Its shard is
+ * XXH3-64 (seed 0) of the id's UTF-8 bytes mod items_n, plus 1: deterministic and
+ * independent of corpus order. items_n <= 0 means no sharding (always 1). */
+int sbi_item_in_shard(const char *utt_id, int items_i, int items_n);
 
 /* `serbench export features`: write the stored features of dataset instance `ds` under
  * encoder instance `enc` to the safetensors file `out` (tmp, fsync, rename): tensor `pooled`

@@ -808,3 +808,29 @@ char *sbi_run_label(const sbi_plan *p, const sbi_run *r)
     }
     return b.s ? b.s : strdup("");
 }
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+sb_status sbi_plan_config_id(const sbi_plan *p, char out[SB_HASH_HEX], sb_error *err)
+{
+    const char **ids = malloc((p->n_runs + 1) * sizeof *ids);
+    sb_hasher *h = sb_hasher_create();
+    if (!ids || !h) {
+        free(ids);
+        sb_hasher_destroy(&h);
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < p->n_runs; i++)
+        ids[i] = p->runs[i].run_id;
+    qsort(ids, p->n_runs, sizeof *ids, cmp_str);
+    sb_hasher_str(h, "config-id/1");
+    for (size_t i = 0; i < p->n_runs; i++)
+        sb_hasher_str(h, ids[i]);
+    sb_hasher_hex(h, out);
+    sb_hasher_destroy(&h);
+    free(ids);
+    return SB_OK;
+}

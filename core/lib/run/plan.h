@@ -84,6 +84,12 @@ void sbi_plan_destroy(sbi_plan **p);
 /* Validate every instance defined in the config (not only those runs use). */
 sb_status sbi_plan_validate_all(sbi_plan *p, sb_error *err);
 
+/* The config id: a hash of the sorted run ids of all the plan's runs (so every shard of a
+ * config, whatever its --shard or --items, computes the same id, and any change to a run's
+ * resolved config or the run set changes it). Written to shard.json; merge compares it.
+ * Errors: SB_ERR_NOMEM only. */
+sb_status sbi_plan_config_id(const sbi_plan *p, char out[SB_HASH_HEX], sb_error *err);
+
 /* The instance of `kind` named `name` in run r. */
 const sbi_instance *sbi_run_instance(const sbi_run *r, sb_kind kind, const char *name);
 

@@ -1,8 +1,10 @@
 /* core/lib/run/store.c — the SQLite results store: opening, schema migrations,
- * transactions, and the stat-keyed file-hash cache (store.h). */
+ * transactions, the stat-keyed file-hash cache, and shard stores started from a base
+ * store (store.h). */
 #include "store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +194,129 @@ sb_status sbi_store_open(const char *root, sbi_store **out, sb_error *err)
     }
     *out = s;
     return SB_OK;
+}
+
+/* root/features as a link to the folder `target` (absolute, resolved): made if absent,
+ * replacing an empty folder; accepted if it already resolves to target. */
+static sb_status link_features(const char *root, const char *target, sb_error *err)
+{
+    char *feat = sbi_path_join(root, "features");
+    if (!feat)
+        return sb_error_set(err, SB_ERR_NOMEM, root, "out of memory");
+    sb_status st = SB_OK;
+    struct stat lst;
+    if (lstat(feat, &lst) == 0) {
+        char *real = realpath(feat, NULL);
+        if (real && strcmp(real, target) == 0) {
+            free(real);
+            free(feat);
+            return SB_OK;
+        }
+        free(real);
+        if (S_ISDIR(lst.st_mode) && rmdir(feat) == 0) {
+            /* an empty folder, e.g. left by an earlier attempt that failed before the copy */
+        } else {
+            st = sb_error_set(err, SB_ERR_IO, feat,
+                              "--base: the results folder has no serbench.db but already has "
+                              "a features %s; it must become a link to %s: remove it or choose "
+                              "an empty --results folder",
+                              S_ISLNK(lst.st_mode) ? "link to another folder" : "folder", target);
+            free(feat);
+            return st;
+        }
+    }
+    if (symlink(target, feat) != 0)
+        st = sb_error_set(err, SB_ERR_IO, feat, "--base: cannot link to %s: %s", target,
+                          strerror(errno));
+    free(feat);
+    return st;
+}
+
+/* Copy database `from` to the new file `to` with the online backup API. */
+static sb_status backup_db(const char *from, const char *to, sb_error *err)
+{
+    sqlite3 *src = NULL, *dst = NULL;
+    sb_status st = SB_OK;
+    if (sqlite3_open_v2(from, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        st = sb_error_set(err, SB_ERR_STORE, from, "--base: cannot open the base store: %s",
+                          src ? sqlite3_errmsg(src) : "out of memory");
+        sqlite3_close(src);
+        return st;
+    }
+    sqlite3_busy_timeout(src, 60000);
+    if (sqlite3_open_v2(to, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+        st = sb_error_set(err, SB_ERR_IO, to, "--base: cannot create the database: %s",
+                          dst ? sqlite3_errmsg(dst) : "out of memory");
+        sqlite3_close(dst);
+        sqlite3_close(src);
+        return st;
+    }
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
+    int rc = SQLITE_ERROR;
+    if (b) {
+        /* Busy or locked: a writer holds the base; wait for it as a connection would. */
+        for (int tries = 0; tries < 600; tries++) {
+            rc = sqlite3_backup_step(b, -1);
+            if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
+                break;
+            sqlite3_sleep(100);
+        }
+        sqlite3_backup_finish(b);
+    }
+    if (rc != SQLITE_DONE)
+        st = sb_error_set(err, SB_ERR_STORE, from, "--base: cannot copy the base store to %s: %s",
+                          to, sqlite3_errmsg(dst));
+    if (sqlite3_close(dst) != SQLITE_OK && st == SB_OK)
+        st = sb_error_set(err, SB_ERR_IO, to, "--base: cannot finish the copy");
+    sqlite3_close(src);
+    return st;
+}
+
+sb_status sbi_store_create_from_base(const char *root, const char *base, int *created,
+                                     sb_error *err)
+{
+    *created = 0;
+    char *db = sbi_path_join(root, "serbench.db");
+    char *base_db = sbi_path_join(base, "serbench.db");
+    char *base_feat = sbi_path_join(base, "features");
+    char *tmp = sbi_asprintf("%s/serbench.db.base-%ld.tmp", root, (long)getpid());
+    char *target = NULL;
+    sb_status st = db && base_db && base_feat && tmp
+                       ? SB_OK
+                       : sb_error_set(err, SB_ERR_NOMEM, root, "out of memory");
+    if (st != SB_OK || sbi_is_file(db))
+        goto out; /* a store of its own already: --base is for its first command only */
+    if (!sbi_is_file(base_db)) {
+        st = sb_error_set(err, SB_ERR_NOT_FOUND, base,
+                          "--base: no serbench.db in this folder; run the label and feature "
+                          "stages there first, or check the path");
+        goto out;
+    }
+    if (!sbi_is_dir(base_feat) || !(target = realpath(base_feat, NULL)))
+        st = sb_error_set(err, SB_ERR_IO, base_feat,
+                          "--base: the base store has no features folder (is it a "
+                          "serbench results folder?)");
+    if (st == SB_OK)
+        st = sbi_mkdir_p(root, err);
+    if (st == SB_OK)
+        st = link_features(root, target, err);
+    if (st == SB_OK) {
+        unlink(tmp);
+        st = backup_db(base_db, tmp, err);
+    }
+    if (st == SB_OK && rename(tmp, db) != 0)
+        st = sb_error_set(err, SB_ERR_IO, db, "--base: cannot rename the copy into place: %s",
+                          strerror(errno));
+    if (st != SB_OK && tmp)
+        unlink(tmp);
+    *created = st == SB_OK;
+out:
+    free(db);
+    free(base_db);
+    free(base_feat);
+    free(tmp);
+    free(target);
+    return st;
 }
 
 void sbi_store_close(sbi_store **sp)

@@ -39,6 +39,18 @@ typedef struct sbi_store {
 sb_status sbi_store_open(const char *root, sbi_store **out, sb_error *err);
 void sbi_store_close(sbi_store **s);
 
+/* `--base BASE`: when `root` has no serbench.db yet, make it start as a copy of
+ * BASE/serbench.db (SQLite's online backup API, so a consistent snapshot even while BASE is
+ * being written; written under a temporary name and renamed) with root/features a symbolic
+ * link to BASE/features (feature files are immutable once renamed into place; each store
+ * indexes its own). A root that already has a serbench.db is left as it is (a rerun), and
+ * so is BASE, always. *created says whether the copy was made. Call before sbi_store_open.
+ * Errors: BASE has no serbench.db or features folder (SB_ERR_NOT_FOUND, SB_ERR_IO);
+ * root/features is a folder with files or a link elsewhere, or the copy fails (SB_ERR_IO,
+ * SB_ERR_STORE); each names the path. */
+sb_status sbi_store_create_from_base(const char *root, const char *base, int *created,
+                                     sb_error *err);
+
 /* Transactions (BEGIN IMMEDIATE so writers queue on the busy timeout). */
 sb_status sbi_store_begin(sbi_store *s, sb_error *err);
 sb_status sbi_store_commit(sbi_store *s, sb_error *err);
