@@ -26,6 +26,8 @@ static void usage(FILE *f)
         "  serbench export labels CONFIG --out FILE.csv [--format csv|melt] [--labeller L]\n"
         "                                             [--dataset D]\n"
         "  serbench agree CONFIG [--dataset D] [--split S] [--json]   labeller agreement\n"
+        "  serbench compare CONFIG RUN_A RUN_B [--test NAME] [--metric M] [--resamples N]\n"
+        "               [--seed S] [--alpha A] [--json]   paired bootstrap and McNemar\n"
         "  serbench embed --checkpoint DIR --out FILE.safetensors AUDIO   SSL hidden states\n"
         "  serbench version\n"
         "\n"
@@ -62,6 +64,8 @@ int main(int argc, char **argv)
         return cmd_export(argc, argv);
     if (!strcmp(cmd, "agree"))
         return cmd_agree(argc, argv);
+    if (!strcmp(cmd, "compare"))
+        return cmd_compare(argc, argv);
     if (!strcmp(cmd, "corpus"))
         return cmd_corpus(argc, argv);
     if (!strcmp(cmd, "embed"))
