@@ -118,6 +118,7 @@ typedef struct work2 {
     int n_allocs;
     uint8_t *mask; /* (B,T) */
     size_t *row;   /* (N) row of each position, SIZE_MAX for padding */
+    size_t *rrows; /* (N) the real positions' rows, in position order (fine-tuning) */
     int *spk, *pos;
     float *x0;
     uint8_t *m_in;
@@ -135,6 +136,7 @@ typedef struct work2 {
     float *c[HIER_MAX_BRANCHES], *a3[HIER_MAX_BRANCHES], *s3[HIER_MAX_BRANCHES],
         *f3[HIER_MAX_BRANCHES], *mean3[HIER_MAX_BRANCHES], *rstd3[HIER_MAX_BRANCHES],
         *acts3[HIER_MAX_BRANCHES];
+    float *dc[HIER_MAX_BRANCHES]; /* (N,C) dL/dc_b when the branches fine-tune */
     float *cat, *catd, *dcat;
     uint8_t *m_cat;
 } work2;
@@ -191,6 +193,9 @@ void hier_s1_forward(hier_head *h, int b, const float *x, const size_t *rows, in
 /* Loss of the last forward (targets from yb / tb); with grads, accumulates into g1. */
 double hier_s1_loss(hier_head *h, int n);
 void hier_s1_backward(hier_head *h, int b, int n);
+/* The backward from w1.dg (dL/dg, the embedding's gradient) to the projection and layer
+ * weights; hier_s1_backward ends with it. */
+void hier_s1_backward_embed(hier_head *h, int b, int n);
 /* The utterance embeddings (eval mode) of rows[0..n): out (n, C). */
 void hier_s1_embed(hier_head *h, int b, const float *x, const size_t *rows, size_t n, float *out);
 
@@ -199,10 +204,13 @@ int hier_batch_layout(hier_head *h, const hier_plan *p, size_t bi, int *B);
 /* Stage 2 of branch b: E (n_rows, C) the split's stage-1 embeddings; forward for the
  * laid-out batch (B,T), logits/probs in w2, the context output in w2.o (N,C). */
 void hier_s2_forward(hier_head *h, int b, const float *E, int B, int T, int train);
-void hier_s2_backward(hier_head *h, int b, int B, int T);
+/* From d_o (N,C), the gradient w.r.t. the context output w2.o, or NULL: from w2.dlogits
+ * through the classifier. With want_dx0, w2.dt ends as dL/d(embeddings) (N,C). */
+void hier_s2_backward(hier_head *h, int b, int B, int T, const float *d_o, int want_dx0);
 /* Stage 3 over the branches' context outputs Cx[b] (n_rows, C). */
 void hier_s3_forward(hier_head *h, float *const *Cx, int B, int T, int train);
-void hier_s3_backward(hier_head *h, int B, int T);
+/* With want_dc, w2.dc[b] = dL/dc_b (N,C) for every branch. */
+void hier_s3_backward(hier_head *h, int B, int T, int want_dc);
 /* Targets of the laid-out positions into w2.yb / w2.tb from y / value (either NULL). */
 void hier_batch_targets(hier_head *h, const int32_t *y, const double *value, int N);
 /* Mean loss of w2.logits/probs over positions with a target; dlogits set when `grad`. */

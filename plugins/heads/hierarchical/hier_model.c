@@ -324,6 +324,7 @@ sb_status hier_work2_reserve(hier_head *h, int B, int T, sb_error *err)
 #define T2(field, count, type) w->field = take(w->allocs, &w->n_allocs, &ok, (count), sizeof(type))
     T2(mask, N, uint8_t);
     T2(row, N, size_t);
+    T2(rrows, N, size_t);
     T2(spk, N, int);
     T2(pos, N, int);
     T2(x0, N * C, float);
@@ -380,6 +381,9 @@ sb_status hier_work2_reserve(hier_head *h, int B, int T, sb_error *err)
                 T2(acts3[b], macts, float);
             }
         }
+        if (!h->freeze)
+            for (int b = 0; b < h->NB; b++)
+                T2(dc[b], N * C, float);
         T2(cat, NBC, float);
         T2(catd, NBC, float);
         T2(dcat, NBC, float);
@@ -469,12 +473,21 @@ void hier_s1_backward(hier_head *h, int b, int n)
 {
     branch *br = &h->br[b];
     work1 *w = &h->w1;
-    const int L = br->L, D = br->D, C = h->C;
+    const int C = h->C;
     size_t nc = (size_t)n * (size_t)C;
     memset(w->de, 0, nc * sizeof(float));
     sb_nn_linear_backward(w->de, br->g1.wc, br->g1.bc, w->dlogits, w->e, br->p1.wc, n, C, h->KO);
     memset(w->dg, 0, nc * sizeof(float));
     sb_nn_dropout_backward(w->dg, w->de, w->mask, h->dropout, nc);
+    hier_s1_backward_embed(h, b, n);
+}
+
+void hier_s1_backward_embed(hier_head *h, int b, int n)
+{
+    branch *br = &h->br[b];
+    work1 *w = &h->w1;
+    const int L = br->L, D = br->D, C = h->C;
+    size_t nc = (size_t)n * (size_t)C;
     memset(w->du, 0, nc * sizeof(float));
     sb_nn_gelu_backward(w->du, w->dg, w->u, nc);
     if (h->learn_layers)
@@ -637,17 +650,21 @@ void hier_s2_forward(hier_head *h, int b, const float *E, int B, int T, int trai
         sb_nn_softmax_forward(w->probs, w->logits, N, h->K);
 }
 
-void hier_s2_backward(hier_head *h, int b, int B, int T)
+void hier_s2_backward(hier_head *h, int b, int B, int T, const float *d_o, int want_dx0)
 {
     const s2_params *p = &h->br[b].p2;
     const s2_params *g = &h->br[b].g2;
     work2 *w = &h->w2;
     const int C = h->C, N = B * T, F = h->F;
     const size_t NC = (size_t)N * (size_t)C, bytes = NC * sizeof(float);
-    memset(w->dy, 0, bytes);
-    sb_nn_linear_backward(w->dy, g->wc, g->bc, w->dlogits, w->od, p->wc, N, C, h->KO);
-    memset(w->dt, 0, bytes);
-    sb_nn_dropout_backward(w->dt, w->dy, w->m_o, h->dropout, NC);
+    if (d_o) {
+        memcpy(w->dt, d_o, bytes);
+    } else {
+        memset(w->dy, 0, bytes);
+        sb_nn_linear_backward(w->dy, g->wc, g->bc, w->dlogits, w->od, p->wc, N, C, h->KO);
+        memset(w->dt, 0, bytes);
+        sb_nn_dropout_backward(w->dt, w->dy, w->m_o, h->dropout, NC);
+    }
     memset(w->dx, 0, bytes);
     const float *top = h->context == CTX_TRANSFORMER ? w->xl[h->n_layers] : w->s;
     sb_nn_layernorm_backward(w->dx, g->lnw, g->lnb, w->dt, top, p->lnw, w->meanf, w->rstdf, N, C);
@@ -683,12 +700,12 @@ void hier_s2_backward(hier_head *h, int b, int B, int T)
         sb_nn_bigru_backward(w->dx, &g->gf, &g->gb, w->gscratch, w->dy, w->gacts, w->xl[0], w->mask,
                              &wf, &wb, B, T, C, C / 2);
     }
-    if (!g->spk)
+    if (!g->spk && !want_dx0)
         return;
-    /* dx = dL/dxl[0]; x0 = emb + PE + spk */
+    /* dx = dL/dxl[0]; x0 = emb + PE + spk: dt = dL/dx0 = dL/demb */
     memset(w->dt, 0, bytes);
     sb_nn_dropout_backward(w->dt, w->dx, w->m_in, h->dropout, NC);
-    for (int i = 0; i < N; i++)
+    for (int i = 0; g->spk && i < N; i++)
         if (w->mask[i])
             add_into(g->spk + (size_t)w->spk[i] * C, w->dt + (size_t)i * C, (size_t)C);
 }
@@ -728,27 +745,35 @@ void hier_s3_forward(hier_head *h, float *const *Cx, int B, int T, int train)
         sb_nn_softmax_forward(w->probs, w->logits, N, h->K);
 }
 
-void hier_s3_backward(hier_head *h, int B, int T)
+void hier_s3_backward(hier_head *h, int B, int T, int want_dc)
 {
     work2 *w = &h->w2;
     const int C = h->C, N = B * T, NB = h->NB, W = C * NB;
     const size_t nw = (size_t)N * (size_t)W, bytes = (size_t)N * (size_t)C * sizeof(float);
     memset(w->dcat, 0, nw * sizeof(float));
     sb_nn_linear_backward(w->dcat, h->g3.wc, h->g3.bc, w->dlogits, w->catd, h->p3.wc, N, W, h->KO);
-    if (h->fusion != FUSE_COATTENTION)
+    if (h->fusion != FUSE_COATTENTION && !want_dc)
         return; /* the branches are frozen: nothing below the classifier learns */
     memset(w->catd, 0, nw * sizeof(float)); /* now dL/dcat */
     sb_nn_dropout_backward(w->catd, w->dcat, w->m_cat, h->dropout, nw);
+    for (int b = 0; want_dc && b < NB; b++)
+        memset(w->dc[b], 0, bytes);
     for (int b = 0; b < NB; b++) {
         int j = (b + 1) % NB;
-        sb_nn_mha_weights aw = mhw(&h->p3.att[b]);
+        float *df = h->fusion == FUSE_COATTENTION ? w->dy : w->dc[b];
         for (int i = 0; i < N; i++)
-            memcpy(w->dy + (size_t)i * C, w->catd + (size_t)i * W + (size_t)b * C,
+            memcpy(df + (size_t)i * C, w->catd + (size_t)i * W + (size_t)b * C,
                    (size_t)C * sizeof(float));
-        memset(w->dx, 0, bytes);
+        if (h->fusion != FUSE_COATTENTION)
+            continue;
+        sb_nn_mha_weights aw = mhw(&h->p3.att[b]);
+        memset(w->dx, 0, bytes); /* dL/ds_b; s_b = c_b + mha(c_b, c_j) */
         sb_nn_layernorm_backward(w->dx, h->g3.lnw[b], h->g3.lnb[b], w->dy, w->s3[b], h->p3.lnw[b],
                                  w->mean3[b], w->rstd3[b], N, C);
-        sb_nn_mha_backward(NULL, NULL, &h->g3.att[b], w->mscratch, w->dx, w->acts3[b], w->c[b],
-                           w->c[j], w->mask, &aw, B, T, T, C, C, C, h->NH);
+        if (want_dc)
+            add_into(w->dc[b], w->dx, (size_t)N * (size_t)C);
+        sb_nn_mha_backward(want_dc ? w->dc[b] : NULL, want_dc ? w->dc[j] : NULL, &h->g3.att[b],
+                           w->mscratch, w->dx, w->acts3[b], w->c[b], w->c[j], w->mask, &aw, B, T, T,
+                           C, C, C, h->NH);
     }
 }

@@ -41,7 +41,8 @@ static const sb_option hier_options[] = {
       "Stage 3: each branch attends to the next with cross-attention (residual + layer norm) "
       "then concatenation, or plain concatenation, then a classifier." },
     { "freeze", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
-      "Keep earlier stages frozen while training later ones (false is not implemented yet)." },
+      "Keep earlier stages frozen while training later ones; false fine-tunes them too "
+      "(stage 2 with its branch's stage 1, stage 3 with everything)." },
     { "layer_weights", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
       "Learn softmax-normalised weights over each encoder's layers; false averages them." },
     { "normalize", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
@@ -174,10 +175,6 @@ static sb_status hier_create(const sb_host *host, const sb_opts *opts, int n_lay
         return sb_error_set(err, SB_ERR_CONFIG, sb_opts_where(opts, "causal"),
                             "causal: true needs context: transformer (a BiGRU reads the later "
                             "turns too)");
-    if (!sb_opts_bool(opts, "freeze") && !enum_is(opts, "stages", "1"))
-        return sb_error_set(err, SB_ERR_CONFIG, sb_opts_where(opts, "freeze"),
-                            "freeze: false (fine-tuning earlier stages with later ones) is not "
-                            "implemented yet; use freeze: true");
     if (sb_opts_int(opts, "max_turns") > sb_opts_int(opts, "max_batch_utts"))
         return sb_error_set(err, SB_ERR_CONFIG, sb_opts_where(opts, "max_turns"),
                             "max_turns (%lld) is larger than max_batch_utts (%lld)",
@@ -417,6 +414,94 @@ static sb_status step_s1(void *ctx, const size_t *batch, size_t n, long step, do
     return SB_OK;
 }
 
+/* The real positions of the laid-out batch: their rows into w2.rrows, in position order;
+ * returns how many. */
+static int batch_rows(hier_head *h, int N)
+{
+    work2 *w = &h->w2;
+    int nr = 0;
+    for (int i = 0; i < N; i++)
+        if (w->row[i] != SIZE_MAX)
+            w->rrows[nr++] = w->row[i];
+    return nr;
+}
+
+/* Stage-1 embeddings (evaluation mode) of the batch's nr rows into Eb (the split's embedding
+ * array, used as scratch), for a branch that fine-tunes; w1 keeps the activations. */
+static void batch_embed(hier_head *h, int b, const sb_head_data *d, float *Eb, int nr)
+{
+    size_t C = (size_t)h->C;
+    hier_s1_forward(h, b, input_of(d, b).x, h->w2.rrows, nr, 0);
+    for (int k = 0; k < nr; k++)
+        memcpy(Eb + h->w2.rrows[k] * C, h->w1.g + (size_t)k * C, C * sizeof(float));
+}
+
+/* w2.dt (N,C), dL/d(embeddings), into stage 1 of branch b (its forward is in w1). */
+static void embed_backward(hier_head *h, int b, int N, int nr)
+{
+    work2 *w = &h->w2;
+    size_t C = (size_t)h->C;
+    for (int i = 0, k = 0; i < N; i++)
+        if (w->row[i] != SIZE_MAX)
+            memcpy(h->w1.dg + (size_t)k++ * C, w->dt + (size_t)i * C, C * sizeof(float));
+    hier_s1_backward_embed(h, b, nr);
+}
+
+/* Loss of batch bi of plan p (rows of d) at stage 2 (branch b) or 3, forward in training
+ * mode; with `grad`, accumulates the gradients of the stage's parameters and, without
+ * freeze, of the earlier stages' (stage 2: its branch's stage 1; stage 3: everything). E, Cx:
+ * d's stage-1 embeddings and stage-2 outputs (recomputed for the batch when fine-tuning). */
+static double ctx_loss(hier_head *h, int stage, int b, const sb_head_data *d, const hier_plan *p,
+                       size_t bi, float *const *E, float *const *Cx, int grad)
+{
+    work2 *w = &h->w2;
+    int B, T = hier_batch_layout(h, p, bi, &B), N = B * T;
+    const int tune = !h->freeze;
+    const size_t C = (size_t)h->C;
+    int nr = tune ? batch_rows(h, N) : 0;
+    sb_rng saved[HIER_MAX_BRANCHES];
+    if (stage == 2) {
+        if (tune)
+            batch_embed(h, b, d, E[b], nr);
+        hier_s2_forward(h, b, E[b], B, T, 1);
+    } else {
+        for (int br = 0; tune && br < h->NB; br++) {
+            batch_embed(h, br, d, E[br], nr);
+            saved[br] = h->drop_rng;
+            hier_s2_forward(h, br, E[br], B, T, 1);
+            for (int i = 0; i < N; i++)
+                if (w->row[i] != SIZE_MAX)
+                    memcpy(Cx[br] + w->row[i] * C, w->o + (size_t)i * C, C * sizeof(float));
+        }
+        hier_s3_forward(h, Cx, B, T, 1);
+    }
+    hier_batch_targets(h, h->K > 0 ? d->y : NULL, d->value, N);
+    double loss =
+        hier_head_loss(h, N, w->logits, w->probs, w->dlogits, w->losses, w->yb, w->tb, grad);
+    if (!grad)
+        return loss;
+    if (stage == 2) {
+        hier_s2_backward(h, b, B, T, NULL, tune);
+        if (tune)
+            embed_backward(h, b, N, nr);
+        return loss;
+    }
+    hier_s3_backward(h, B, T, tune);
+    if (!tune)
+        return loss;
+    /* each branch again, with the dropout masks of its first pass, back from dL/dc_b */
+    sb_rng end = h->drop_rng;
+    for (int br = 0; br < h->NB; br++) {
+        h->drop_rng = saved[br];
+        batch_embed(h, br, d, E[br], nr);
+        hier_s2_forward(h, br, E[br], B, T, 1);
+        hier_s2_backward(h, br, B, T, w->dc[br], 1);
+        embed_backward(h, br, N, nr);
+    }
+    h->drop_rng = end;
+    return loss;
+}
+
 static sb_status step_ctx(void *ctx, const size_t *batch, size_t n, long step, double *loss,
                           sb_error *err)
 {
@@ -424,19 +509,8 @@ static sb_status step_ctx(void *ctx, const size_t *batch, size_t n, long step, d
     (void)n;
     fit_ctx *c = ctx;
     hier_head *h = c->h;
-    work2 *w = &h->w2;
-    int B, T = hier_batch_layout(h, c->ptr, batch[0], &B);
-    if (c->stage == 2)
-        hier_s2_forward(h, c->b, c->Etr[c->b], B, T, 1);
-    else
-        hier_s3_forward(h, c->Ctr, B, T, 1);
-    hier_batch_targets(h, h->K > 0 ? c->tr->y : NULL, c->tr->value, B * T);
     memset(h->grads + c->off, 0, (c->end - c->off) * sizeof(float));
-    *loss = hier_head_loss(h, B * T, w->logits, w->probs, w->dlogits, w->losses, w->yb, w->tb, 1);
-    if (c->stage == 2)
-        hier_s2_backward(h, c->b, B, T);
-    else
-        hier_s3_backward(h, B, T);
+    *loss = ctx_loss(h, c->stage, c->b, c->tr, c->ptr, batch[0], c->Etr, c->Ctr, 1);
     finish_step(c, step, loss);
     return SB_OK;
 }
@@ -539,6 +613,15 @@ static sb_status score_rows(const hier_head *h, const sb_head_data *d, const siz
 static sb_status eval_dev(void *ctx, double *score, double *shown, sb_error *err)
 {
     fit_ctx *c = ctx;
+    hier_head *h = c->h;
+    if (!h->freeze && c->stage >= 2 && c->dv->n > 0)
+        for (int b = 0; b < h->NB; b++) {
+            if (c->stage == 2 && b != c->b)
+                continue;
+            hier_s1_embed(h, b, input_of(c->dv, b).x, c->dv_all, c->dv->n, c->Edv[b]);
+            if (c->stage == 3)
+                context_outputs(h, b, c->pdv, c->Edv, c->Cdv[b]);
+        }
     stage_outputs(c->h, c->stage, c->b, c->dv, c->dv_all, c->pdv, c->Edv, c->Cdv, c->dv_out);
     return score_rows(c->h, c->dv, c->dv_lab, c->n_dv_lab, c->dv_out, score, shown, err);
 }
@@ -695,6 +778,9 @@ static sb_status fit_stage(hier_head *h, int stage, int b, const sb_head_data *t
 {
     fit_ctx c = { .h = h, .stage = stage, .b = b, .tr = train, .dv = dev };
     c.off = stage == 1 ? h->br[b].s1_off : stage == 2 ? h->br[b].s2_off : h->s3_off;
+    if (!h->freeze) /* the earlier stages learn too: stage 2 with its branch's stage 1 (they
+                       are contiguous), stage 3 with everything */
+        c.off = stage == 1 ? c.off : stage == 2 ? h->br[b].s1_off : 0;
     c.end = stage == 1 ? h->br[b].s1_end : stage == 2 ? h->br[b].s2_end : h->s3_end;
     c.ptr = &st_tr->p_lab;
     c.pdv = &st_dv->p_all;
@@ -865,20 +951,22 @@ static sb_status hier_train(void *inst, const sb_head_data *train, const sb_head
         st = sb_error_set(err, SB_ERR_NOMEM, HIER_WHO, "out of memory");
         goto out;
     }
-    if ((st = hier_work1_reserve(h, cap, err)) != SB_OK ||
-        (st = reserve_plans(h, &tr.p_all, &dv.p_all, err)) != SB_OK)
+    if ((st = reserve_plans(h, &tr.p_all, &dv.p_all, err)) != SB_OK ||
+        (st = hier_work1_reserve(h, cap > h->w2.B * h->w2.T ? cap : h->w2.B * h->w2.T, err)) !=
+            SB_OK)
         goto out;
 
-    /* A stage taken from a "stage1" checkpoint stays as it is (the frozen utterance model)
+    /* A stage 1 taken from a "stage1" checkpoint is not trained on its own (it is the
+     * pre-trained utterance model; without freeze the later stages still fine-tune it)
      * unless it is the only stage; taken with "all", every stage is fine-tuned. */
     int keep1 = h->ckpt && h->ckpt->stage1_only && stages >= 2;
     for (int stage = 1; stage <= stages; stage++) {
         int nbr = stage == 3 ? 1 : h->NB;
         for (int b = 0; b < nbr; b++) {
             if (stage == 1 && keep1) {
-                h->host->log(h->host, SB_LOG_INFO,
-                             "%s stage 1 (%s): taken from the checkpoint, frozen", HIER_WHO,
-                             h->br[b].name);
+                h->host->log(h->host, SB_LOG_INFO, "%s stage 1 (%s): taken from the checkpoint%s",
+                             HIER_WHO, h->br[b].name,
+                             h->freeze ? ", frozen" : "; fine-tuned with the later stages");
                 continue;
             }
             if (!loaded[stage])
@@ -896,6 +984,11 @@ static sb_status hier_train(void *inst, const sb_head_data *train, const sb_head
             }
         if (stage == 2 && stages >= 3)
             for (int b = 0; b < h->NB; b++) {
+                if (!h->freeze) { /* stage 1 fine-tuned with stage 2 */
+                    hier_s1_embed(h, b, input_of(train, b).x, tr.all, train->n, tr.E[b]);
+                    if (dev->n)
+                        hier_s1_embed(h, b, input_of(dev, b).x, dv.all, dev->n, dv.E[b]);
+                }
                 context_outputs(h, b, &tr.p_all, tr.E, tr.Cx[b]);
                 if (dev->n)
                     context_outputs(h, b, &dv.p_all, dv.E, dv.Cx[b]);
