@@ -28,6 +28,7 @@ static void usage(FILE *f)
         "  serbench agree CONFIG [--dataset D] [--split S] [--json]   labeller agreement\n"
         "  serbench compare CONFIG RUN_A RUN_B [--test NAME] [--metric M] [--resamples N]\n"
         "               [--seed S] [--alpha A] [--json]   paired bootstrap and McNemar\n"
+        "  serbench merge SRC... --into DST [--dry-run] [--json] [--allow-mixed] [--partial]\n"
         "  serbench embed --checkpoint DIR --out FILE.safetensors AUDIO   SSL hidden states\n"
         "  serbench version\n"
         "\n"
@@ -54,6 +55,8 @@ int main(int argc, char **argv)
         return cmd_report(argc, argv);
     if (!strcmp(cmd, "plot"))
         return cmd_plot(argc, argv);
+    if (!strcmp(cmd, "merge"))
+        return cmd_merge(argc, argv);
     if (!strcmp(cmd, "export") && argc > 2 && !strcmp(argv[2], "labels")) {
         /* `serbench export labels CONFIG ...`: drop KIND so CONFIG parses as usual. */
         for (int i = 2; i + 1 < argc; i++)

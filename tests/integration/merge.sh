@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# End to end: configs/demo.yaml's runs in two stores (--shard 1/2 and --shard 2/2, each its
+# own --results), merged into a third; its report equals a single-process run's byte for
+# byte (md and json), merging again changes nothing, and bad merges exit 2 writing nothing.
+. "$(dirname "$0")/lib.sh"
+export SERBENCH_DEMO_DIR=$(demo_corpus)
+CFG=$SB_SOURCE_ROOT/configs/demo.yaml
+
+run_sb $T/one run "$CFG" --results "$T/one" --quiet
+expect_exit 0 $T/one
+run_sb $T/s1 run "$CFG" --results "$T/s1" --shard 1/2 --quiet
+expect_exit 0 $T/s1
+run_sb $T/s2 run "$CFG" --results "$T/s2" --shard 2/2 --quiet
+expect_exit 0 $T/s2
+n1=$(sqlite3 "$T/s1/serbench.db" "SELECT count(*) FROM runs")
+n2=$(sqlite3 "$T/s2/serbench.db" "SELECT count(*) FROM runs")
+[ "$n1" -ge 1 ] && [ "$n2" -ge 1 ] && [ $((n1 + n2)) = 3 ] || fail "shards hold $n1 + $n2 runs, want 3 in all"
+ok
+
+# A dry run writes nothing, not even the destination folder.
+run_sb $T/dry merge "$T/s1" "$T/s2" --into "$T/m" --dry-run
+expect_exit 0 $T/dry
+expect_in $T/dry.out "dry run: nothing written"
+[ ! -e "$T/m" ] || fail "--dry-run created $T/m"
+ok
+
+run_sb $T/merge merge "$T/s1" "$T/s2" --into "$T/m" --json
+expect_exit 0 $T/merge
+[ "$(jq '.tables.runs.added' $T/merge.out)" = 3 ] || fail "want 3 runs added: $(cat $T/merge.out)"
+ok
+[ "$(jq '.tables.runs.conflicts + .tables.features.conflicts' $T/merge.out)" = 0 ] || fail "conflicts"
+ok
+# The shards computed the same features: the second's are already there.
+[ "$(jq '.tables.features.already_there' $T/merge.out)" -gt 0 ] || fail "no shared features: $(cat $T/merge.out)"
+ok
+
+for fmt in md json; do
+  run_sb $T/rep1.$fmt report "$CFG" --results "$T/one" --format $fmt
+  run_sb $T/repm.$fmt report "$CFG" --results "$T/m" --format $fmt
+  expect_exit 0 $T/rep1.$fmt
+  expect_exit 0 $T/repm.$fmt
+  cmp -s $T/rep1.$fmt.out $T/repm.$fmt.out ||
+    { diff $T/rep1.$fmt.out $T/repm.$fmt.out >&2; fail "merged report ($fmt) differs from the single-process one"; }
+  ok
+done
+# Every feature the merged store indexes is readable there: a rerun computes nothing new.
+run_sb $T/rerun run "$CFG" --results "$T/m"
+expect_exit 0 $T/rerun
+expect_in $T/rerun.err "" # (stderr may be empty)
+[ "$(sqlite3 "$T/m/serbench.db" "SELECT count(*) FROM runs WHERE status='complete'")" = 3 ] || fail "rerun changed runs"
+ok
+
+# Merging again changes nothing: counts all 'already there', the folder byte for byte equal.
+snap() { (cd "$1" && find . -type f ! -name '*-shm' ! -name '*-wal' | LC_ALL=C sort | xargs sha256sum); }
+snap "$T/m" >$T/snap1
+run_sb $T/again merge "$T/s1" "$T/s2" --into "$T/m" --json
+expect_exit 0 $T/again
+[ "$(jq '[.tables[] | .added + .replaced] | add' $T/again.out)" = 0 ] || fail "second merge added rows: $(cat $T/again.out)"
+ok
+[ "$(jq '.files.copied + .files.linked' $T/again.out)" = 0 ] || fail "second merge copied files"
+ok
+snap "$T/m" >$T/snap2
+cmp -s $T/snap1 $T/snap2 || { diff $T/snap1 $T/snap2 >&2; fail "a second merge changed the store"; }
+ok
+
+# A conflict (the same run with another metric value): exit 2, named, nothing written.
+cp -r "$T/s1" "$T/bad"
+rid=$(sqlite3 "$T/bad/serbench.db" "SELECT run_id FROM runs LIMIT 1")
+sqlite3 "$T/bad/serbench.db" "UPDATE metrics SET value = value / 2 WHERE run_id='$rid' AND metric='wa'"
+run_sb $T/conf merge "$T/bad" --into "$T/m"
+expect_exit 2 $T/conf
+expect_in $T/conf.err "conflict: metrics run_id=$rid"
+expect_in $T/conf.err "nothing was written"
+snap "$T/m" >$T/snap3
+cmp -s $T/snap1 $T/snap3 || fail "a conflicting merge changed the store"
+ok
+
+# Shards of different configs (shard.json config_id), and an incomplete shard.
+echo '{"config_id": "aaa", "kind": "runs", "index": 1, "count": 2, "complete": true}' >"$T/s1/shard.json"
+echo '{"config_id": "bbb", "kind": "runs", "index": 2, "count": 2, "complete": true}' >"$T/s2/shard.json"
+run_sb $T/mixed merge "$T/s1" "$T/s2" --into "$T/m2"
+expect_exit 2 $T/mixed
+expect_in $T/mixed.err "--allow-mixed"
+[ ! -e "$T/m2" ] || fail "a refused merge created its destination"
+ok
+echo '{"config_id": "aaa", "kind": "runs", "index": 2, "count": 2, "complete": false}' >"$T/s2/shard.json"
+run_sb $T/part merge "$T/s1" "$T/s2" --into "$T/m2"
+expect_exit 2 $T/part
+expect_in $T/part.err "incomplete shard"
+expect_in $T/part.err "$T/s2"
+run_sb $T/part2 merge "$T/s1" "$T/s2" --into "$T/m2" --partial
+expect_exit 0 $T/part2
+
+# Usage errors.
+run_sb $T/u1 merge "$T/s1"
+expect_exit 2 $T/u1
+expect_in $T/u1.err "--into"
+run_sb $T/u2 merge "$T/nothing" --into "$T/m3"
+expect_exit 2 $T/u2
+expect_in $T/u2.err "no results store"
+done_ok
