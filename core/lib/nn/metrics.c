@@ -182,8 +182,11 @@ sb_status sb_metrics_regress(const double *gold, const double *pred, size_t n, s
                              sb_error *err)
 {
     memset(out, 0, sizeof *out);
-    double sg = 0, sp = 0;
+    double sg = 0, sp = 0, g_first = 0, p_first = 0;
     size_t m = 0;
+    /* constancy is decided exactly: the rounding of a constant's computed mean leaves a
+     * variance of ~1e-33, and so a meaningless r of ~1e-17 */
+    int g_const = 1, p_const = 1;
     for (size_t i = 0; i < n; i++) {
         if (isnan(gold[i]))
             continue;
@@ -191,6 +194,12 @@ sb_status sb_metrics_regress(const double *gold, const double *pred, size_t n, s
             return sb_error_set(err, SB_ERR_INVALID, NULL,
                                 "item %zu: prediction %g for gold %g is not a finite number", i,
                                 pred[i], gold[i]);
+        if (m == 0) {
+            g_first = gold[i];
+            p_first = pred[i];
+        }
+        g_const &= gold[i] == g_first;
+        p_const &= pred[i] == p_first;
         sg += gold[i];
         sp += pred[i];
         m++;
@@ -220,7 +229,7 @@ sb_status sb_metrics_regress(const double *gold, const double *pred, size_t n, s
     }
     out->n = m;
     out->mae = abs_sum / (double)m;
-    out->corr = vg > 0 && vp > 0 ? cov / sqrt(vg * vp) : NAN;
+    out->corr = !g_const && !p_const && vg > 0 && vp > 0 ? cov / sqrt(vg * vp) : NAN;
     out->acc2_has0 = (double)(has0[0][0] + has0[1][1]) / (double)m;
     out->f1_has0 = binary_weighted_f1(has0, m);
     out->acc2_non0 = out->n_non0 ? (double)(non0[0][0] + non0[1][1]) / (double)out->n_non0 : NAN;

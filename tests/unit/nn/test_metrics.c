@@ -1,6 +1,8 @@
 /* tests/unit/nn/test_metrics.c — sb_metrics_classify against scikit-learn on the cases in
- * tests/fixtures/metrics/cases.json (made by scripts/gen-metric-fixtures.py), to 1e-12;
- * the error cases, the name lookup and sb_mean_sd. */
+ * tests/fixtures/metrics/cases.json (made by scripts/gen-metric-fixtures.py), random and
+ * adversarial (K = 1, 2, 7; classes absent from gold, predictions or both; one class; all
+ * wrong), to 1e-12; sb_metrics_regress against numpy/scikit-learn on the same file's
+ * "regression" cases; the error cases, the name lookup and sb_mean_sd. */
 #include <criterion/criterion.h>
 
 #include <jansson.h>
@@ -42,7 +44,7 @@ Test(metrics, match_sklearn_fixtures)
 {
     json_t *doc = load_cases();
     json_t *cases = json_object_get(doc, "cases");
-    cr_assert_geq(json_array_size(cases), 25u);
+    cr_assert_geq(json_array_size(cases), 50u);
     size_t i;
     json_t *c;
     json_array_foreach(cases, i, c)
@@ -220,4 +222,58 @@ Test(metrics, regression_errors)
     const double g3[] = { 1, 2, 3 }, p3[] = { 0.5, 0.5, 0.5 };
     cr_assert_eq(sb_metrics_regress(g3, p3, 3, &m, &err), SB_OK);
     cr_assert(isnan(m.corr));
+}
+
+/* MOSI's metrics against numpy and scikit-learn (MMSA's definitions: numpy.round, sklearn's
+ * weighted F1) on the fixture's regression cases: random MOSI-like golds, zeros and x.5
+ * values, predictions beyond [-3, 3] or exactly 0, a constant prediction (Pearson undefined:
+ * null, NAN here), NaN golds (null: skipped) and all golds 0 (no non-0 items: null, NAN). */
+Test(metrics, regression_match_numpy_sklearn_fixtures)
+{
+    json_t *doc = load_cases();
+    json_t *cases = json_object_get(doc, "regression");
+    cr_assert_geq(json_array_size(cases), 10u, "regenerate with scripts/gen-metric-fixtures.py");
+    size_t i;
+    json_t *c;
+    int undefined_corr = 0, undefined_non0 = 0;
+    json_array_foreach(cases, i, c)
+    {
+        char cname[64];
+        snprintf(cname, sizeof cname, "regression #%zu %s", i,
+                 json_string_value(json_object_get(c, "name")));
+        json_t *jg = json_object_get(c, "gold"), *jp = json_object_get(c, "pred");
+        size_t n = json_array_size(jg);
+        cr_assert_eq(json_array_size(jp), n);
+        double *g = malloc(n * sizeof *g), *p = malloc(n * sizeof *p);
+        for (size_t j = 0; j < n; j++) {
+            json_t *v = json_array_get(jg, j);
+            g[j] = json_is_number(v) ? json_number_value(v) : NAN; /* null = no gold */
+            p[j] = json_number_value(json_array_get(jp, j));
+        }
+        sb_reg_metrics m;
+        sb_error err = { 0 };
+        cr_assert_eq(sb_metrics_regress(g, p, n, &m, &err), SB_OK, "case %s: %s", cname, err.msg);
+        cr_assert_eq((double)m.n, num(c, "n"), "case %s: n", cname);
+        cr_assert_eq((double)m.n_non0, num(c, "n_non0"), "case %s: n_non0", cname);
+        static const char *const names[] = { "mae",       "corr",    "acc2_has0", "f1_has0",
+                                             "acc2_non0", "f1_non0", "acc7",      "acc5" };
+        for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+            double got;
+            cr_assert_eq(sb_metrics_regress_get(&m, names[k], &got), 0);
+            json_t *want = json_object_get(c, names[k]);
+            if (json_is_null(want)) {
+                cr_assert(isnan(got), "case %s: %s is %.17g; undefined there (NAN)", cname,
+                          names[k], got);
+                undefined_corr += k == 1;
+                undefined_non0 += k == 4;
+                continue;
+            }
+            close_to(cname, names[k], -1, got, num(c, names[k]));
+        }
+        free(g);
+        free(p);
+    }
+    cr_assert_geq(undefined_corr, 1, "a case with a constant side");
+    cr_assert_geq(undefined_non0, 1, "a case without non-0 golds");
+    json_decref(doc);
 }
