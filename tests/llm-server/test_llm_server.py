@@ -1133,5 +1133,187 @@ class TestBatchTimeline(unittest.TestCase):
             srv.stop()
 
 
+def embed_request(inputs, model="test-embed", **extra):
+    req = {"model": model, "input": inputs}
+    req.update(extra)
+    return req
+
+
+def reference_vector(model, text, dim):
+    """The README's embedding recipe, written again from its description."""
+    v = [0.0] * dim
+
+    def add(d):
+        for k in range(4):
+            v[int.from_bytes(d[4 * k:4 * k + 4], "big") % dim] += 1.0 if d[16 + k] % 2 else -1.0
+
+    words = "".join(c if c.isalnum() else " " for c in text.lower()).split()
+    for w in words:
+        add(hashlib.sha256(f"{model}\0{w}".encode()).digest())
+    if not any(v):
+        add(hashlib.sha256(f"{model}\1{text}".encode()).digest())
+    if not any(v):
+        v[0] = 1.0
+    n = math.sqrt(sum(x * x for x in v))
+    return [x / n for x in v]
+
+
+def cosine(a, b):
+    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) *
+                                                       sum(y * y for y in b))
+
+
+class TestEmbeddings(ServerCase):
+    TEXTS = ["I am so happy today!", "happy today", "The train is late again.",
+             "the late train", "Okay.", "", "...", "Ça va très bien, merci"]
+
+    def embed(self, inputs, **kw):
+        return self.srv.request("POST", "/v1/embeddings", embed_request(inputs, **kw))
+
+    def vectors(self, r):
+        self.assertEqual(r.status, 200, r.body)
+        body = r.json()
+        self.assertEqual(body["object"], "list")
+        data = body["data"]
+        self.assertEqual([d["index"] for d in data], list(range(len(data))))
+        self.assertTrue(all(d["object"] == "embedding" for d in data))
+        return [d["embedding"] for d in data]
+
+    def test_vectors_follow_the_documented_recipe(self):
+        r = self.embed(self.TEXTS)
+        body = r.json()
+        self.assertEqual(body["model"], "test-embed")
+        want_tokens = sum(math.ceil(len(t) / 4) for t in self.TEXTS)
+        self.assertEqual(body["usage"], {"prompt_tokens": want_tokens,
+                                         "total_tokens": want_tokens})
+        self.assertTrue(r.headers["x-request-id"].startswith("req_"))
+        self.assertIn("x-ratelimit-remaining-tokens", r.headers)
+        got = self.vectors(r)
+        for text, vec in zip(self.TEXTS, got):
+            self.assertEqual(len(vec), 64)
+            ref = reference_vector("test-embed", text, 64)
+            self.assertLess(max(abs(a - b) for a, b in zip(vec, ref)), 1e-6, text)
+            self.assertAlmostEqual(sum(x * x for x in vec), 1.0, places=5)
+        # texts sharing words are close, others are not; the model changes the vectors
+        self.assertGreater(cosine(got[0], got[1]), 0.5)
+        self.assertGreater(cosine(got[2], got[3]), 0.5)
+        self.assertGreater(cosine(got[0], got[1]), abs(cosine(got[0], got[2])) + 0.3)
+        self.assertGreater(cosine(got[2], got[3]), abs(cosine(got[1], got[3])) + 0.3)
+        other = self.vectors(self.embed(self.TEXTS[:1], model="other-model"))[0]
+        self.assertLess(cosine(got[0], other), 0.5)
+        # a single string is one item; the same input gives the same vector
+        self.assertEqual(self.vectors(self.embed(self.TEXTS[0]))[0], got[0])
+
+    def test_base64_dimensions_and_user(self):
+        import base64
+        import struct
+        floats = self.vectors(self.embed(self.TEXTS[:3], dimensions=16, user="u1"))
+        b64 = self.vectors(self.embed(self.TEXTS[:3], dimensions=16, encoding_format="base64"))
+        for f, b in zip(floats, b64):
+            self.assertEqual(len(f), 16)
+            raw = base64.b64decode(b)
+            self.assertEqual(list(struct.unpack("<16f", raw)), f)
+            ref = reference_vector("test-embed", self.TEXTS[floats.index(f)], 16)
+            self.assertLess(max(abs(x - y) for x, y in zip(f, ref)), 1e-6)
+
+    def test_validation(self):
+        cases = [
+            (embed_request(["a"], dimensions=0), "dimensions"),
+            (embed_request(["a"], dimensions=65), "dimensions"),
+            (embed_request(["a"], dimensions="8"), "dimensions"),
+            (embed_request(["a"], encoding_format="int8"), "encoding_format"),
+            (embed_request([]), "input"),
+            (embed_request([1, 2, 3]), "input"),
+            (embed_request(["a", 3]), "input"),
+            (embed_request(["a"] * 2049), "input"),
+            ({"model": "m"}, "input"),
+            ({"input": "a"}, "model"),
+            (embed_request("a", temperature=0), "temperature"),
+        ]
+        for req, param in cases:
+            r = self.srv.request("POST", "/v1/embeddings", req)
+            self.assertOpenAIError(r, 400, param=param)
+        r = self.srv.request("POST", "/v1/embeddings", b"{not json",
+                             {"Content-Type": "application/json"})
+        self.assertOpenAIError(r, 400)
+        self.assertEqual(self.embed(["a"] * 2048).status, 200)
+
+    def test_faults(self):
+        expect = {"rate_limit": 429, "insufficient_quota": 429, "server_error": 500,
+                  "unavailable": 503, "bad_request": 400, "unauthorized": 401,
+                  "vllm_error": 500}
+        for kind, status in expect.items():
+            self.srv.set_faults([{"kind": kind, "match": "hit", "retry_after_ms": 20}])
+            r = self.embed(["fine", "please hit me"])
+            self.assertEqual(r.status, status, kind)
+            self.assertEqual(r.headers.get("retry-after-ms"), "20", kind)
+            self.assertEqual(self.embed(["please hit me"]).status, 200, kind)
+        self.srv.set_faults([{"kind": "wrong_count"}, {"kind": "wrong_count"},
+                             {"kind": "wrong_dim", "match": "x"}])
+        self.assertEqual(len(self.vectors(self.embed(["a", "b", "c"]))), 2)
+        self.assertEqual(len(self.vectors(self.embed(["a"]))), 2)
+        self.assertEqual([len(v) for v in self.vectors(self.embed(["x", "y"], dimensions=8))],
+                         [9, 9])
+        self.srv.set_faults([{"kind": "malformed_json"}])
+        r = self.embed(["a"])
+        self.assertEqual(r.status, 200)
+        with self.assertRaises(json.JSONDecodeError):
+            r.json()
+        self.srv.set_faults([{"kind": "timeout", "delay_s": 0.3}])
+        t0 = time.monotonic()
+        self.vectors(self.embed(["a"]))
+        self.assertGreaterEqual(time.monotonic() - t0, 0.3)
+        self.srv.set_faults([{"kind": "drop"}])
+        with self.assertRaises((http.client.RemoteDisconnected, ConnectionError)):
+            self.embed(["a"])
+        self.vectors(self.embed(["a"]))
+
+    def test_faults_pass_by_the_other_endpoints_kinds(self):
+        self.srv.set_faults([{"kind": "out_of_schema"}, {"kind": "wrong_dim"}])
+        self.assertEqual(len(self.vectors(self.embed(["a"], dimensions=4))[0]), 5)
+        faults = self.srv.request("GET", "/_admin/faults").json()
+        self.assertEqual([f["count"] for f in faults], [1, 0])
+        self.srv.set_faults([{"kind": "wrong_count"}, {"kind": "out_of_schema"}])
+        r = self.srv.chat(chat_request("hello"))
+        self.assertNotIn(label_of(r.json()), LABELS)  # the chat took out_of_schema
+        self.assertEqual(len(self.vectors(self.embed(["a", "b"]))), 1)
+
+    def test_stats_and_log(self):
+        self.srv.request("POST", "/_admin/reset")
+        self.srv.set_faults([{"kind": "server_error"}])
+        self.embed(["a", "b"])
+        self.embed(["c"])
+        self.srv.chat(chat_request("hello"))
+        st = self.srv.stats()
+        self.assertEqual((st["embeddings"], st["embeddings_answered"], st["embedding_inputs"],
+                          st["requests"]), (2, 1, 3, 1))
+        self.assertEqual(st["embeddings_by_status"], {"500": 1, "200": 1})
+        entries = [e for e in self.srv.log_entries() if e["path"] == "/v1/embeddings"]
+        self.assertEqual(entries[-2]["fault"], "server_error")
+        self.assertEqual(entries[-1]["body"]["input"], ["c"])
+
+
+class TestEmbeddingModes(unittest.TestCase):
+    def test_empty_input_refused_dimensions_refused_and_auth(self):
+        env = dict(os.environ, EMB_KEY=FAKE_KEY)
+        srv = ServerProcess("--reject-empty-input", "--no-dimensions", "--embedding-dim", "8",
+                            "--api-key-env", "EMB_KEY", env=env)
+        try:
+            auth = {"Authorization": f"Bearer {FAKE_KEY}"}
+            r = srv.request("POST", "/v1/embeddings", embed_request(["a", ""]), auth)
+            self.assertEqual(r.status, 400)
+            self.assertIn("input[1]", r.json()["error"]["message"])
+            r = srv.request("POST", "/v1/embeddings", embed_request(["a"], dimensions=4), auth)
+            self.assertEqual((r.status, r.json()["error"]["param"]), (400, "dimensions"))
+            r = srv.request("POST", "/v1/embeddings", embed_request(["a"]), auth)
+            self.assertEqual(len(r.json()["data"][0]["embedding"]), 8)
+            r = srv.request("POST", "/v1/embeddings", embed_request(["a"]))
+            self.assertEqual(r.status, 401)
+            self.assertNotIn(FAKE_KEY, r.body.decode())
+        finally:
+            text = srv.stop()
+        self.assertNotIn(FAKE_KEY, text)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
