@@ -43,11 +43,16 @@ for fmt in md json; do
     { diff $T/rep1.$fmt.out $T/repm.$fmt.out >&2; fail "merged report ($fmt) differs from the single-process one"; }
   ok
 done
-# Every feature the merged store indexes is readable there: a rerun computes nothing new.
-run_sb $T/rerun run "$CFG" --results "$T/m"
-expect_exit 0 $T/rerun
-expect_in $T/rerun.err "" # (stderr may be empty)
-[ "$(sqlite3 "$T/m/serbench.db" "SELECT count(*) FROM runs WHERE status='complete'")" = 3 ] || fail "rerun changed runs"
+# The merged features are readable there: --force retrains every run from them (on a copy)
+# to bitwise the same metrics, without encoding anything again.
+metrics() { sqlite3 "$1/serbench.db" "SELECT group_concat(run_id||metric||printf('%.17g',value)) FROM (SELECT * FROM metrics ORDER BY run_id, metric)"; }
+cp -r "$T/m" "$T/mf"
+run_sb $T/force run "$CFG" --results "$T/mf" --force --quiet
+expect_exit 0 $T/force
+[ "$(metrics "$T/mf")" = "$(metrics "$T/m")" ] || fail "runs retrained from the merged features differ"
+ok
+[ "$(find "$T/mf/features" -name '*.safetensors' | wc -l)" = "$(find "$T/m/features" -name '*.safetensors' | wc -l)" ] ||
+  fail "the rerun on the merged store encoded features again"
 ok
 
 # Merging again changes nothing: counts all 'already there', the folder byte for byte equal.
@@ -90,6 +95,47 @@ expect_in $T/part.err "incomplete shard"
 expect_in $T/part.err "$T/s2"
 run_sb $T/part2 merge "$T/s1" "$T/s2" --into "$T/m2" --partial
 expect_exit 0 $T/part2
+
+# The cluster recipe: label and encode sharded by utterance (--items), merged; an unsharded
+# label + encode on the merged store marks the stages (nothing left to compute); runs sharded
+# on stores started from it (--base: its database copied, features/ a symlink to its own),
+# merged back. The report equals the single-process one.
+R=$T/cluster
+for i in 1 2; do
+  run_sb $T/it$i label "$CFG" --items $i/2 --results "$T/items$i" --quiet
+  expect_exit 0 $T/it$i
+  run_sb $T/ie$i encode "$CFG" --items $i/2 --results "$T/items$i" --quiet
+  expect_exit 0 $T/ie$i
+done
+run_sb $T/mi merge "$T/items1" "$T/items2" --into "$R" --json
+expect_exit 0 $T/mi
+[ "$(jq '.tables.features.added' $T/mi.out)" = 240 ] || fail "want the 240 items' features: $(cat $T/mi.out)"
+ok
+[ "$(jq '.tables.labels.added' $T/mi.out)" = 240 ] || fail "want 240 labels: $(cat $T/mi.out)"
+ok
+n_files=$(find "$R/features" -name '*.safetensors' | wc -l)
+run_sb $T/ml label "$CFG" --results "$R" --quiet
+expect_exit 0 $T/ml
+run_sb $T/me encode "$CFG" --results "$R" --quiet
+expect_exit 0 $T/me
+[ "$(find "$R/features" -name '*.safetensors' | wc -l)" = "$n_files" ] || fail "encode after the items merge computed features"
+ok
+for i in 1 2; do
+  run_sb $T/rs$i run "$CFG" --shard $i/2 --results "$T/runs$i" --base "$R" --quiet
+  expect_exit 0 $T/rs$i
+done
+run_sb $T/mr merge "$T/runs1" "$T/runs2" --into "$R" --json
+expect_exit 0 $T/mr
+[ "$(jq '.tables.runs.added' $T/mr.out)" = 3 ] || fail "want 3 runs: $(cat $T/mr.out)"
+ok
+[ "$(jq '.files.copied' $T/mr.out)" = 0 ] || fail "features shared through --base were copied: $(cat $T/mr.out)"
+ok
+for fmt in md json; do
+  run_sb $T/repc.$fmt report "$CFG" --results "$R" --format $fmt
+  cmp -s $T/rep1.$fmt.out $T/repc.$fmt.out ||
+    { diff $T/rep1.$fmt.out $T/repc.$fmt.out >&2; fail "cluster-recipe report ($fmt) differs from the single-process one"; }
+  ok
+done
 
 # Usage errors.
 run_sb $T/u1 merge "$T/s1"
