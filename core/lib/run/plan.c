@@ -15,11 +15,15 @@ static const char *const top_keys[] = { "include",  "plugin_path", "results",   
                                         "name",     "description", "datasets",   "labellers",
                                         "encoders", "heads",       "experiment", "sweep",
                                         "seeds",    "seed",        "report",     "label_maps",
-                                        NULL };
+                                        "slurm",    NULL };
 static const char *const experiment_keys[] = { "train",   "dev",    "test", "encoder", "head",
                                                "metrics", "target", "init", NULL };
 static const char *const init_keys[] = { "from", "parts", "new_output", NULL };
 static const char *const split_keys[] = { "dataset", "split", "labels", "name", "label_map", NULL };
+static const char *const slurm_keys[] = { "item_shards",   "run_shards", "partition", "time",
+                                          "cpus_per_task", "mem",        "extra",     "stages",
+                                          "serbench",      NULL };
+static const char *const slurm_stages[] = { "items", "runs", NULL };
 static const char *const reserved_inst[] = { "plugin", NULL };
 static const char *const reserved_dataset[] = { "plugin", "on_missing_audio", NULL };
 
@@ -613,10 +617,197 @@ void sbi_plan_destroy(sbi_plan **pp)
     sbi_node_free(&p->root);
     sbi_registry_destroy(&p->reg);
     json_decref(p->report);
+    free(p->slurm.partition);
+    free(p->slurm.time);
+    free(p->slurm.mem);
+    for (char **l = p->slurm.extra; l && *l; l++)
+        free(*l);
+    free(p->slurm.extra);
+    free(p->slurm.serbench);
     free(p->results_dir);
     free(p->config_path);
     free(p);
     *pp = NULL;
+}
+
+/* ---- the slurm: block ----------------------------------------------------------------- */
+
+static sb_status slurm_int(const sbi_node *b, const char *key, int lo, int hi, int *out,
+                           sb_error *err)
+{
+    const sbi_node *n = sbi_node_get(b, key);
+    if (!n)
+        return SB_OK;
+    json_t *v = sbi_scalar_to_json(n);
+    const int good = n->kind == SBI_SCALAR && json_is_integer(v) && json_integer_value(v) >= lo &&
+                     json_integer_value(v) <= hi;
+    if (good)
+        *out = (int)json_integer_value(v);
+    json_decref(v);
+    char w[600];
+    if (!good)
+        return sb_error_set(err, SB_ERR_CONFIG, loc(n, w, sizeof w),
+                            "slurm.%s must be an integer from %d to %d", key, lo, hi);
+    return SB_OK;
+}
+
+/* A scalar of the block that must match `ok` (one character class per sbatch option, so a
+ * typo fails here and not in a job script). */
+static sb_status slurm_str(const sbi_node *b, const char *key, int (*ok)(const char *),
+                           const char *expect, char **out, sb_error *err)
+{
+    const sbi_node *n = sbi_node_get(b, key);
+    if (!n)
+        return SB_OK;
+    char w[600];
+    if (n->kind != SBI_SCALAR || !*n->text || !ok(n->text))
+        return sb_error_set(err, SB_ERR_CONFIG, loc(n, w, sizeof w), "slurm.%s must be %s", key,
+                            expect);
+    if (!(*out = strdup(n->text)))
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    return SB_OK;
+}
+
+static int is_partition(const char *s)
+{
+    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.,-") ==
+           strlen(s);
+}
+
+/* sbatch --time: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or UNLIMITED/INFINITE. */
+static int is_time(const char *s)
+{
+    if (!strcmp(s, "UNLIMITED") || !strcmp(s, "INFINITE"))
+        return 1;
+    const char *dash = strchr(s, '-');
+    int groups = 0;
+    const char *q = s;
+    if (dash) {
+        if (dash == s || strspn(s, "0123456789") != (size_t)(dash - s))
+            return 0;
+        q = dash + 1;
+    }
+    for (;;) {
+        size_t d = strspn(q, "0123456789");
+        if (d == 0)
+            return 0;
+        groups++;
+        q += d;
+        if (!*q)
+            break;
+        if (*q++ != ':')
+            return 0;
+    }
+    return groups <= 3;
+}
+
+/* sbatch --mem: a number with an optional K, M, G or T suffix. */
+static int is_mem(const char *s)
+{
+    size_t d = strspn(s, "0123456789");
+    return d > 0 && (!s[d] || (strchr("KMGTkmgt", s[d]) && !s[d + 1]));
+}
+
+static int is_path(const char *s)
+{
+    return !strchr(s, '\n');
+}
+
+static sb_status check_slurm(sbi_plan *p, sb_error *err)
+{
+    sbi_slurm *sl = &p->slurm;
+    sl->item_shards = 1;
+    sl->run_shards = 1;
+    sl->cpus_per_task = p->threads > 0 ? p->threads : 1;
+    sl->stage_items = sl->stage_runs = 1;
+    const sbi_node *b = sbi_node_get(p->root, "slurm");
+    char w[600];
+    if (!b || b->kind == SBI_NULL)
+        return SB_OK;
+    if (b->kind != SBI_MAP)
+        return sb_error_set(err, SB_ERR_CONFIG, loc(b, w, sizeof w),
+                            "slurm: must be a mapping (item_shards, run_shards, partition, ...)");
+    sb_status st = check_keys(b, slurm_keys, "slurm:", err);
+    if (st == SB_OK)
+        st = slurm_int(b, "item_shards", 1, 100000, &sl->item_shards, err);
+    if (st == SB_OK)
+        st = slurm_int(b, "run_shards", 1, 100000, &sl->run_shards, err);
+    if (st == SB_OK)
+        st = slurm_int(b, "cpus_per_task", 1, 1024, &sl->cpus_per_task, err);
+    if (st == SB_OK)
+        st = slurm_str(b, "partition", is_partition,
+                       "a partition name (letters, digits, _ . - and commas)", &sl->partition, err);
+    if (st == SB_OK)
+        st = slurm_str(b, "time", is_time,
+                       "a time limit like 90, 4:00:00 or 1-12:00 (minutes, H:M:S, D-H:M)",
+                       &sl->time, err);
+    if (st == SB_OK)
+        st = slurm_str(b, "mem", is_mem, "a memory size like 4000, 8G or 512M", &sl->mem, err);
+    char *exe = NULL;
+    if (st == SB_OK)
+        st = slurm_str(b, "serbench", is_path, "the path of the serbench executable", &exe, err);
+    if (exe) {
+        /* Relative to the config file, like results: and plugin_path:. */
+        const sbi_node *n = sbi_node_get(b, "serbench");
+        char *dir = sbi_path_dirname(n->loc.file ? n->loc.file : ".");
+        sl->serbench = dir ? sbi_path_join(dir, exe) : NULL;
+        free(dir);
+        free(exe);
+        if (!sl->serbench)
+            return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    if (st != SB_OK)
+        return st;
+    const sbi_node *ex = sbi_node_get(b, "extra");
+    if (ex && ex->kind != SBI_NULL) {
+        if (ex->kind != SBI_SEQ)
+            return sb_error_set(err, SB_ERR_CONFIG, loc(ex, w, sizeof w),
+                                "slurm.extra must be a list of lines, like [\"#SBATCH "
+                                "--account=x\", \"module load openblas\"]");
+        if (!(sl->extra = calloc(ex->n + 1, sizeof *sl->extra)))
+            return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+        for (size_t i = 0; i < ex->n; i++) {
+            const sbi_node *l = ex->items[i];
+            if (l->kind != SBI_SCALAR || strchr(l->text, '\n'))
+                return sb_error_set(err, SB_ERR_CONFIG, loc(l, w, sizeof w),
+                                    "slurm.extra[%zu] must be one line of text (quote lines "
+                                    "that start with #)",
+                                    i);
+            if (!(sl->extra[i] = strdup(l->text)))
+                return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+        }
+    }
+    const sbi_node *sg = sbi_node_get(b, "stages");
+    if (sg && sg->kind != SBI_NULL) {
+        const int seq = sg->kind == SBI_SEQ;
+        const size_t n = seq ? sg->n : 1;
+        if ((!seq && sg->kind != SBI_SCALAR) || n == 0)
+            return sb_error_set(err, SB_ERR_CONFIG, loc(sg, w, sizeof w),
+                                "slurm.stages must list items, runs or both");
+        sl->stage_items = sl->stage_runs = 0;
+        for (size_t i = 0; i < n; i++) {
+            const sbi_node *s = seq ? sg->items[i] : sg;
+            const char *t = s->kind == SBI_SCALAR ? s->text : "";
+            int *flag = !strcmp(t, "items")  ? &sl->stage_items
+                        : !strcmp(t, "runs") ? &sl->stage_runs
+                                             : NULL;
+            if (!flag) {
+                const char *best = sbi_did_you_mean(t, slurm_stages);
+                char hint[64] = "";
+                if (best)
+                    snprintf(hint, sizeof hint, " (did you mean '%s'?)", best);
+                return sb_error_set(err, SB_ERR_CONFIG, loc(s, w, sizeof w),
+                                    "unknown stage '%s' in slurm.stages: items (labels and "
+                                    "features) or runs%s",
+                                    t, hint);
+            }
+            if (*flag)
+                return sb_error_set(err, SB_ERR_CONFIG, loc(s, w, sizeof w),
+                                    "slurm.stages lists '%s' twice", t);
+            *flag = 1;
+        }
+    }
+    return SB_OK;
 }
 
 static sb_status check_top(sbi_plan *p, sb_error *err)
@@ -670,6 +861,9 @@ static sb_status check_top(sbi_plan *p, sb_error *err)
         p->threads = (int)json_integer_value(v);
         json_decref(v);
     }
+    sb_status sst = check_slurm(p, err);
+    if (sst != SB_OK)
+        return sst;
     const sbi_node *res = sbi_node_get(root, "results");
     if (res) {
         if (res->kind != SBI_SCALAR || !*res->text)

@@ -7,7 +7,7 @@
  * hashed into its run id. Runs that differ only in `seed` share a group id.
  *
  * Top-level keys: include, plugin_path, results, threads, name, description, datasets,
- * labellers, encoders, heads, label_maps, experiment, sweep, seeds, report. docs/config.md
+ * labellers, encoders, heads, label_maps, experiment, sweep, seeds, report, slurm. docs/config.md
  * documents each. Dataset blocks also take the host's `on_missing_audio: error|skip`. An instance's
  * `plugin:` defaults to its name; an experiment reference that names no defined instance falls back
  * to the installed plugin of that name with its defaults. */
@@ -64,6 +64,19 @@ typedef struct sbi_run {
     size_t n_inst;
 } sbi_run;
 
+/* The `slurm:` block (docs/cluster.md): how `serbench slurm` splits the config into job
+ * arrays. It changes no run id. Strings are owned by the plan; NULL when not given (sbatch's
+ * or the cluster's default applies). */
+typedef struct sbi_slurm {
+    int item_shards;              /* tasks of the label + feature array (default 1) */
+    int run_shards;               /* tasks of the runs array (default 1) */
+    int cpus_per_task;            /* also each serbench call's --threads (default: threads:, 1) */
+    char *partition, *time, *mem; /* sbatch --partition, --time, --mem */
+    char **extra;                 /* NULL-terminated lines written after the #SBATCH header */
+    int stage_items, stage_runs;  /* `stages:` holds items / runs (default both) */
+    char *serbench;               /* the executable the jobs call (absolute), or NULL */
+} sbi_slurm;
+
 typedef struct sbi_plan {
     char *config_path;
     sbi_node *root; /* the loaded config before expansion */
@@ -74,6 +87,7 @@ typedef struct sbi_plan {
     char *results_dir; /* from `results:` (absolute) or NULL */
     int threads;       /* from `threads:` or 0 */
     json_t *report;    /* the `report:` block as JSON, or NULL */
+    sbi_slurm slurm;   /* the `slurm:` block, defaults filled in */
 } sbi_plan;
 
 /* builtin_dirs: colon-separated plugin folders compiled into the CLI. */
