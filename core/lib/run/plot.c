@@ -449,7 +449,12 @@ sb_status sbi_plot_f1(const sbi_plot_cls_data *d, sbi_plot_format fmt, double dp
     cairo_stroke(cr);
     cairo_set_dash(cr, NULL, 0, 0);
     snprintf(s, sizeof s, "macro-F1 %.3f", d->macro_f1);
-    fig_text(&f, s, left + pw - 2, ym - 3, 1, 1, 0, 11, 1);
+    double lw = text_width(&f, s, 11) + 8;
+    cairo_set_source_rgba(cr, 1, 1, 1, 0.85);
+    cairo_rectangle(cr, left + pw - lw, ym - 19, lw, 15);
+    cairo_fill(cr);
+    set_rgb(cr, 0xc0392b);
+    fig_text(&f, s, left + pw - 4, ym - 4, 1, 1, 0, 11, 1);
     char *title = sbi_asprintf("Per-class F1: %s, %s", d->title, d->subtitle);
     st = fig_close(&f, title ? title : d->title, err);
     free(title);
@@ -557,7 +562,10 @@ static char *group_label(const sbi_plan *p, const sbi_run *r)
         sbi_buf_printf(&b, "%s%s", e ? "+" : "", r->encoders[e]);
     if (!r->n_encoders)
         sbi_buf_puts(&b, r->encoder ? r->encoder : "?");
-    sbi_buf_printf(&b, " + %s (%s labels)", r->head, r->train.labels);
+    if (r->regression)
+        sbi_buf_printf(&b, " + %s (values)", r->head);
+    else
+        sbi_buf_printf(&b, " + %s (%s labels)", r->head, r->train.labels);
     if (p->sweep_keys && p->sweep_keys[0]) {
         char *sw = sbi_run_label(p, r);
         sbi_buf_printf(&b, "; %s", sw ? sw : "");
