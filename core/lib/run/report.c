@@ -502,7 +502,8 @@ static int is_classification_metric(const char *m)
 static sb_status table_resolve(const sbi_plan *p, rp_table *t, sb_error *err)
 {
     if (!t->cols_given) {
-        json_array_append_new(t->cols, json_string("test"));
+        if (!list_has(t->rows, "test"))
+            json_array_append_new(t->cols, json_string("test"));
         if (!t->metric && !list_has(t->rows, "metric"))
             json_array_append_new(t->cols, json_string("metric"));
     }
@@ -920,11 +921,17 @@ static sb_status significance_cell(const sbi_plan *p, sbi_store *s, const rp_tab
                                    const json_t *b, const char *test, const char *metric,
                                    const char *what, json_t *warnings, sb_error *err)
 {
-    const char *ia[256], *ib[256];
-    size_t na = cell_runs(x, ia, 256), nb = cell_runs(b, ib, 256);
-    rp_preds *sets = calloc(na + nb, sizeof *sets);
-    if (!sets)
+    size_t max_a = json_array_size(json_object_get(x, "run_ids"));
+    size_t max_b = json_array_size(json_object_get(b, "run_ids"));
+    const char **ia = calloc(max_a + max_b + 1, sizeof *ia);
+    rp_preds *sets = calloc(max_a + max_b + 1, sizeof *sets);
+    if (!ia || !sets) {
+        free(ia);
+        free(sets);
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    const char **ib = ia + max_a;
+    size_t na = cell_runs(x, ia, max_a), nb = cell_runs(b, ib, max_b);
     sb_status st = SB_OK;
     size_t loaded = 0;
     for (size_t k = 0; k < na + nb && st == SB_OK; k++, loaded++)
@@ -992,6 +999,7 @@ static sb_status significance_cell(const sbi_plan *p, sbi_store *s, const rp_tab
     for (size_t k = 0; k < loaded; k++)
         preds_free(&sets[k]);
     free(sets);
+    free(ia);
     if (st != SB_OK) {
         json_decref(res);
         return st;
