@@ -58,6 +58,10 @@ static void print_problems(const json_t *r)
         }
         fputc('\n', stderr);
     }
+    json_int_t more = json_integer_value(json_object_get(r, "n_conflicts")) -
+                      (json_int_t)json_array_size(json_object_get(r, "conflicts"));
+    if (more > 0)
+        fprintf(stderr, "serbench: … and %lld more conflicts\n", (long long)more);
 }
 
 int cmd_merge(int argc, char **argv)

@@ -93,6 +93,7 @@ typedef struct merge_ctx {
     counts cnt[N_TABLES];
     size_t files_copied, files_linked, files_same;
     json_t *conflicts, *warnings, *config_ids;
+    size_t n_conflicts;    /* all of them; the first MAX_LISTED are in `conflicts` */
     const char *config_id; /* the sources' common config_id (borrowed from config_ids), or NULL */
     sqlite3_stmt *get[N_TABLES], *put[N_TABLES];
     sqlite3_stmt *plan_get, *plan_put, *seen_put, *has_label;
@@ -299,11 +300,18 @@ static int holds_key(sqlite3 *db, const tspec *t, sqlite3_stmt *q)
     return found;
 }
 
+/* The report lists the first MAX_LISTED conflicts (all are counted). */
+#define MAX_LISTED 1000
+
 static void add_conflict(merge_ctx *c, int table, const char *tname, const char *key,
                          json_t *holders)
 {
     if (table >= 0)
         c->cnt[table].conflicts++;
+    if (c->n_conflicts++ >= MAX_LISTED) {
+        json_decref(holders);
+        return;
+    }
     json_array_append_new(c->conflicts, json_pack("{s:s, s:s, s:o}", "table", tname, "key", key,
                                                   "sources", holders ? holders : json_array()));
 }
@@ -312,6 +320,10 @@ static void add_conflict(merge_ctx *c, int table, const char *tname, const char 
  * (the destination as it was before the merge, and each source). */
 static void row_conflict(merge_ctx *c, int t, sqlite3_stmt *q)
 {
+    if (c->n_conflicts >= MAX_LISTED) {
+        add_conflict(c, t, tables[t].name, "", NULL);
+        return;
+    }
     json_t *holders = json_array();
     if (c->snap && holds_key(c->snap, &tables[t], q))
         json_array_append_new(holders, json_string(c->o->into));
@@ -1098,12 +1110,12 @@ static json_t *build_report(merge_ctx *c, int written)
                                       "replaced", (json_int_t)c->cnt[t].replaced, "already_there",
                                       (json_int_t)c->cnt[t].same, "conflicts",
                                       (json_int_t)c->cnt[t].conflicts));
-    return json_pack("{s:s, s:o, s:s?, s:b, s:b, s:o, s:{s:I, s:I, s:I}, s:O, s:O}", "into",
+    return json_pack("{s:s, s:o, s:s?, s:b, s:b, s:o, s:{s:I, s:I, s:I}, s:O, s:I, s:O}", "into",
                      c->o->into, "sources", srcs, "config_id", c->config_id, "dry_run",
                      c->o->dry_run, "written", written, "tables", tabs, "files", "copied",
                      (json_int_t)c->files_copied, "linked", (json_int_t)c->files_linked,
                      "already_there", (json_int_t)c->files_same, "conflicts", c->conflicts,
-                     "warnings", c->warnings);
+                     "n_conflicts", (json_int_t)c->n_conflicts, "warnings", c->warnings);
 }
 
 /* Remove what a merge that does not commit created in the destination. */
@@ -1170,7 +1182,7 @@ sb_status sbi_merge(const sbi_merge_opts *o, json_t **report, sb_error *err)
         if (st == SB_OK)
             c.cnt[T_FAILURES].replaced += (size_t)sqlite3_changes(c.dst->db);
     }
-    size_t n_conf = json_array_size(c.conflicts);
+    size_t n_conf = c.n_conflicts;
     if (st == SB_OK && n_conf)
         st = sb_error_set(err, SB_ERR_STORE, o->into,
                           "%zu conflict%s: the same key with different content (listed above); "

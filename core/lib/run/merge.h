@@ -44,7 +44,8 @@ typedef struct sbi_merge_opts {
  *   {"into", "sources": [...], "config_id" (or null), "dry_run", "written",
  *    "tables": {TABLE: {"added", "replaced", "already_there", "conflicts"}},
  *    "files": {"copied", "linked", "already_there"},
- *    "conflicts": [{"table", "key", "sources": [folders holding the key]}],
+ *    "conflicts": [{"table", "key", "sources": [folders holding the key]}] (the first 1000),
+ *    "n_conflicts" (all of them),
  *    "warnings": [text]}
  * ("replaced": rows that lost to a precedence rule — a failed run to a complete one — and,
  * for item_failures, failures dropped because a merged label answers them).
