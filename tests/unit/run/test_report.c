@@ -79,6 +79,7 @@ static const char *TABLES =
     "      rows: [heads.lin.lr, heads.lin.epochs]\n"
     "      cols: [test]\n"
     "      best: min\n"
+    "      significance: {test: mcnemar, alpha: 0.05}\n"
     "      scale: fraction\n"
     "      digits: 3\n";
 
@@ -316,6 +317,17 @@ Test(report, golden_all_formats, .init = setup)
     const json_t *f1 = json_array_get(tables, 2);
     cr_assert(json_is_true(json_object_get(cell(f1, 4, 0), "best")));
     cr_assert(json_is_false(json_object_get(cell(f1, 0, 0), "best")));
+    /* McNemar pairs the runs by seed: lr 0.1, 5 epochs has seeds 1 and 2 against the best's;
+     * lr 0.01, 7 epochs only seed 1 (seed 2 failed). */
+    const json_t *mc = json_object_get(cell(f1, 0, 0), "test");
+    cr_assert_str_eq(json_string_value(json_object_get(mc, "kind")), "mcnemar");
+    cr_assert_eq(json_array_size(json_object_get(mc, "pairs")), 2);
+    cr_assert(json_is_true(json_object_get(cell(f1, 0, 0), "significant")));
+    mc = json_object_get(cell(f1, 3, 0), "test");
+    cr_assert_eq(json_array_size(json_object_get(mc, "pairs")), 1);
+    cr_assert_eq(json_integer_value(
+                     json_object_get(json_array_get(json_object_get(mc, "pairs"), 0), "seed")),
+                 1);
     json_decref(rep);
 
     /* --table: one table; json renders that table alone. */
