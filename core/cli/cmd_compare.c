@@ -185,6 +185,20 @@ static sb_status resolve_side(sbi_store *store, side *s, int quiet, sb_error *er
         return sb_error_set(err, SB_ERR_NOT_FOUND, where,
                             "no run or group id in %s starts with '%s'", store->db_path, arg);
 
+    /* A prefix of both a run id and a group id is not ambiguous when that group is that one
+     * run. */
+    if (nr == 1 && ng == 1) {
+        sqlite3_stmt *q = NULL;
+        if (sbi_store_prepare(store, "SELECT count(*), min(run_id) FROM runs WHERE group_id = ?1",
+                              &q, err) != SB_OK)
+            return err->code;
+        sqlite3_bind_text(q, 1, groups[0], -1, SQLITE_STATIC);
+        if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 1 &&
+            sbi_streq((const char *)sqlite3_column_text(q, 1), runs[0]))
+            ng = 0;
+        sqlite3_finalize(q);
+    }
+
     /* The runs to load: a run id, or a group id. */
     const char *sql = NULL, *key = NULL;
     if (nr == 1 && ng == 0) {
