@@ -67,6 +67,7 @@ int cmd_corpus(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_agree(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_slurm(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 /* `serbench export labels`: argv as cmd_export got it. */
 int cmd_export_labels(int argc, char **argv);

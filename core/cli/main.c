@@ -29,6 +29,7 @@ static void usage(FILE *f)
         "  serbench compare CONFIG RUN_A RUN_B [--test NAME] [--metric M] [--resamples N]\n"
         "               [--seed S] [--alpha A] [--json]   paired bootstrap and McNemar\n"
         "  serbench merge SRC... --into DST [--dry-run] [--json] [--allow-mixed] [--partial]\n"
+        "  serbench slurm CONFIG [--results DIR] [--no-submit] [--resubmit-failed]   job arrays\n"
         "  serbench embed --checkpoint DIR --out FILE.safetensors AUDIO   SSL hidden states\n"
         "  serbench version\n"
         "\n"
@@ -69,6 +70,8 @@ int main(int argc, char **argv)
         return cmd_agree(argc, argv);
     if (!strcmp(cmd, "compare"))
         return cmd_compare(argc, argv);
+    if (!strcmp(cmd, "slurm"))
+        return cmd_slurm(argc, argv);
     if (!strcmp(cmd, "corpus"))
         return cmd_corpus(argc, argv);
     if (!strcmp(cmd, "embed"))
