@@ -13,7 +13,9 @@ above() { awk -v x="$1" -v y="$2" 'BEGIN { exit !(x > y) }'; }
 # IEMOCAP: two LOSO folds, one seed, fewer epochs (a smoke run of the example).
 run_sb $T/iem run $EX/iemocap-generated.yaml --results $T/r seeds=[1] 'sweep={datasets.iemocap.fold: [1, 2]}' heads.linear.epochs=30
 expect_exit 0 $T/iem
-expect_in $T/iem.out "| fold=1 |"
+expect_in $T/iem.out "| fold | "   # report.rows: [datasets.iemocap.fold], a column per row key
+expect_in $T/iem.out "| 1 | "
+expect_in $T/iem.out "| 2 | "
 ua=$(sqlite3 $T/r/serbench.db "SELECT avg(value) FROM metrics WHERE metric='ua'")
 above "$ua" 0.4 || fail "IEMOCAP UA $ua not above chance (0.25)"
 ok

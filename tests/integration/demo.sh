@@ -130,8 +130,9 @@ for _ in $(seq 100); do [ -s "$T/llm.port" ] && break; sleep 0.1; done
 export SERBENCH_LLM_BASE_URL="http://127.0.0.1:$(cat "$T/llm.port")/v1"
 run_sb $T/llmdemo run "$SB_SOURCE_ROOT/configs/demo-llm.yaml" --results "$T/rl"
 expect_exit 0 $T/llmdemo
-expect_in $T/llmdemo.out "| labels=human |"
-expect_in $T/llmdemo.out "| labels=llm |"
+expect_in $T/llmdemo.out "| labels | demo/test wa |"   # a column per row key (the sweep key)
+expect_in $T/llmdemo.out "| human | "
+expect_in $T/llmdemo.out "| llm | "
 # The LLM labels the training split only (160 utterances), each with the server's model
 # recorded in its provenance.
 expect_in $T/llmdemo.err "labels llm on demo/train"

@@ -23,7 +23,7 @@ sweep:
 YAML
 run_sb $T/run run $T/cfg.yaml --results $T/r
 expect_exit 0 $T/run
-[ "$(grep -c '^| encoder=' $T/run.out)" = 6 ] || fail "6 rows expected"
+[ "$(grep -cE '^\| (wav2vec2|wavlm|data2vec) \| linear(_slow)? \|' $T/run.out)" = 6 ] || fail "6 rows expected"
 ok
 # One feature stage per encoder (3), not per run (6).
 [ "$(grep -c 'to compute' $T/run.err)" = 3 ] || fail "features computed more than once per encoder"
