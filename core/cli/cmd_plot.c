@@ -90,6 +90,7 @@ int cmd_plot(int argc, char **argv)
                        sum.partial, sum.partial == 1 ? " is" : "s are");
         }
     }
+    sbi_plot_release();
     sbi_store_close(&store);
     sbi_plan_destroy(&plan);
     free(a.overrides);

@@ -5,6 +5,7 @@
 
 #include <cairo-svg.h>
 #include <cairo.h>
+#include <fontconfig/fontconfig.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,7 +267,7 @@ void sbi_plot_cm_layout_compute(int k, double max_label_w, double label_font_siz
     out->cell = cell;
     out->matrix = (sbi_plot_rect){ left + (avail_w - k * cell) / 2, top, k * cell, k * cell };
     out->colorbar = (sbi_plot_rect){ out->matrix.x + out->matrix.w + 16, top, 16, k * cell };
-    out->font = fmin(14.0, fmax(6.0, cell * 0.16));
+    out->font = fmin(14.0, fmax(6.0, cell * 0.2));
 }
 
 sb_status sbi_plot_confusion(const sbi_plot_cls_data *d, sbi_plot_format fmt, double dpi,
@@ -1059,4 +1060,10 @@ sb_status sbi_plot_all(const sbi_plan *p, sbi_store *s, int shard_i, int shard_n
     free(g.runs);
     free(g.prov);
     return st;
+}
+
+void sbi_plot_release(void)
+{
+    cairo_debug_reset_static_data();
+    FcFini();
 }

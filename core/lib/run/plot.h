@@ -101,4 +101,10 @@ sb_status sbi_plot_all(const sbi_plan *p, sbi_store *s, int shard_i, int shard_n
                        const char *out_dir, const sbi_plot_opts *o, sbi_plot_summary *sum,
                        sb_error *err);
 
+/* Free cairo's and fontconfig's process-wide caches (font faces, the fontconfig
+ * configuration), which otherwise live until exit and which leak checkers report. Call once
+ * when no figure is being drawn and no other code of the process uses fontconfig, e.g. at
+ * the end of `serbench plot`; drawing again afterwards reloads them. */
+void sbi_plot_release(void);
+
 #endif
