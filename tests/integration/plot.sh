@@ -145,6 +145,33 @@ expect_exit 0 $T/svg
 [ -z "$(find $T/psvg -name '*.png')" ] || fail "--format svg wrote PNGs"
 ok
 
+# A group with a seed not run yet is plotted from its complete runs, and says so.
+run_sb $T/part plot "$CFG" --results "$R" --out $T/ppart 'seeds=[1,2,3,4]'
+expect_exit 0 $T/part
+expect_in $T/part.out "1 group is not complete"
+expect_in $T/ppart/index.md "3 of 4 runs complete"
+$PY -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['seeds']==[1,2,3] and d['runs']==4, d" \
+  $T/ppart/${gid:0:12}_demo-test.json || fail "partial group json"
+ok
+
+# A sweep: one section per group, labelled with its sweep value.
+run_sb $T/sw run "$CFG" --results "$T/rs" --quiet 'seeds=[1]' 'sweep.heads.linear.lr=[0.003,0.01]'
+expect_exit 0 $T/sw
+run_sb $T/swp plot "$CFG" --results "$T/rs" --out $T/psw 'seeds=[1]' 'sweep.heads.linear.lr=[0.003,0.01]'
+expect_exit 0 $T/swp
+expect_in $T/swp.out "wrote 8 figures for 2 groups"
+expect_in $T/psw/index.md "lr=0.01"
+[ "$(grep -c '^## ' $T/psw/index.md)" = 2 ] || fail "want 2 group sections in index.md"
+ok
+
+# A stored prediction outside the classes is an error naming the run and test.
+cp -r "$R" $T/rbad
+sqlite3 $T/rbad/serbench.db "UPDATE predictions SET pred=9 WHERE rowid=(SELECT min(rowid) FROM predictions)"
+run_sb $T/corrupt plot "$CFG" --results $T/rbad --out $T/pbad
+expect_exit 2 $T/corrupt
+expect_in $T/corrupt.err "test 'demo/test': a stored prediction (gold"
+expect_in $T/corrupt.err "pred 9) is not a class index below 4"
+
 # Bad cases.
 run_sb $T/nocomp plot "$CFG" --results "$R" --out $T/p2 'seeds=[99]'
 expect_exit 1 $T/nocomp
