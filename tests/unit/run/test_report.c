@@ -463,3 +463,62 @@ Test(report, config_errors, .init = setup)
     expect_error("report: {cols: [test]}\n", "c.yaml:17:",
                  "name one metric (metric: ua) or put the pseudo-key 'metric' in rows or cols");
 }
+
+/* Regression runs (experiment.target: value): mae and corr raw, the accuracies in percent,
+ * the lowest mae in bold. */
+Test(report, regression_scales, .init = setup)
+{
+    sb_error err = { 0 };
+    sbi_plan *p = load("datasets:\n"
+                       "  d: {plugin: manifest, path: /nonexistent/serbench-report-test/m.csv}\n"
+                       "experiment:\n"
+                       "  train: {dataset: d}\n"
+                       "  test: {dataset: d}\n"
+                       "  encoder: fbank\n"
+                       "  head: linear\n"
+                       "  target: value\n"
+                       "  metrics: [mae, corr, acc2_non0]\n"
+                       "sweep:\n"
+                       "  heads.linear.lr: [0.1, 0.01]\n"
+                       "heads:\n"
+                       "  linear: {lr: 0.1}\n"
+                       "seeds: [1, 2]\n",
+                       &err);
+    cr_assert(p, "%s: %s", err.where, err.msg);
+    char *res = sbi_asprintf("%s/results", dir);
+    sbi_store *s = NULL;
+    cr_assert_eq(sbi_store_open(res, &s, &err), SB_OK, "%s", err.msg);
+    free(res);
+    char *sql = NULL;
+    for (size_t i = 0; i < p->n_runs; i++) {
+        const sbi_run *r = &p->runs[i];
+        /* lr 0.1 (runs 0, 1): mae 0.5/0.7, corr 0.8/0.9, acc2 0.75/0.85; lr 0.01 worse. */
+        double k = i < 2 ? 0.0 : 0.25;
+        double j = (double)(i % 2);
+        sql = sbi_asprintf(
+            "INSERT INTO runs(run_id, group_id, seed, config, status) VALUES('%s','%s',%lld,"
+            "'{}','complete');"
+            "INSERT INTO metrics VALUES('%s','d/test','mae',%.17g,10);"
+            "INSERT INTO metrics VALUES('%s','d/test','corr',%.17g,10);"
+            "INSERT INTO metrics VALUES('%s','d/test','acc2_non0',%.17g,10);",
+            r->run_id, r->group_id, (long long)r->seed, r->run_id, 0.5 + 0.2 * j + k, r->run_id,
+            0.8 + 0.1 * j - k, r->run_id, 0.75 + 0.1 * j - k);
+        cr_assert_eq(sbi_store_exec(s, sql, &err), SB_OK, "%s", err.msg);
+        free(sql);
+    }
+    json_t *rep = NULL;
+    cr_assert_eq(sbi_report_build(p, s, 0, 0, &rep, &err), SB_OK, "%s", err.msg);
+    char *md = sbi_report_render(rep, "md");
+    cr_assert(strstr(md, "| lr | d/test mae | d/test corr | d/test acc2_non0 |\n"), "%s", md);
+    cr_assert(strstr(md, "| 0.1 | **0.600 ± 0.141 (2)** | **0.850 ± 0.071 (2)** | "
+                         "**80.00 ± 7.07 (2)** |\n"),
+              "%s", md);
+    cr_assert(strstr(md, "| 0.01 | 0.850 ± 0.141 (2) | 0.600 ± 0.071 (2) | 55.00 ± 7.07 (2) |\n"),
+              "%s", md);
+    cr_assert(strstr(md, "in percent (mae and corr as they are); best per column in bold."), "%s",
+              md);
+    free(md);
+    json_decref(rep);
+    sbi_store_close(&s);
+    sbi_plan_destroy(&p);
+}
