@@ -111,6 +111,10 @@ int cmd_run(int argc, char **argv)
     if (o.stage == SBI_STAGE_ALL) {
         json_t *table = NULL;
         if (sbi_report_build(plan, store, a.shard_i, a.shard_n, &table, &err) == SB_OK) {
+            size_t wi;
+            json_t *w;
+            json_array_foreach(json_object_get(table, "warnings"), wi, w)
+                fprintf(stderr, "serbench: warning: %s\n", json_string_value(w));
             char *text = sbi_report_render(table, "md");
             printf("%s", text ? text : "");
             free(text);
