@@ -76,6 +76,34 @@ run_sb $T/two run $T/text.yaml --results $R 'experiment.encoder=[fbank, tfidf]'
 expect_exit 2 $T/two
 expect_in $T/two.err "use the hierarchical head"
 
+# 2b. Text through an embeddings API (the project's test server, hashed bag-of-words vectors):
+#     the host hands the plugin the transcripts in batches, stores the vectors keyed by text,
+#     and a second head over the same encoder sends no request.
+PY=/usr/bin/python3
+"$PY" "$SB_SOURCE_ROOT/tests/llm-server/llm_server.py" --port 0 --port-file $T/emb.port --log $T/emb.log --embedding-dim 64 2>$T/emb.err &
+EMB_PID=$!
+trap 'kill $EMB_PID 2>/dev/null; rm -rf "$T"' EXIT
+for _ in $(seq 100); do [ -s $T/emb.port ] && break; sleep 0.1; done
+[ -s $T/emb.port ] || fail "the test server did not start: $(cat $T/emb.err)"
+EMB="encoders.emb={plugin: embeddings, base_url: 'http://127.0.0.1:$(cat $T/emb.port)/v1', model: test-embed, dim: 64, batch: 16}"
+stat() { curl -s "http://127.0.0.1:$(cat $T/emb.port)/_admin/stats" | jq ".$1"; }
+requests() { stat embeddings; }
+run_sb $T/emb1 run $T/text.yaml --results $R "$EMB" experiment.encoder=emb
+expect_exit 0 $T/emb1
+wa=$(metric wa '"encoder":"emb"')
+above "$wa" 0.75 || fail "embeddings + linear accuracy $wa on MOSI 2-class is not above 0.75"
+ok
+n1=$(requests)
+# 122 clips, 28 distinct transcripts: each distinct text is asked for once
+distinct=$("$PY" -c "import csv,sys; print(len({r['text'] for r in csv.DictReader(open(sys.argv[1]))}))" "$MOSI_GENERATED_DIR/label.csv")
+[ "$(stat embedding_inputs)" = "$distinct" ] || fail "the server embedded $(stat embedding_inputs) texts; the corpus has $distinct distinct transcripts"
+ok
+run_sb $T/emb2 run $T/text.yaml --results $R "$EMB" experiment.encoder=emb experiment.head=mlp
+expect_exit 0 $T/emb2
+[ "$(requests)" = "$n1" ] || fail "a second head over the stored embeddings sent requests ($n1 -> $(requests))"
+ok
+echo "mosi 2-class from API embeddings (test server) + linear: wa $wa, $n1 requests, 0 on rerun"
+
 # 3. Audio + text as two inputs of the hierarchical head (MOSI's videos are its dialogues).
 #    Stage 2 (each input's context model, outputs averaged) is far above chance; stage 3's
 #    fusion classifier runs end to end too, but on 73 training clips its accuracy swings with
