@@ -109,12 +109,11 @@ static const struct {
     unsigned long magic;
     const char *name;
 } shared_fs[] = {
-    { 0x6969, "nfs" },          { 0x0BD00BD0, "lustre" }, { 0x47504653, "gpfs" },
-    { 0x19830326, "beegfs" },   { 0x00C36400, "cephfs" }, { 0xFE534D42, "smb2" },
-    { 0xFF534D42, "cifs" },     { 0x517B, "smb" },        { 0x5346414F, "afs" },
-    { 0x7461636F, "ocfs2" },    { 0x01161970, "gfs2" },   { 0xAAD7AAEA, "panfs" },
-    { 0x65735546, "fuse" },     { 0x6B414653, "kafs" },   { 0x013111A8, "ibrix" },
-    { 0x2FC12FC1, "zfs/nfs?" },
+    { 0x6969, "nfs" },        { 0x0BD00BD0, "lustre" }, { 0x47504653, "gpfs" },
+    { 0x19830326, "beegfs" }, { 0x00C36400, "cephfs" }, { 0xFE534D42, "smb2" },
+    { 0xFF534D42, "cifs" },   { 0x517B, "smb" },        { 0x5346414F, "afs" },
+    { 0x7461636F, "ocfs2" },  { 0x01161970, "gfs2" },   { 0xAAD7AAEA, "panfs" },
+    { 0x65735546, "fuse" },   { 0x6B414653, "kafs" },   { 0x013111A8, "ibrix" },
 };
 
 /* 1 when `path` (or its nearest existing parent) is on a cluster file system; *fs_type gets
@@ -508,8 +507,9 @@ static int load_previous(slurm_ctx *c, json_t **prev_out)
         json_t *shards = json_object_get(prev, "shards");
         for (int k = 0; k < 2; k++) {
             json_t *arr = json_object_get(shards, k ? "runs" : "items");
-            c->stage[k] = json_is_array(arr) && c->n[k] > 0;
-            if (c->stage[k] && (int)json_array_size(arr) != c->n[k]) {
+            c->stage[k] = json_is_array(arr);
+            if (c->stage[k] &&
+                (c->n[k] < 1 || c->n[k] > 100000 || (int)json_array_size(arr) != c->n[k])) {
                 fprintf(stderr, "serbench: error: %s: %zu %s shards listed, %d expected\n", pj,
                         json_array_size(arr), k ? "run" : "item", c->n[k]);
                 rc = EXIT_USAGE;
@@ -747,6 +747,13 @@ static int prepare(slurm_ctx *c)
                 "not nfs, lustre, gpfs, beegfs, cephfs, ...): tasks on other nodes will not "
                 "see it; fine on a single-node cluster\n",
                 results, type);
+    if (c->o.resubmit && !sbi_is_dir(results)) {
+        fprintf(stderr,
+                "serbench: error: %s does not exist: nothing to resubmit; run serbench "
+                "slurm %s first\n",
+                results, a->config);
+        return EXIT_USAGE;
+    }
     if (sbi_mkdir_p(results, &err) != SB_OK)
         return cli_fail(&err);
     c->results = realpath(results, NULL);

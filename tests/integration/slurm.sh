@@ -255,5 +255,18 @@ ok
 run_sb $T/typo slurm "$CFG" --results "$T/r4" slurm.run_shard=2
 expect_exit 2 $T/typo
 expect_in $T/typo.err "did you mean 'run_shards'"
+ok
+run_sb $T/noplan slurm "$CFG" --results "$T/r5" --resubmit-failed
+expect_exit 2 $T/noplan
+expect_in $T/noplan.err "nothing to resubmit; run serbench slurm"
+[ ! -e "$T/r5" ] || fail "--resubmit-failed without a plan wrote $T/r5"
+ok
+# A plan is resubmitted only for the config (run set) it was made for.
+run_sb $T/other slurm "$CFG" --results "$R" --resubmit-failed 'seeds=[1,2,3]'
+expect_exit 2 $T/other
+expect_in $T/other.err "was made for another config"
+run_sb $T/flag slurm "$CFG" --results "$R" --shard 1/2
+expect_exit 2 $T/flag
+expect_in $T/flag.err "serbench slurm takes CONFIG"
 echo "total $(($(date +%s) - t0)) s with the cluster up"
 done_ok
