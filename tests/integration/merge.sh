@@ -34,6 +34,14 @@ ok
 [ "$(jq '.tables.features.already_there' $T/merge.out)" -gt 0 ] || fail "no shared features: $(cat $T/merge.out)"
 ok
 
+# Each run's checkpoint (the linear head keeps one) came along, byte for byte.
+for rel in $(sqlite3 "$T/m/serbench.db" "SELECT json_extract(provenance, '$.checkpoint') FROM runs"); do
+  { cmp -s "$T/m/$rel" "$T/s1/$rel" || cmp -s "$T/m/$rel" "$T/s2/$rel"; } || fail "checkpoint $rel not merged"
+  ok
+done
+[ "$(ls "$T/m/checkpoints" | wc -l)" = 3 ] || fail "want 3 checkpoints in the merged store"
+ok
+
 for fmt in md json; do
   run_sb $T/rep1.$fmt report "$CFG" --results "$T/one" --format $fmt
   run_sb $T/repm.$fmt report "$CFG" --results "$T/m" --format $fmt

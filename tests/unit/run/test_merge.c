@@ -173,6 +173,20 @@ static char *fingerprint(const char *dir, size_t *n)
     return acc;
 }
 
+static void write_text(const char *dir, const char *name, const char *text)
+{
+    char *p = join(dir, name);
+    char *slash = strrchr(p, '/');
+    *slash = '\0';
+    mkdir(p, 0755); /* one level: checkpoints/ */
+    *slash = '/';
+    FILE *f = fopen(p, "w");
+    cr_assert(f, "%s", p);
+    fputs(text, f);
+    fclose(f);
+    free(p);
+}
+
 static sb_status merge(const char *a, const char *b, const char *into, int dry, json_t **rep,
                        sb_error *err)
 {
@@ -463,6 +477,52 @@ Test(merge, complete_beats_failed_and_running)
     rmtree(root);
 }
 
+#define CK_RUN(status)                                                                             \
+    "INSERT INTO runs(run_id, group_id, seed, config, status, provenance) VALUES('r1', 'g', 1,"    \
+    " '{}', '" status "', '{\"checkpoint\": \"checkpoints/r1.safetensors\"}');"
+
+Test(merge, checkpoints_follow_their_runs)
+{
+    char *root = tmpdir();
+    char *d = mkstore(root, "d", CK_RUN("failed"));
+    write_text(d, "checkpoints/r1.safetensors", "old head");
+    char *a = mkstore(root, "a", CK_RUN("complete"));
+    write_text(a, "checkpoints/r1.safetensors", "new head");
+    json_t *rep = NULL;
+    sb_error err = { 0 };
+    cr_assert_eq(merge(a, NULL, d, 0, &rep, &err), SB_OK, "%s", err.msg);
+    cr_assert_eq(count(rep, "runs", "replaced"), 1);
+    json_decref(rep);
+    char *p = join(d, "checkpoints/r1.safetensors");
+    size_t n = 0;
+    char *b = slurp(p, &n);
+    cr_assert(n == 8 && !memcmp(b, "new head", 8), "the replaced run's checkpoint was kept");
+    free(b);
+    /* The same complete run with another checkpoint file is a conflict. */
+    char *c = mkstore(root, "c", CK_RUN("complete"));
+    write_text(c, "checkpoints/r1.safetensors", "odd head");
+    cr_assert_eq(merge(c, NULL, d, 0, &rep, &err), SB_ERR_STORE);
+    json_t *c0 = json_array_get(json_object_get(rep, "conflicts"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(c0, "table")), "files");
+    json_decref(rep);
+    /* A merged run whose checkpoint is missing is merged, with a warning. */
+    char *e = mkstore(root, "e", NULL);
+    exec_on(e,
+            "INSERT INTO runs(run_id, group_id, seed, config, status, provenance) VALUES("
+            "'r2', 'g', 1, '{}', 'complete', '{\"checkpoint\": \"checkpoints/r2.safetensors\"}');");
+    sb_error_clear(&err);
+    cr_assert_eq(merge(e, NULL, d, 0, &rep, &err), SB_OK, "%s", err.msg);
+    cr_assert(strstr(json_string_value(json_array_get(json_object_get(rep, "warnings"), 0)),
+                     "checkpoint of a merged run is missing"));
+    json_decref(rep);
+    free(p);
+    free(a);
+    free(c);
+    free(d);
+    free(e);
+    rmtree(root);
+}
+
 Test(merge, label_answers_a_failure)
 {
     char *root = tmpdir();
@@ -502,16 +562,6 @@ Test(merge, refuses_other_schema_version)
     free(b);
     free(d);
     rmtree(root);
-}
-
-static void write_text(const char *dir, const char *name, const char *text)
-{
-    char *p = join(dir, name);
-    FILE *f = fopen(p, "w");
-    cr_assert(f);
-    fputs(text, f);
-    fclose(f);
-    free(p);
 }
 
 Test(merge, shard_json_config_ids_and_completion)
