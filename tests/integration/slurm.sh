@@ -255,6 +255,15 @@ ok
 run_sb $T/typo slurm "$CFG" --results "$T/r4" slurm.run_shard=2
 expect_exit 2 $T/typo
 expect_in $T/typo.err "did you mean 'run_shards'"
+expect_in $T/typo.err "<command line>:0:1: unknown key 'run_shard' in slurm:"
+run_sb $T/badtime slurm "$CFG" --results "$T/r4" slurm.time=4h
+expect_exit 2 $T/badtime
+expect_in $T/badtime.err "slurm.time must be a time limit"
+run_sb $T/badstage slurm "$CFG" --results "$T/r4" 'slurm.stages=[items, run]'
+expect_exit 2 $T/badstage
+expect_in $T/badstage.err "unknown stage 'run' in slurm.stages"
+expect_in $T/badstage.err "did you mean 'runs'"
+[ ! -e "$T/r4" ] || fail "a config error wrote $T/r4"
 ok
 run_sb $T/noplan slurm "$CFG" --results "$T/r5" --resubmit-failed
 expect_exit 2 $T/noplan
