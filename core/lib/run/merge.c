@@ -93,7 +93,9 @@ typedef struct merge_ctx {
     counts cnt[N_TABLES];
     size_t files_copied, files_linked, files_same;
     json_t *conflicts, *warnings, *config_ids;
-    size_t n_conflicts;    /* all of them; the first MAX_LISTED are in `conflicts` */
+    size_t n_cache_diff;      /* plugin_cache keys with another value in a source (kept) */
+    char *cache_diff_example; /* the first of them */
+    size_t n_conflicts;       /* all of them; the first MAX_LISTED are in `conflicts` */
     const char *config_id; /* the sources' common config_id (borrowed from config_ids), or NULL */
     sqlite3_stmt *get[N_TABLES], *put[N_TABLES];
     sqlite3_stmt *plan_get, *plan_put, *seen_put, *has_label;
@@ -671,6 +673,16 @@ static sb_status decide(merge_ctx *c, size_t i, int t, sqlite3_stmt *e, sqlite3_
         *act = !same ? ACT_CONFLICT : (cr && !ce) ? ACT_REPLACE : ACT_SAME;
     } else if (t == T_FAILURES) {
         *act = ACT_SAME; /* a failure is retried, not a result: keep the one there */
+    } else if (t == T_CACHE && *act == ACT_CONFLICT) {
+        /* Two answers cached for one request (e.g. the llm labeller's response to the same
+         * prompt, asked by two item shards): each is a valid value for the key and the labels
+         * made from them are compared on their own. Keep the one there; say so. */
+        if (c->n_cache_diff++ == 0) {
+            char *key = key_text(&tables[t], r);
+            c->cache_diff_example = sbi_asprintf("%s (from %s)", key ? key : "?", c->srcs[i].root);
+            free(key);
+        }
+        *act = ACT_SAME;
     } else if (t == T_HASHES && *act == ACT_CONFLICT) {
         /* Another stat of the same path is a stale cache entry (looked up by stat), not a
          * conflict; the same stat with another hash is. */
@@ -899,6 +911,11 @@ static sb_status open_ro(const char *root, sqlite3 **db, char **real, sb_error *
                           *db ? sqlite3_errmsg(*db) : "out of memory");
     if (st == SB_OK) {
         sqlite3_busy_timeout(*db, 60000);
+        /* One read transaction: every table is read from the same snapshot. */
+        if (sqlite3_exec(*db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+            st = sb_error_set(err, SB_ERR_STORE, path, "cannot read: %s", sqlite3_errmsg(*db));
+    }
+    if (st == SB_OK) {
         int v = schema_version(*db);
         if (v < 0)
             st = sb_error_set(err, SB_ERR_SCHEMA, path, "not a readable SQLite database (%s)",
@@ -1172,6 +1189,14 @@ sb_status sbi_merge(const sbi_merge_opts *o, json_t **report, sb_error *err)
         for (int t = 0; st == SB_OK && t < N_TABLES; t++)
             if (t != T_METRICS && t != T_PREDICTIONS) /* merged with their run */
                 st = merge_table(&c, i, t, err);
+    if (c.n_cache_diff)
+        json_array_append_new(c.warnings,
+                              json_sprintf("plugin_cache: another store holds a different "
+                                           "value for %zu key%s (first: %s); the value already "
+                                           "there is kept (a cache entry is one valid answer "
+                                           "for its key)",
+                                           c.n_cache_diff, c.n_cache_diff == 1 ? "" : "s",
+                                           c.cache_diff_example ? c.cache_diff_example : "?"));
     if (st == SB_OK) {
         /* Failures of the destination answered by a merged label. */
         st = sbi_store_exec(c.dst,
@@ -1216,6 +1241,9 @@ sb_status sbi_merge(const sbi_merge_opts *o, json_t **report, sb_error *err)
     sqlite3_finalize(c.plan_put);
     sqlite3_finalize(c.seen_put);
     sqlite3_finalize(c.has_label);
+    if (c.snap) /* before the destination, whose close then checkpoints its log */
+        sqlite3_close(c.snap);
+    c.snap = NULL;
     sbi_store_close(&c.dst);
     if (opened && !written)
         undo_created(&c);
@@ -1236,9 +1264,8 @@ sb_status sbi_merge(const sbi_merge_opts *o, json_t **report, sb_error *err)
         free(c.srcs[i].real);
     }
     free(c.srcs);
-    if (c.snap)
-        sqlite3_close(c.snap);
     free(c.into_real);
+    free(c.cache_diff_example);
     json_decref(c.conflicts);
     json_decref(c.warnings);
     json_decref(c.config_ids);

@@ -523,6 +523,28 @@ Test(merge, checkpoints_follow_their_runs)
     rmtree(root);
 }
 
+Test(merge, differing_cache_values_keep_the_first_with_a_warning)
+{
+    char *root = tmpdir();
+    char *a = mkstore(root, "a", "INSERT INTO plugin_cache VALUES('llm', 'q1', 'answer A', 't');");
+    char *b = mkstore(root, "b", "INSERT INTO plugin_cache VALUES('llm', 'q1', 'answer B', 't');");
+    char *d = join(root, "d");
+    json_t *rep = NULL;
+    sb_error err = { 0 };
+    cr_assert_eq(merge(a, b, d, 0, &rep, &err), SB_OK, "%s", err.msg);
+    cr_assert_eq(count(rep, "plugin_cache", "conflicts"), 0);
+    const char *w = json_string_value(json_array_get(json_object_get(rep, "warnings"), 0));
+    cr_assert(w && strstr(w, "plugin=llm, key=q1") && strstr(w, "kept"), "%s", w ? w : "none");
+    json_decref(rep);
+    char *v = query(d, "SELECT CAST(value AS TEXT) FROM plugin_cache");
+    cr_assert_str_eq(v, "answer A");
+    free(v);
+    free(a);
+    free(b);
+    free(d);
+    rmtree(root);
+}
+
 Test(merge, label_answers_a_failure)
 {
     char *root = tmpdir();
