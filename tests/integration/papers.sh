@@ -175,7 +175,20 @@ jq -e '(.rows | length) == 6 and all(.rows[].cells[]; .n == 1 and .mean != null)
   and all(.rows[].cells[] | select(.reported != null); .delta != null)' $T/merj.out >/dev/null ||
   fail "merits-l: 6 rows of filled cells, a reported column per test set, a delta per reported value"
 ok
-expect_not_in $T/mer.err "warning: reported"
+expect_not_in $T/mer.err "reported.values"     # every reported value found its cell
+
+# The text encoder swapped for an embeddings model (README: a pre-trained text model through
+# an API), here the test server's /v1/embeddings: the text rows keep their reported values.
+run_sb $T/emb run $M "${HIER[@]}" 'sweep.experiment.train.dataset=[iemocap]' \
+  'sweep.experiment.encoder=[text]' \
+  "encoders.text={plugin: embeddings, base_url: '$LLM_BASE_URL', model: test-embed, dim: 64, encoding_format: float}" \
+  --results $R
+expect_exit 0 $T/emb
+expect_in $T/emb.err "2 complete, 0 failed"
+expect_in $T/emb.out "| text | utterance |"
+expect_in $T/emb.out "| 69.84 |"
+[ "$(curl -s "$URL/_admin/stats" | jq -r .embeddings)" -ge 1 ] || fail "no embeddings request"
+ok
 
 # ---- merits-l pre-training, then fine-tuning from it ------------------------------------
 run_sb $T/pre run $P/merits-l/pretrain.yaml "${HIER[@]}" --results $R
@@ -196,6 +209,7 @@ expect_exit 0 $T/ftj
 jq -e '(.rows | length) == 2 and ([.rows[].cells[] | select(.reported != null)] | length) == 6
   and all(.rows[].cells[]; .n == 1)' $T/ftj.out >/dev/null || fail "finetune.yaml: 2 rows, 6 reported values"
 ok
+expect_not_in $T/ftj.err "reported.values"
 
 echo "papers: $(($(date +%s) - t0)) s" >&2
 done_ok
