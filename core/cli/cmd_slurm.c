@@ -374,7 +374,7 @@ static int write_plan_json(const slurm_ctx *c, sb_error *err)
         const job *jb = &c->jobs[j];
         if (!c->stage[j >= J_RUNS])
             continue;
-        json_t *o = json_pack("{s:b}", "submitted_now", jb->wanted);
+        json_t *o = json_pack("{s:b}", "included", jb->wanted);
         json_object_set_new(o, "script", str_or_null(jb->wanted ? jb->script : NULL));
         json_object_set_new(o, "job_id", str_or_null(jb->id));
         json_object_set_new(o, "log", str_or_null(jb->log));

@@ -224,7 +224,7 @@ expect_in $T/re.err "log: $log3"
 P3=$(last_plan "$R2")
 [ "$P3" != "$PN" ] && [ "$(jq -r '.resubmit_of' "$P3")" = "$(basename "$(dirname "$PN")")" ] ||
   fail "resubmit_of: $(jq -r .resubmit_of "$P3")"
-[ "$(jq -r '[.jobs | to_entries[] | select(.value.submitted_now) | .key] | join(" ")' "$P3")" = "runs merge-runs" ] ||
+[ "$(jq -r '[.jobs | to_entries[] | select(.value.included) | .key] | join(" ")' "$P3")" = "runs merge-runs" ] ||
   fail "resubmitted jobs: $(jq -c .jobs "$P3")"
 expect_in "$(dirname "$P3")/runs.sbatch" "#SBATCH --array=3"
 ok
