@@ -72,4 +72,13 @@ prov=$(sqlite3 $T/r/serbench.db "SELECT provenance FROM runs WHERE config LIKE '
 [ "$(echo "$prov" | jq -c '.tests["iemocap/test"].classes')" = '["neu","hap","ang","sad"]' ] || fail "scored in IEMOCAP's classes"
 [ "$(echo "$prov" | jq '.tests["iemocap/test"].dropped_by_map')" = 0 ] || fail "every IEMOCAP class is reachable"
 ok
+# The whole of IEMOCAP as a test set: the reserved split name `all` (MELT tests on every
+# session): more items than the fold's test session, and all four classes.
+run_sb $T/crossall run $T/cross.yaml --results $T/r 'experiment.test=[{dataset: iemocap, split: all, name: iemocap/all, label_map: meld7-to-iemocap4}]'
+expect_exit 0 $T/crossall
+n_all=$(sqlite3 $T/r/serbench.db "SELECT max(n) FROM metrics WHERE test='iemocap/all'")
+n_test=$(sqlite3 $T/r/serbench.db "SELECT max(n) FROM metrics WHERE test='iemocap/test'")
+[ -n "$n_all" ] && [ "$n_all" -gt "$n_test" ] || fail "split: all scored $n_all items, the test fold $n_test"
+ok
+echo "IEMOCAP as a whole test set (split: all): $n_all items scored, the fold's test session $n_test"
 done_ok

@@ -421,7 +421,7 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
         const char *sp = sb_corpus_utt(ce->c, i)->split;
         int named = 0;
         for (size_t k = 0; k < n_splits && !named; k++)
-            named = strcmp(sp, splits[k]) == 0;
+            named = sbi_split_matches(splits[k], sp);
         if (!named || ce->excluded[i] ||
             !sbi_item_in_shard(sb_corpus_utt(ce->c, i)->id, c->o->items_i, c->o->items_n))
             continue;

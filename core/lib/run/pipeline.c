@@ -156,7 +156,13 @@ static sb_status get_corpus(ctx *c, const sbi_instance *in, corpus_entry **out, 
     return SB_OK;
 }
 
-/* Items of corpus e in `split`, as indices; checks the split is not empty. */
+int sbi_split_matches(const char *wanted, const char *split)
+{
+    return strcmp(wanted, "all") == 0 || strcmp(wanted, split) == 0;
+}
+
+/* Items of corpus e in `split` (or every item for the reserved name "all"), as indices;
+ * checks the split is not empty. */
 static sb_status split_items(const corpus_entry *e, const char *split, const char *what,
                              size_t **idx, size_t *n, sb_error *err)
 {
@@ -165,7 +171,7 @@ static sb_status split_items(const corpus_entry *e, const char *split, const cha
     if (!v)
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     for (size_t i = 0; i < total; i++)
-        if (strcmp(sb_corpus_utt(e->c, i)->split, split) == 0)
+        if (sbi_split_matches(split, sb_corpus_utt(e->c, i)->split))
             v[k++] = i;
     if (k == 0) {
         /* Name the splits that exist. */

@@ -101,6 +101,10 @@ typedef struct ctx {
     pthread_mutex_t lock; /* guards run-level counters when jobs > 1 */
 } ctx;
 
+/* Does the experiment's split name `wanted` select an utterance of split `split`? The
+ * reserved name "all" selects every utterance of the corpus (a whole corpus as a test set). */
+int sbi_split_matches(const char *wanted, const char *split);
+
 /* The labels of labeller ref->labels on corpus ce: from the store, labelling what is
  * missing first (the label stage). */
 sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, corpus_entry *ce,
