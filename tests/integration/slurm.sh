@@ -51,6 +51,7 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT # (meson's timeout) through cleanup too
 
 if ! munge -n >/dev/null 2>&1; then # never a second munged; never kill one we did not start
   install -d -o munge -g munge -m 0755 /run/munge
@@ -116,7 +117,7 @@ done
 # wait_plan PLAN.JSON: until none of its jobs is in the queue (120 s at most)
 wait_plan() {
   local ids
-  ids=$(jq -r '[.jobs[].job_id | select(. != null)] | join(",")' "$1")
+  ids=$(jq -r '[.jobs[] | select(.included) | .job_id] | join(",")' "$1")
   for _ in $(seq 600); do
     [ -z "$(squeue -h -j "$ids" 2>/dev/null)" ] && return 0
     sleep 0.2
@@ -150,6 +151,12 @@ for j in items merge-items runs merge-runs; do
   [ -n "$(jq -r ".jobs[\"$j\"].job_id // empty" "$P")" ] || fail "plan.json has no job id for $j"
 done
 ok
+# cpus_per_task is both the Slurm request and every serbench call's --threads.
+D=$(dirname "$P")
+expect_in "$D/runs.sbatch" "#SBATCH --cpus-per-task=1"
+expect_in "$D/runs.sbatch" '--shard "$i/4" --results "$shard" --base "$results" --threads 1'
+expect_in "$D/items.sbatch" '--items "$i/2" --results "$shard" --threads 1'
+expect_in "$D/items.sbatch" "#SBATCH --time=10:00"
 # The chain, as Slurm holds it: each job depends on the one before.
 runs_job=$(jq -r '.jobs.runs.job_id' "$P")
 mi_job=$(jq -r '.jobs["merge-items"].job_id' "$P")
