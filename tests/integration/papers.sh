@@ -139,7 +139,7 @@ expect_in $T/ser.err "8 complete, 0 failed"
 for title in "Unweighted accuracy (%)" "Weighted accuracy (%)" "Weighted F1 (%)"; do
   expect_in $T/ser.out "$title"
 done
-expect_in $T/ser.out "| encoder | dataset | meld/test | melt/test | iemocap4/ses5 |"
+expect_in $T/ser.out "| encoder | dataset | meld/test | melt/test | iemocap4/all |"
 expect_not_in $T/ser.out "reported"
 run_sb $T/serj report $S "${SER[@]}" --results $R --format json
 expect_exit 0 $T/serj
