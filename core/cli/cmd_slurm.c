@@ -671,7 +671,7 @@ static int prepare(slurm_ctx *c)
 {
     const cli_args *a = c->a;
     if (a->shard_n || a->items_n || a->base || a->threads || a->jobs != 1 || a->force ||
-        a->dry_run || a->plan_only) {
+        a->dry_run || a->plan_only || a->n_positional) {
         fprintf(stderr, "serbench: error: serbench slurm takes CONFIG, key=value overrides, "
                         "--results, --no-submit and --resubmit-failed; shards, threads and "
                         "bases come from the slurm: block (docs/cluster.md)\n");
@@ -859,7 +859,7 @@ static int submit_all(slurm_ctx *c)
         printf("%-12s job %s", job_name[j], jb->id);
         if (array)
             printf(", array %s", array);
-        if (jb != &c->jobs[0] && dep_before(c, j))
+        if (dep_before(c, j))
             printf(", after %s", dep_before(c, j));
         printf("; log %s\n", jb->log);
         free(array);
