@@ -51,6 +51,10 @@ const char *cli_results_dir(const cli_args *a, const sbi_plan *plan);
 /* Open the results store; with --base, a results folder without serbench.db first becomes
  * a copy of the base store (sbi_store_create_from_base). */
 int cli_open_store(const cli_args *a, const sbi_plan *plan, sbi_store **store);
+/* Open a store that must already exist (report, plot, compare read results): without one,
+ * say to run the config first and return missing_rc. */
+int cli_open_existing_store(const cli_args *a, const sbi_plan *plan, int missing_rc,
+                            sbi_store **store);
 /* With --shard or --items: write RESULTS/shard.json (docs/store.md) — config_id, config
  * (absolute path), command, kind (items|runs), index, count, serbench, schema, complete —
  * under a temporary name, renamed into place. Nothing without those flags. Returns 0, or

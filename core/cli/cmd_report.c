@@ -41,17 +41,8 @@ int cmd_report(int argc, char **argv)
     }
     if (!rc)
         rc = cli_load_plan(&a, &plan);
-    if (!rc) {
-        char *db = sbi_path_join(cli_results_dir(&a, plan), "serbench.db");
-        if (!db || !sbi_is_file(db)) {
-            fprintf(stderr, "serbench: error: %s: no results store; run 'serbench run %s' first\n",
-                    db ? db : "?", a.config);
-            rc = EXIT_USAGE;
-        }
-        free(db);
-    }
     if (!rc)
-        rc = cli_open_store(&a, plan, &store);
+        rc = cli_open_existing_store(&a, plan, EXIT_USAGE, &store);
     if (!rc) {
         json_t *report = NULL;
         sb_error err = { 0 };

@@ -230,3 +230,17 @@ int cli_write_shard_json(const cli_args *a, const sbi_plan *plan, int complete)
     free(config);
     return st == SB_OK ? 0 : cli_fail(&err);
 }
+
+int cli_open_existing_store(const cli_args *a, const sbi_plan *plan, int missing_rc,
+                            sbi_store **store)
+{
+    char *db = sbi_path_join(cli_results_dir(a, plan), "serbench.db");
+    if (!db || !sbi_is_file(db)) {
+        fprintf(stderr, "serbench: error: %s: no results store; run 'serbench run %s' first\n",
+                db ? db : "?", a->config);
+        free(db);
+        return missing_rc;
+    }
+    free(db);
+    return cli_open_store(a, plan, store);
+}
