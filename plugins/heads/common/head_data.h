@@ -5,7 +5,8 @@
  *
  * `who` names the head in messages ("head linear"). Shapes: L layers of D dims, K classes
  * (0 for a regression task: the target is d->value, NAN = none); features are d->x [n, L, D].
- * Also: the one-input check, regression targets, and reading and comparing checkpoints. */
+ * Also: the one-input check, regression targets, and what the probe heads (linear, mlp) share
+ * of option reading and the train and predict checks. Checkpoints: head_ckpt.h. */
 #ifndef SB_HEAD_DATA_H
 #define SB_HEAD_DATA_H
 
@@ -54,22 +55,6 @@ double hd_target_center(int median, const sb_head_data *d, const size_t *rows, s
 /* For a head that reads one encoder (`head` = "linear"): ABI 1.2 data with n_inputs > 1 is
  * an SB_ERR_CONFIG error naming the inputs and pointing to the hierarchical head. */
 sb_status hd_check_one_input(const char *head, const sb_head_data *d, sb_error *err);
-
-/* Compare a checkpoint's head_config (`saved`, NULL when absent) with this instance's
- * (`want`), both flat JSON objects: the first key of `want` (other than `skip`, which may be
- * NULL) whose value differs or is missing is an SB_ERR_CONFIG error naming the key and both
- * values. A malformed or absent `saved` is SB_ERR_FORMAT. */
-sb_status hd_config_diff(const char *who, const char *saved, const char *want, const char *skip,
-                         sb_error *err);
-
-/* The integer `key` of a head_config object into *out; SB_ERR_FORMAT when absent or not one. */
-sb_status hd_config_int(const char *who, const char *json, const char *key, long *out,
-                        sb_error *err);
-
-/* Read tensor `name` of f, which must have the given shape, into out (converted to F32, all
- * finite). A missing or mis-shaped tensor is SB_ERR_FORMAT naming it and both shapes. */
-sb_status hd_st_read(const char *who, const sb_st_file *f, const char *name, int ndim,
-                     const int64_t *shape, float *out, sb_error *err);
 
 /* Index of the largest of p[0..K) (the first on ties). */
 int hd_argmax(const float *p, int K);

@@ -13,7 +13,9 @@
  * or MSE against d->value. The epochs, batches and early stopping are sb_fit's. */
 #include <serbench/serbench.h>
 
+#include "head_ckpt.h"
 #include "head_data.h"
+#include "head_probe.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -62,17 +64,12 @@ static const sb_option linear_options[] = {
 /* Rows per forward pass when evaluating (dev, predict). */
 #define EVAL_ROWS 256
 
-typedef enum stop_metric { STOP_UA, STOP_WA, STOP_MACRO_F1, STOP_LOSS } stop_metric;
-
 typedef struct linear_head {
     const sb_host *host;
-    int L, D, K;    /* K outputs: the classes, or 1 for a regression task */
-    int regression; /* the task has no classes: one output, target d->value */
-    /* options */
-    int learn_layers, normalize, balanced, loss_l1;
-    float lr, weight_decay;
-    int batch_size, epochs, patience;
-    stop_metric metric;
+    int L, D, K;     /* K outputs: the classes, or 1 for a regression task */
+    int regression;  /* the task has no classes: one output, target d->value */
+    hd_probe_opts o; /* options */
+    hd_probe probe;  /* what the shared train, dev-scoring and predict code sees */
     /* parameters, one allocation: a (L) layer logits | W (K,D) | bias (K) */
     size_t n_params;
     float *params, *grads, *m, *v;
@@ -130,30 +127,21 @@ static void linear_destroy(void *inst)
     free(h);
 }
 
+static void run_eval(void *ctx, const sb_head_data *d, const size_t *rows, size_t first, int B);
+
 static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_layers, int dim,
                                int n_classes, void **inst, sb_error *err)
 {
     *inst = NULL;
-    if (n_classes == 1 || n_classes < 0)
-        return sb_error_set(err, SB_ERR_INVALID, WHO,
-                            "the task has %d classes: the linear head needs at least 2 classes to "
-                            "classify, or 0 for a regression task",
-                            n_classes);
-    if (n_layers < 1 || dim < 1)
-        return sb_error_set(err, SB_ERR_INVALID, WHO,
-                            "features of %d layers x %d dims: need at least 1 x 1", n_layers, dim);
+    hd_probe_opts o;
+    sb_status st = hd_probe_opts_read(WHO, "linear", opts, n_layers, dim, n_classes, &o, err);
+    if (st != SB_OK)
+        return st;
     if (sb_opts_int(opts, "hidden") != 0)
         return sb_error_set(err, SB_ERR_INVALID, sb_opts_where(opts, "hidden"),
                             "hidden: %lld is not supported by the linear head (only 0); use "
                             "the mlp head for a hidden layer",
                             (long long)sb_opts_int(opts, "hidden"));
-    double lr = sb_opts_float(opts, "lr");
-    if (!(lr > 0.0))
-        return sb_error_set(err, SB_ERR_INVALID, sb_opts_where(opts, "lr"),
-                            "lr: must be > 0 (got %g)", lr);
-    if ((size_t)n_layers * (size_t)dim > (size_t)1 << 28)
-        return sb_error_set(err, SB_ERR_INVALID, WHO,
-                            "features of %d layers x %d dims are too large", n_layers, dim);
 
     linear_head *h = calloc(1, sizeof *h);
     if (!h)
@@ -163,27 +151,11 @@ static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_l
     h->D = dim;
     h->regression = n_classes == 0;
     h->K = h->regression ? 1 : n_classes;
-    const char *loss = sb_opts_str(opts, "loss");
-    h->loss_l1 = !loss || strcmp(loss, "mse") != 0;
-    h->learn_layers = sb_opts_bool(opts, "layer_weights");
-    h->normalize = sb_opts_bool(opts, "normalize");
-    const char *cw = sb_opts_str(opts, "class_weights");
-    h->balanced = cw && strcmp(cw, "balanced") == 0;
-    h->lr = (float)lr;
-    h->weight_decay = (float)sb_opts_float(opts, "weight_decay");
-    h->batch_size = (int)sb_opts_int(opts, "batch_size");
-    h->epochs = (int)sb_opts_int(opts, "epochs");
-    int64_t pat = sb_opts_int(opts, "patience");
-    h->patience = pat > 1000000000 ? 1000000000 : (int)pat;
-    const char *met = sb_opts_str(opts, "metric");
-    h->metric = !met || strcmp(met, "ua") == 0 ? STOP_UA
-                : strcmp(met, "wa") == 0       ? STOP_WA
-                : strcmp(met, "macro_f1") == 0 ? STOP_MACRO_F1
-                                               : STOP_LOSS;
+    h->o = o;
 
     size_t L = (size_t)h->L, D = (size_t)h->D, K = (size_t)h->K;
     h->n_params = L + K * D + K;
-    h->cap = h->batch_size > EVAL_ROWS ? h->batch_size : EVAL_ROWS;
+    h->cap = h->o.batch_size > EVAL_ROWS ? h->o.batch_size : EVAL_ROWS;
     size_t cap = (size_t)h->cap;
     h->params = calloc(h->n_params, sizeof(float));
     h->grads = calloc(h->n_params, sizeof(float));
@@ -216,6 +188,22 @@ static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_l
     h->da = h->grads;
     h->dW = h->grads + L;
     h->dbias = h->dW + K * D;
+    h->probe = (hd_probe){ .who = WHO,
+                           .head = "linear",
+                           .L = h->L,
+                           .D = h->D,
+                           .K = h->K,
+                           .regression = h->regression,
+                           .cap = h->cap,
+                           .o = &h->o,
+                           .ctx = h,
+                           .run = run_eval,
+                           .logits = h->logits,
+                           .probs = h->probs,
+                           .vb = h->vb,
+                           .class_w = h->class_w,
+                           .yb = h->yb,
+                           .losses = h->losses };
     *inst = h;
     return SB_OK;
 }
@@ -225,7 +213,7 @@ static sb_status linear_create(const sb_host *host, const sb_opts *opts, int n_l
 /* Layer weights w (L): softmax of a, or uniform. */
 static void layer_weights(const linear_head *h, float *w)
 {
-    hd_layer_weights(h->learn_layers, h->a, h->L, w);
+    hd_layer_weights(h->o.learn_layers, h->a, h->L, w);
 }
 
 /* Copy rows[0..B) of d (or rows first..first+B when rows is NULL) into zb, standardised,
@@ -260,20 +248,13 @@ static void forward(linear_head *h, int B)
         sb_nn_softmax_forward(h->probs, h->logits, B, h->K);
 }
 
-/* The regression loss of the B rows' predictions (logits) against vb. */
-static double regression_loss(const linear_head *h, int B)
-{
-    return h->loss_l1 ? sb_nn_l1_forward(h->logits, h->vb, (size_t)B)
-                      : sb_nn_mse_forward(h->logits, h->vb, (size_t)B);
-}
-
 /* Loss of the B rows in zb/yb at the current parameters; with `grads`, also sets
  * h->grads (zeroed first) to its gradient. Returns the weighted mean loss. */
 static double loss_and_grad(linear_head *h, int B, int grads)
 {
     int L = h->L, D = h->D, K = h->K;
     forward(h, B);
-    double loss = h->regression ? regression_loss(h, B)
+    double loss = h->regression ? hd_probe_regression_loss(&h->probe, B)
                                 : sb_nn_xent_forward(h->losses, h->probs, h->yb, h->class_w, B, K);
     if (!grads)
         return loss;
@@ -282,12 +263,12 @@ static double loss_and_grad(linear_head *h, int B, int grads)
     memset(h->dzbar, 0, (size_t)B * D * sizeof(float));
     if (!h->regression)
         sb_nn_xent_backward(h->dlogits, h->probs, h->yb, h->class_w, B, K);
-    else if (h->loss_l1)
+    else if (h->o.loss_l1)
         sb_nn_l1_backward(h->dlogits, h->logits, h->vb, (size_t)B);
     else
         sb_nn_mse_backward(h->dlogits, h->logits, h->vb, (size_t)B);
     sb_nn_linear_backward(h->dzbar, h->dW, h->dbias, h->dlogits, h->zbar, h->W, B, D, K);
-    if (!h->learn_layers)
+    if (!h->o.learn_layers)
         return loss;
     /* dw[l] = sum_b sum_d dzbar[b,d] z[b,l,d]; then through the softmax Jacobian:
      * da[j] = w[j] (dw[j] - sum_l w[l] dw[l]). */
@@ -315,27 +296,24 @@ static double loss_and_grad(linear_head *h, int B, int grads)
 static void adamw(linear_head *h, int t)
 {
     size_t L = (size_t)h->L, KD = (size_t)h->K * (size_t)h->D, K = (size_t)h->K;
-    if (h->learn_layers)
-        sb_adamw_step(h->a, h->da, h->m, h->v, L, t, h->lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.0f);
-    sb_adamw_step(h->W, h->dW, h->m + L, h->v + L, KD, t, h->lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,
-                  h->weight_decay);
-    sb_adamw_step(h->bias, h->dbias, h->m + L + KD, h->v + L + KD, K, t, h->lr, ADAM_BETA1,
+    if (h->o.learn_layers)
+        sb_adamw_step(h->a, h->da, h->m, h->v, L, t, h->o.lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,
+                      0.0f);
+    sb_adamw_step(h->W, h->dW, h->m + L, h->v + L, KD, t, h->o.lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,
+                  h->o.weight_decay);
+    sb_adamw_step(h->bias, h->dbias, h->m + L + KD, h->v + L + KD, K, t, h->o.lr, ADAM_BETA1,
                   ADAM_BETA2, ADAM_EPS, 0.0f);
 }
 
+/* hd_probe's run: rows of d through the model (evaluation and predict). */
+static void run_eval(void *ctx, const sb_head_data *d, const size_t *rows, size_t first, int B)
+{
+    linear_head *h = ctx;
+    gather(h, d, rows, first, B);
+    forward(h, B);
+}
+
 /* ---- training ----------------------------------------------------------------------- */
-
-static sb_status check_data(const linear_head *h, const sb_head_data *d, const char *split,
-                            sb_error *err)
-{
-    return hd_check_data(WHO, h->L, h->D, h->regression ? 0 : h->K, d, split, err);
-}
-
-/* Indices of rows with a target; *out is malloc'd (NULL when none). */
-static sb_status labelled_rows(const sb_head_data *d, size_t **out, size_t *n, sb_error *err)
-{
-    return hd_labelled_rows(WHO, d, out, n, err);
-}
 
 /* Per-(layer,dim) mean and 1/sd (population) over the labelled train rows, in double. A
  * constant feature gets 1/sd = 1. Non-finite features are an error naming the item. */
@@ -343,14 +321,15 @@ static sb_status fit_stats(linear_head *h, const sb_head_data *d, const size_t *
                            sb_error *err)
 {
     sb_status st = hd_check_finite(WHO, h->L, h->D, d, rows, n, NULL, err);
-    return st ? st : hd_fit_stats(WHO, h->normalize, h->L, h->D, d, rows, n, h->mu, h->inv_sd, err);
+    return st ? st
+              : hd_fit_stats(WHO, h->o.normalize, h->L, h->D, d, rows, n, h->mu, h->inv_sd, err);
 }
 
 /* sklearn's 'balanced': n / (n_present_classes * count[k]); 0 for classes absent from
  * train (they contribute no rows anyway). */
 static void fit_class_weights(linear_head *h, const sb_head_data *d, const size_t *rows, size_t n)
 {
-    hd_class_weights(h->balanced, h->K, d, rows, n, h->class_w);
+    hd_class_weights(h->o.balanced, h->K, d, rows, n, h->class_w);
 }
 
 /* W and bias ~ U(-1/sqrt(D), 1/sqrt(D)) like nn.Linear, from the init stream. */
@@ -372,83 +351,6 @@ static void init_params(linear_head *h)
     init_output(h);
 }
 
-static int argmax(const float *p, int K)
-{
-    return hd_argmax(p, K);
-}
-
-/* Score the labelled dev rows of a regression head: MAE, or with metric loss the training
- * loss; *score is its negation (higher is better). */
-static void evaluate_regression(linear_head *h, const sb_head_data *d, const size_t *rows, size_t n,
-                                double *score, double *shown)
-{
-    double abs_sum = 0.0, loss_sum = 0.0;
-    for (size_t s = 0; s < n; s += (size_t)h->cap) {
-        int B = (int)(n - s < (size_t)h->cap ? n - s : (size_t)h->cap);
-        gather(h, d, rows + s, 0, B);
-        forward(h, B);
-        abs_sum += sb_nn_l1_forward(h->logits, h->vb, (size_t)B) * B;
-        loss_sum += regression_loss(h, B) * B;
-    }
-    *shown = (h->metric == STOP_LOSS ? loss_sum : abs_sum) / (double)n;
-    *score = -*shown;
-}
-
-/* Score the labelled dev rows: the chosen metric (higher is better; loss is negated). */
-static sb_status evaluate(linear_head *h, const sb_head_data *d, const size_t *rows, size_t n,
-                          double *score, double *shown, sb_error *err)
-{
-    if (h->regression) {
-        evaluate_regression(h, d, rows, n, score, shown);
-        return SB_OK;
-    }
-    int32_t *gold = malloc(n * sizeof *gold), *pred = malloc(n * sizeof *pred);
-    if (!gold || !pred) {
-        free(gold);
-        free(pred);
-        return sb_error_set(err, SB_ERR_NOMEM, WHO, "out of memory");
-    }
-    double lsum = 0.0, wsum = 0.0;
-    for (size_t s = 0; s < n; s += (size_t)h->cap) {
-        int B = (int)(n - s < (size_t)h->cap ? n - s : (size_t)h->cap);
-        gather(h, d, rows + s, 0, B);
-        forward(h, B);
-        sb_nn_xent_forward(h->losses, h->probs, h->yb, h->class_w, B, h->K);
-        for (int b = 0; b < B; b++) {
-            lsum += h->losses[b];
-            wsum += h->class_w[h->yb[b]];
-            gold[s + (size_t)b] = h->yb[b];
-            pred[s + (size_t)b] = argmax(h->probs + (size_t)b * h->K, h->K);
-        }
-    }
-    sb_status st = SB_OK;
-    if (h->metric == STOP_LOSS) {
-        /* all-zero class weights on dev's classes leave no loss to compare: use 0 */
-        double loss = wsum > 0.0 ? lsum / wsum : 0.0;
-        *shown = loss;
-        *score = -loss;
-    } else {
-        sb_cls_metrics met;
-        st = sb_metrics_classify(gold, pred, n, h->K, &met, err);
-        if (st == SB_OK) {
-            *shown = h->metric == STOP_UA ? met.ua : h->metric == STOP_WA ? met.wa : met.macro_f1;
-            *score = *shown;
-            sb_cls_metrics_free(&met);
-        }
-    }
-    free(gold);
-    free(pred);
-    return st;
-}
-
-static const char *metric_name(const linear_head *h)
-{
-    stop_metric m = h->metric;
-    if (h->regression)
-        return m == STOP_LOSS ? "loss" : "mae";
-    return m == STOP_UA ? "ua" : m == STOP_WA ? "wa" : m == STOP_MACRO_F1 ? "macro_f1" : "loss";
-}
-
 /* sb_fit's step: one AdamW step on the batch; a non-finite loss leaves the parameters alone
  * (sb_fit then stops with an error naming the epoch). */
 static sb_status fit_step(void *ctx, const size_t *batch, size_t n, long step, double *loss,
@@ -466,7 +368,7 @@ static sb_status fit_step(void *ctx, const size_t *batch, size_t n, long step, d
 static sb_status fit_evaluate(void *ctx, double *score, double *shown, sb_error *err)
 {
     linear_head *h = ctx;
-    return evaluate(h, h->fit_dev, h->dev_rows, h->n_dev, score, shown, err);
+    return hd_probe_evaluate(&h->probe, h->fit_dev, h->dev_rows, h->n_dev, score, shown, err);
 }
 
 static sb_status linear_train(void *inst, const sb_head_data *train, const sb_head_data *dev,
@@ -475,29 +377,10 @@ static sb_status linear_train(void *inst, const sb_head_data *train, const sb_he
     linear_head *h = inst;
     const sb_host *host = h->host;
     sb_status st;
-    if ((st = hd_check_one_input("linear", train, err)) != SB_OK)
+    size_t *tr, *dv, n_tr, n_dv;
+    if ((st = hd_probe_train_rows(&h->probe, host, train, dev, &tr, &n_tr, &dv, &n_dv, err)) !=
+        SB_OK)
         return st;
-    if (dev && (st = hd_check_one_input("linear", dev, err)) != SB_OK)
-        return st;
-    if ((st = check_data(h, train, "train", err)) != SB_OK)
-        return st;
-    if (dev && (st = check_data(h, dev, "dev", err)) != SB_OK)
-        return st;
-    size_t *tr = NULL, *dv = NULL, n_tr = 0, n_dv = 0;
-    if ((st = labelled_rows(train, &tr, &n_tr, err)) != SB_OK)
-        return st;
-    if (n_tr == 0)
-        return sb_error_set(err, SB_ERR_INVALID, WHO,
-                            "the train split has no utterance with a %s (%zu rows); "
-                            "nothing to train on",
-                            h->regression ? "target value" : "label", train->n);
-    if (dev && (st = labelled_rows(dev, &dv, &n_dv, err)) != SB_OK)
-        goto out;
-    if (dev && dev->n > 0 && n_dv == 0)
-        host->log(host, SB_LOG_WARN,
-                  "the dev split has %zu rows but none with a %s; training all %d epochs "
-                  "without early stopping",
-                  dev->n, h->regression ? "target value" : "label", h->epochs);
     if (h->loaded) /* keep the checkpoint's statistics */
         st = hd_check_finite(WHO, h->L, h->D, train, tr, n_tr, NULL, err);
     else
@@ -513,7 +396,7 @@ static sb_status linear_train(void *inst, const sb_head_data *train, const sb_he
     /* a fresh regression output starts at the targets' centre: the median for L1, the mean
      * for MSE (what each loss is minimised by with zero weights) */
     if (h->regression && (!h->loaded || h->fresh_output))
-        h->bias[0] = (float)hd_target_center(h->loss_l1, train, tr, n_tr);
+        h->bias[0] = (float)hd_target_center(h->o.loss_l1, train, tr, n_tr);
     memset(h->m, 0, h->n_params * sizeof(float));
     memset(h->v, 0, h->n_params * sizeof(float));
     int from_checkpoint = h->loaded;
@@ -526,9 +409,9 @@ static sb_status linear_train(void *inst, const sb_head_data *train, const sb_he
     h->n_dev = n_dv;
     sb_fit_spec spec = {
         .who = WHO,
-        .epochs = h->epochs,
-        .patience = h->patience,
-        .batch_size = (size_t)h->batch_size,
+        .epochs = h->o.epochs,
+        .patience = h->o.patience,
+        .batch_size = (size_t)h->o.batch_size,
         .n_items = n_tr,
         .items = tr,
         .seed = host->seed,
@@ -539,7 +422,7 @@ static sb_status linear_train(void *inst, const sb_head_data *train, const sb_he
         .step = fit_step,
         .evaluate = fit_evaluate,
         .has_dev = n_dv > 0,
-        .metric = metric_name(h),
+        .metric = hd_metric_name(h->o.metric, h->regression),
         .host = host,
     };
     sb_fit_result res;
@@ -548,13 +431,14 @@ static sb_status linear_train(void *inst, const sb_head_data *train, const sb_he
     h->trained = 1;
 
     layer_weights(h, h->wl);
-    int top = argmax(h->wl, h->L);
+    int top = hd_argmax(h->wl, h->L);
     if (res.best_epoch > 0)
         host->log(host, SB_LOG_INFO,
                   "linear head: %zu train rows%s, %d epochs run, best epoch %d with dev %s "
                   "%.4f; top layer %d (weight %.3f)",
                   n_tr, from_checkpoint ? " (from a checkpoint)" : "", res.epochs_run,
-                  res.best_epoch, metric_name(h), res.best_shown, top, (double)h->wl[top]);
+                  res.best_epoch, hd_metric_name(h->o.metric, h->regression), res.best_shown, top,
+                  (double)h->wl[top]);
     else
         host->log(host, SB_LOG_INFO,
                   "linear head: %zu train rows%s, %d epochs (no dev set); top layer %d (weight "
@@ -571,22 +455,8 @@ out:
 
 static sb_status linear_predict(void *inst, const sb_head_data *data, float *probs, sb_error *err)
 {
-    linear_head *h = inst;
-    if (!h->trained)
-        return sb_error_set(err, SB_ERR_INVALID, WHO, "predict called before train");
-    sb_status st = hd_check_one_input("linear", data, err);
-    if (st == SB_OK)
-        st = check_data(h, data, "predict", err);
-    if (st != SB_OK)
-        return st;
-    for (size_t s = 0; s < data->n; s += (size_t)h->cap) {
-        int B = (int)(data->n - s < (size_t)h->cap ? data->n - s : (size_t)h->cap);
-        gather(h, data, NULL, s, B);
-        forward(h, B);
-        memcpy(probs + s * (size_t)h->K, h->regression ? h->logits : h->probs,
-               (size_t)B * h->K * sizeof(float));
-    }
-    return SB_OK;
+    const linear_head *h = inst;
+    return hd_probe_predict(&h->probe, h->trained, data, probs, err);
 }
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
@@ -594,8 +464,7 @@ static sb_status linear_predict(void *inst, const sb_head_data *data, float *pro
 /* What fixes the shapes of the saved tensors. n_classes is 0 for a regression head. */
 static void head_config(const linear_head *h, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "{\"n_layers\":%d,\"dim\":%d,\"n_classes\":%d}", h->L, h->D,
-             h->regression ? 0 : h->K);
+    hd_probe_config(buf, cap, h->L, h->D, h->regression ? 0 : h->K, NULL, 0);
 }
 
 /* Tensors: layer_logits (L), mu, inv_sd (L,D), W (K,D), b (K); K = 1 for regression. */
@@ -604,14 +473,11 @@ static sb_status linear_save(void *inst, sb_st_writer *w, sb_error *err)
     linear_head *h = inst;
     if (!h->trained)
         return sb_error_set(err, SB_ERR_INVALID, WHO, "save called before train");
-    const int64_t L = h->L, D = h->D, K = h->K;
-    const int64_t s_l[1] = { L }, s_ld[2] = { L, D }, s_kd[2] = { K, D }, s_k[1] = { K };
+    const int64_t s_kd[2] = { h->K, h->D }, s_k[1] = { h->K };
     char cfg[160];
     head_config(h, cfg, sizeof cfg);
     sb_status st;
-    if ((st = sb_st_writer_add(w, "layer_logits", SB_DT_F32, 1, s_l, h->a, err)) != SB_OK ||
-        (st = sb_st_writer_add(w, "mu", SB_DT_F32, 2, s_ld, h->mu, err)) != SB_OK ||
-        (st = sb_st_writer_add(w, "inv_sd", SB_DT_F32, 2, s_ld, h->inv_sd, err)) != SB_OK ||
+    if ((st = hd_probe_save_stats(w, h->L, h->D, h->a, h->mu, h->inv_sd, err)) != SB_OK ||
         (st = sb_st_writer_add(w, "W", SB_DT_F32, 2, s_kd, h->W, err)) != SB_OK ||
         (st = sb_st_writer_add(w, "b", SB_DT_F32, 1, s_k, h->bias, err)) != SB_OK)
         return st;
@@ -622,43 +488,28 @@ static sb_status linear_load(void *inst, const sb_st_file *f, const sb_head_init
                              sb_error *err)
 {
     linear_head *h = inst;
-    const char *parts = init && init->parts ? init->parts : "all";
-    if (strcmp(parts, "all") != 0)
-        return sb_error_set(err, SB_ERR_CONFIG, WHO,
-                            "cannot take part '%s' of a checkpoint: the linear head knows only "
-                            "\"all\"",
-                            parts);
-    int fresh = init && init->new_output;
+    int fresh;
     char cfg[160];
     head_config(h, cfg, sizeof cfg);
-    sb_status st =
-        hd_config_diff(WHO, sb_st_metadata(f, "head_config"), cfg, fresh ? "n_classes" : NULL, err);
-    if (st != SB_OK)
+    sb_status st = hd_probe_load_check(WHO, "linear", f, init, cfg, &fresh, err);
+    hd_stage s;
+    if (st != SB_OK ||
+        (st = hd_stage_read_stats(WHO, f, h->L, h->D, h->n_params, &s, err)) != SB_OK)
         return st;
-    /* read everything into a copy first, so a bad file leaves the instance as it was */
-    const size_t L = (size_t)h->L, LD = L * (size_t)h->D;
-    float *tmp = malloc((h->n_params + 2 * LD) * sizeof *tmp);
-    if (!tmp)
-        return sb_error_set(err, SB_ERR_NOMEM, WHO, "out of memory");
-    float *a = tmp, *W = tmp + L, *b = W + (size_t)h->K * (size_t)h->D, *mu = tmp + h->n_params,
-          *inv_sd = mu + LD;
-    const int64_t s_l[1] = { h->L }, s_ld[2] = { h->L, h->D }, s_kd[2] = { h->K, h->D },
-                  s_k[1] = { h->K };
-    if ((st = hd_st_read(WHO, f, "layer_logits", 1, s_l, a, err)) == SB_OK &&
-        (st = hd_st_read(WHO, f, "mu", 2, s_ld, mu, err)) == SB_OK &&
-        (st = hd_st_read(WHO, f, "inv_sd", 2, s_ld, inv_sd, err)) == SB_OK && !fresh &&
-        (st = hd_st_read(WHO, f, "W", 2, s_kd, W, err)) == SB_OK)
+    /* the copy is laid out as params: a (L) | W (K,D) | b (K); a fresh output is not read */
+    float *W = s.params + h->L, *b = W + (size_t)h->K * (size_t)h->D;
+    const int64_t s_kd[2] = { h->K, h->D }, s_k[1] = { h->K };
+    if (!fresh && (st = hd_st_read(WHO, f, "W", 2, s_kd, W, err)) == SB_OK)
         st = hd_st_read(WHO, f, "b", 1, s_k, b, err);
-    if (st == SB_OK) {
-        memcpy(h->params, tmp, (fresh ? L : h->n_params) * sizeof(float));
-        memcpy(h->mu, mu, LD * sizeof(float));
-        memcpy(h->inv_sd, inv_sd, LD * sizeof(float));
-        h->loaded = 1;
-        h->fresh_output = fresh;
-        h->trained = !fresh; /* a whole model predicts as it is */
+    if (st != SB_OK) {
+        hd_stage_free(&s);
+        return st;
     }
-    free(tmp);
-    return st;
+    hd_stage_commit(&s, fresh ? (size_t)h->L : h->n_params, h->params, h->mu, h->inv_sd);
+    h->loaded = 1;
+    h->fresh_output = fresh;
+    h->trained = !fresh; /* a whole model predicts as it is */
+    return SB_OK;
 }
 
 static const sb_head_vtable linear_vtable = {

@@ -49,7 +49,7 @@ static double head_loss_d(const linear_head *h, const double *a, const double *W
     for (int l = 0; l < L; l++)
         mx = a[l] > mx ? a[l] : mx;
     for (int l = 0; l < L; l++)
-        s += (w[l] = h->learn_layers ? exp(a[l] - mx) : 1.0);
+        s += (w[l] = h->o.learn_layers ? exp(a[l] - mx) : 1.0);
     for (int l = 0; l < L; l++)
         w[l] /= s;
     for (int b = 0; b < B; b++) {

@@ -15,7 +15,9 @@
  * or MSE against d->value. The epochs, batches and early stopping are sb_fit's. */
 #include <serbench/serbench.h>
 
+#include "head_ckpt.h"
 #include "head_data.h"
+#include "head_probe.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -75,8 +77,6 @@ static const sb_option mlp_options[] = {
 /* Rows per forward pass when evaluating (dev, predict). */
 #define EVAL_ROWS 256
 
-typedef enum stop_metric { STOP_UA, STOP_WA, STOP_MACRO_F1, STOP_LOSS } stop_metric;
-
 /* One weight tensor of the parameter buffer: its offset, size and whether AdamW decays it. */
 typedef struct tensor {
     size_t off, n;
@@ -102,12 +102,10 @@ typedef struct mlp_head {
     int L, D, K, n_hidden; /* K outputs: the classes, or 1 for a regression task */
     int regression;        /* the task has no classes: one output, target d->value */
     int hidden[MAX_HIDDEN];
-    /* options */
-    int learn_layers, normalize, balanced, loss_l1;
-    float lr, weight_decay, dropout, clip;
-    double warmup; /* fraction of all steps */
-    int batch_size, epochs, patience;
-    stop_metric metric;
+    hd_probe_opts o; /* options but the mlp's own below */
+    float dropout, clip;
+    double warmup;  /* fraction of all steps */
+    hd_probe probe; /* what the shared train, dev-scoring and predict code sees */
     /* parameters, one allocation: a (L) | W_1, b_1 | ... | W_n, b_n | Wc, bc */
     size_t n_params;
     float *params, *grads, *m, *v;
@@ -236,31 +234,21 @@ static void bind_params(mlp_head *h)
     h->n_params = off;
 }
 
+static void run_eval(void *ctx, const sb_head_data *d, const size_t *rows, size_t first, int B);
+
 static sb_status mlp_create(const sb_host *host, const sb_opts *opts, int n_layers, int dim,
                             int n_classes, void **inst, sb_error *err)
 {
     *inst = NULL;
-    if (n_classes == 1 || n_classes < 0)
-        return sb_error_set(err, SB_ERR_INVALID, WHO,
-                            "the task has %d classes: the mlp head needs at least 2 classes to "
-                            "classify, or 0 for a regression task",
-                            n_classes);
-    if (n_layers < 1 || dim < 1)
-        return sb_error_set(err, SB_ERR_INVALID, WHO,
-                            "features of %d layers x %d dims: need at least 1 x 1", n_layers, dim);
-    double lr = sb_opts_float(opts, "lr");
-    if (!(lr > 0.0))
-        return sb_error_set(err, SB_ERR_INVALID, sb_opts_where(opts, "lr"),
-                            "lr: must be > 0 (got %g)", lr);
-    if ((size_t)n_layers * (size_t)dim > (size_t)1 << 28)
-        return sb_error_set(err, SB_ERR_INVALID, WHO,
-                            "features of %d layers x %d dims are too large", n_layers, dim);
+    hd_probe_opts o;
+    sb_status st = hd_probe_opts_read(WHO, "mlp", opts, n_layers, dim, n_classes, &o, err);
+    if (st != SB_OK)
+        return st;
 
     mlp_head *h = calloc(1, sizeof *h);
     if (!h)
         return sb_error_set(err, SB_ERR_NOMEM, WHO, "out of memory");
-    sb_status st = parse_hidden(h, opts, err);
-    if (st != SB_OK) {
+    if ((st = parse_hidden(h, opts, err)) != SB_OK) {
         free(h);
         return st;
     }
@@ -269,30 +257,14 @@ static sb_status mlp_create(const sb_host *host, const sb_opts *opts, int n_laye
     h->D = dim;
     h->regression = n_classes == 0;
     h->K = h->regression ? 1 : n_classes;
-    const char *loss = sb_opts_str(opts, "loss");
-    h->loss_l1 = !loss || strcmp(loss, "mse") != 0;
-    h->learn_layers = sb_opts_bool(opts, "layer_weights");
-    h->normalize = sb_opts_bool(opts, "normalize");
-    const char *cw = sb_opts_str(opts, "class_weights");
-    h->balanced = cw && strcmp(cw, "balanced") == 0;
-    h->lr = (float)lr;
-    h->weight_decay = (float)sb_opts_float(opts, "weight_decay");
+    h->o = o;
     h->dropout = (float)sb_opts_float(opts, "dropout");
     h->warmup = sb_opts_float(opts, "warmup");
     h->clip = (float)sb_opts_float(opts, "clip");
-    h->batch_size = (int)sb_opts_int(opts, "batch_size");
-    h->epochs = (int)sb_opts_int(opts, "epochs");
-    int64_t pat = sb_opts_int(opts, "patience");
-    h->patience = pat > 1000000000 ? 1000000000 : (int)pat;
-    const char *met = sb_opts_str(opts, "metric");
-    h->metric = !met || strcmp(met, "ua") == 0 ? STOP_UA
-                : strcmp(met, "wa") == 0       ? STOP_WA
-                : strcmp(met, "macro_f1") == 0 ? STOP_MACRO_F1
-                                               : STOP_LOSS;
 
     bind_params(h); /* params is still NULL: counts only */
     size_t L = (size_t)h->L, D = (size_t)h->D, K = (size_t)h->K, np = h->n_params;
-    h->cap = h->batch_size > EVAL_ROWS ? h->batch_size : EVAL_ROWS;
+    h->cap = h->o.batch_size > EVAL_ROWS ? h->o.batch_size : EVAL_ROWS;
     size_t cap = (size_t)h->cap;
     h->params = calloc(np, sizeof(float));
     h->grads = calloc(np, sizeof(float));
@@ -334,6 +306,22 @@ static sb_status mlp_create(const sb_host *host, const sb_opts *opts, int n_laye
                             n_layers, dim, np, (int)cap);
     }
     bind_params(h);
+    h->probe = (hd_probe){ .who = WHO,
+                           .head = "mlp",
+                           .L = h->L,
+                           .D = h->D,
+                           .K = h->K,
+                           .regression = h->regression,
+                           .cap = h->cap,
+                           .o = &h->o,
+                           .ctx = h,
+                           .run = run_eval,
+                           .logits = h->logits,
+                           .probs = h->probs,
+                           .vb = h->vb,
+                           .class_w = h->class_w,
+                           .yb = h->yb,
+                           .losses = h->losses };
     *inst = h;
     return SB_OK;
 }
@@ -343,7 +331,7 @@ static sb_status mlp_create(const sb_host *host, const sb_opts *opts, int n_laye
 /* Layer weights w (L): softmax of a, or uniform. */
 static void layer_weights(const mlp_head *h, float *w)
 {
-    hd_layer_weights(h->learn_layers, h->a, h->L, w);
+    hd_layer_weights(h->o.learn_layers, h->a, h->L, w);
 }
 
 /* Copy rows[0..B) of d (or rows first..first+B when rows is NULL) into zb, standardised,
@@ -392,13 +380,6 @@ static void forward(mlp_head *h, int B, int train)
         sb_nn_softmax_forward(h->probs, h->logits, B, h->K);
 }
 
-/* The regression loss of the B rows' predictions (logits) against vb. */
-static double regression_loss(const mlp_head *h, int B)
-{
-    return h->loss_l1 ? sb_nn_l1_forward(h->logits, h->vb, (size_t)B)
-                      : sb_nn_mse_forward(h->logits, h->vb, (size_t)B);
-}
-
 /* Loss of the B rows in zb/yb at the current parameters, forward in training mode (with
  * dropout); with `grads`, also sets h->grads (zeroed first) to its gradient. Returns the
  * weighted mean loss. */
@@ -406,7 +387,7 @@ static double loss_and_grad(mlp_head *h, int B, int grads)
 {
     int L = h->L, D = h->D, K = h->K, nh = h->n_hidden;
     forward(h, B, 1);
-    double loss = h->regression ? regression_loss(h, B)
+    double loss = h->regression ? hd_probe_regression_loss(&h->probe, B)
                                 : sb_nn_xent_forward(h->losses, h->probs, h->yb, h->class_w, B, K);
     if (!grads)
         return loss;
@@ -414,7 +395,7 @@ static double loss_and_grad(mlp_head *h, int B, int grads)
     memset(h->dlogits, 0, (size_t)B * K * sizeof(float));
     if (!h->regression)
         sb_nn_xent_backward(h->dlogits, h->probs, h->yb, h->class_w, B, K);
-    else if (h->loss_l1)
+    else if (h->o.loss_l1)
         sb_nn_l1_backward(h->dlogits, h->logits, h->vb, (size_t)B);
     else
         sb_nn_mse_backward(h->dlogits, h->logits, h->vb, (size_t)B);
@@ -437,7 +418,7 @@ static double loss_and_grad(mlp_head *h, int B, int grads)
         memset(din, 0, (size_t)B * ly->in * sizeof(float));
         sb_nn_linear_backward(din, ly->dW, ly->db, ly->du, inp, ly->W, B, ly->in, ly->out);
     }
-    if (!h->learn_layers)
+    if (!h->o.learn_layers)
         return loss;
     /* dw[l] = sum_b sum_d dzbar[b,d] z[b,l,d]; then through the softmax Jacobian:
      * da[j] = w[j] (dw[j] - sum_l w[l] dw[l]). */
@@ -467,27 +448,23 @@ static void adamw(mlp_head *h, int t, float lr)
 {
     for (int i = 0; i < h->n_tensors; i++) {
         const tensor *tn = &h->tensors[i];
-        if (i == 0 && !h->learn_layers)
+        if (i == 0 && !h->o.learn_layers)
             continue;
         sb_adamw_step(h->params + tn->off, h->grads + tn->off, h->m + tn->off, h->v + tn->off,
                       tn->n, t, lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,
-                      tn->decay ? h->weight_decay : 0.0f);
+                      tn->decay ? h->o.weight_decay : 0.0f);
     }
 }
 
+/* hd_probe's run: rows of d through the model in evaluation mode (evaluation and predict). */
+static void run_eval(void *ctx, const sb_head_data *d, const size_t *rows, size_t first, int B)
+{
+    mlp_head *h = ctx;
+    gather(h, d, rows, first, B);
+    forward(h, B, 0);
+}
+
 /* ---- training ----------------------------------------------------------------------- */
-
-static sb_status check_data(const mlp_head *h, const sb_head_data *d, const char *split,
-                            sb_error *err)
-{
-    return hd_check_data(WHO, h->L, h->D, h->regression ? 0 : h->K, d, split, err);
-}
-
-/* Indices of rows with a target; *out is malloc'd (NULL when none). */
-static sb_status labelled_rows(const sb_head_data *d, size_t **out, size_t *n, sb_error *err)
-{
-    return hd_labelled_rows(WHO, d, out, n, err);
-}
 
 /* Non-finite features among the given rows are an error naming the item. */
 static sb_status check_finite(const mlp_head *h, const sb_head_data *d, const size_t *rows,
@@ -501,14 +478,14 @@ static sb_status check_finite(const mlp_head *h, const sb_head_data *d, const si
 static sb_status fit_stats(mlp_head *h, const sb_head_data *d, const size_t *rows, size_t n,
                            sb_error *err)
 {
-    return hd_fit_stats(WHO, h->normalize, h->L, h->D, d, rows, n, h->mu, h->inv_sd, err);
+    return hd_fit_stats(WHO, h->o.normalize, h->L, h->D, d, rows, n, h->mu, h->inv_sd, err);
 }
 
 /* sklearn's 'balanced': n / (n_present_classes * count[k]); 0 for classes absent from
  * train (they contribute no rows anyway). */
 static void fit_class_weights(mlp_head *h, const sb_head_data *d, const size_t *rows, size_t n)
 {
-    hd_class_weights(h->balanced, h->K, d, rows, n, h->class_w);
+    hd_class_weights(h->o.balanced, h->K, d, rows, n, h->class_w);
 }
 
 /* Every W and b ~ U(-1/sqrt(in), 1/sqrt(in)) like nn.Linear, drawn layer by layer from the
@@ -539,93 +516,16 @@ static void init_params(mlp_head *h)
     init_layers(h, 0);
 }
 
-static int argmax(const float *p, int K)
-{
-    return hd_argmax(p, K);
-}
-
-/* Score the labelled dev rows of a regression head: MAE, or with metric loss the training
- * loss; *score is its negation (higher is better). */
-static void evaluate_regression(mlp_head *h, const sb_head_data *d, const size_t *rows, size_t n,
-                                double *score, double *shown)
-{
-    double abs_sum = 0.0, loss_sum = 0.0;
-    for (size_t s = 0; s < n; s += (size_t)h->cap) {
-        int B = (int)(n - s < (size_t)h->cap ? n - s : (size_t)h->cap);
-        gather(h, d, rows + s, 0, B);
-        forward(h, B, 0);
-        abs_sum += sb_nn_l1_forward(h->logits, h->vb, (size_t)B) * B;
-        loss_sum += regression_loss(h, B) * B;
-    }
-    *shown = (h->metric == STOP_LOSS ? loss_sum : abs_sum) / (double)n;
-    *score = -*shown;
-}
-
-/* Score the labelled dev rows: the chosen metric (higher is better; loss is negated). */
-static sb_status evaluate(mlp_head *h, const sb_head_data *d, const size_t *rows, size_t n,
-                          double *score, double *shown, sb_error *err)
-{
-    if (h->regression) {
-        evaluate_regression(h, d, rows, n, score, shown);
-        return SB_OK;
-    }
-    int32_t *gold = malloc(n * sizeof *gold), *pred = malloc(n * sizeof *pred);
-    if (!gold || !pred) {
-        free(gold);
-        free(pred);
-        return sb_error_set(err, SB_ERR_NOMEM, WHO, "out of memory");
-    }
-    double lsum = 0.0, wsum = 0.0;
-    for (size_t s = 0; s < n; s += (size_t)h->cap) {
-        int B = (int)(n - s < (size_t)h->cap ? n - s : (size_t)h->cap);
-        gather(h, d, rows + s, 0, B);
-        forward(h, B, 0);
-        sb_nn_xent_forward(h->losses, h->probs, h->yb, h->class_w, B, h->K);
-        for (int b = 0; b < B; b++) {
-            lsum += h->losses[b];
-            wsum += h->class_w[h->yb[b]];
-            gold[s + (size_t)b] = h->yb[b];
-            pred[s + (size_t)b] = argmax(h->probs + (size_t)b * h->K, h->K);
-        }
-    }
-    sb_status st = SB_OK;
-    if (h->metric == STOP_LOSS) {
-        /* all-zero class weights on dev's classes leave no loss to compare: use 0 */
-        double loss = wsum > 0.0 ? lsum / wsum : 0.0;
-        *shown = loss;
-        *score = -loss;
-    } else {
-        sb_cls_metrics met;
-        st = sb_metrics_classify(gold, pred, n, h->K, &met, err);
-        if (st == SB_OK) {
-            *shown = h->metric == STOP_UA ? met.ua : h->metric == STOP_WA ? met.wa : met.macro_f1;
-            *score = *shown;
-            sb_cls_metrics_free(&met);
-        }
-    }
-    free(gold);
-    free(pred);
-    return st;
-}
-
 /* The learning-rate schedule's length in AdamW steps: *total = epochs x batches per epoch
  * (sb_fit_steps; an early stop leaves the tail unused), *warmup = warmup fraction x total,
  * rounded to the nearest step. */
 static void schedule_steps(const mlp_head *h, size_t n_tr, long *warmup, long *total)
 {
-    sb_fit_spec spec = { .epochs = h->epochs,
-                         .batch_size = (size_t)h->batch_size,
+    sb_fit_spec spec = { .epochs = h->o.epochs,
+                         .batch_size = (size_t)h->o.batch_size,
                          .n_items = n_tr };
     *total = sb_fit_steps(&spec);
     *warmup = lround(h->warmup * (double)*total);
-}
-
-static const char *metric_name(const mlp_head *h)
-{
-    stop_metric m = h->metric;
-    if (h->regression)
-        return m == STOP_LOSS ? "loss" : "mae";
-    return m == STOP_UA ? "ua" : m == STOP_WA ? "wa" : m == STOP_MACRO_F1 ? "macro_f1" : "loss";
 }
 
 /* sb_fit's step: forward and backward with dropout, global-norm clipping, one AdamW step at
@@ -643,9 +543,9 @@ static sb_status fit_step(void *ctx, const size_t *batch, size_t n, long step, d
         return sb_error_set(err, SB_ERR_INVALID, WHO,
                             "the gradient norm became %g at step %ld (loss %g); lower lr (now "
                             "%g) or set clip",
-                            norm, step, *loss, (double)h->lr);
+                            norm, step, *loss, (double)h->o.lr);
     h->clipped += h->clip > 0.0f && norm > h->clip;
-    float lr = sb_nn_lr_warmup_cosine(step, h->warmup_steps, h->total_steps, h->lr, 0.0f);
+    float lr = sb_nn_lr_warmup_cosine(step, h->warmup_steps, h->total_steps, h->o.lr, 0.0f);
     adamw(h, (int)step, lr);
     return SB_OK;
 }
@@ -653,7 +553,7 @@ static sb_status fit_step(void *ctx, const size_t *batch, size_t n, long step, d
 static sb_status fit_evaluate(void *ctx, double *score, double *shown, sb_error *err)
 {
     mlp_head *h = ctx;
-    return evaluate(h, h->fit_dev, h->dev_rows, h->n_dev, score, shown, err);
+    return hd_probe_evaluate(&h->probe, h->fit_dev, h->dev_rows, h->n_dev, score, shown, err);
 }
 
 static sb_status mlp_train(void *inst, const sb_head_data *train, const sb_head_data *dev,
@@ -662,30 +562,10 @@ static sb_status mlp_train(void *inst, const sb_head_data *train, const sb_head_
     mlp_head *h = inst;
     const sb_host *host = h->host;
     sb_status st;
-    if ((st = hd_check_one_input("mlp", train, err)) != SB_OK)
+    size_t *tr, *dv, n_tr, n_dv;
+    if ((st = hd_probe_train_rows(&h->probe, host, train, dev, &tr, &n_tr, &dv, &n_dv, err)) !=
+        SB_OK)
         return st;
-    if (dev && (st = hd_check_one_input("mlp", dev, err)) != SB_OK)
-        return st;
-    if ((st = check_data(h, train, "train", err)) != SB_OK)
-        return st;
-    if (dev && (st = check_data(h, dev, "dev", err)) != SB_OK)
-        return st;
-    size_t *tr = NULL, *dv = NULL, n_tr = 0, n_dv = 0;
-    if ((st = labelled_rows(train, &tr, &n_tr, err)) != SB_OK)
-        return st;
-    const char *target = h->regression ? "target value" : "label";
-    if (n_tr == 0)
-        return sb_error_set(err, SB_ERR_INVALID, WHO,
-                            "the train split has no utterance with a %s (%zu rows); "
-                            "nothing to train on",
-                            target, train->n);
-    if (dev && (st = labelled_rows(dev, &dv, &n_dv, err)) != SB_OK)
-        goto out;
-    if (dev && dev->n > 0 && n_dv == 0)
-        host->log(host, SB_LOG_WARN,
-                  "the dev split has %zu rows but none with a %s; training all %d epochs "
-                  "without early stopping",
-                  dev->n, target, h->epochs);
     if ((st = check_finite(h, train, tr, n_tr, "train", err)) != SB_OK)
         goto out;
     if (n_dv > 0 && (st = check_finite(h, dev, dv, n_dv, "dev", err)) != SB_OK)
@@ -701,7 +581,7 @@ static sb_status mlp_train(void *inst, const sb_head_data *train, const sb_head_
     /* a fresh regression output starts at the targets' centre: the median for L1, the mean
      * for MSE */
     if (h->regression && (!h->loaded || h->fresh_output))
-        h->layers[h->n_hidden].b[0] = (float)hd_target_center(h->loss_l1, train, tr, n_tr);
+        h->layers[h->n_hidden].b[0] = (float)hd_target_center(h->o.loss_l1, train, tr, n_tr);
     memset(h->m, 0, h->n_params * sizeof(float));
     memset(h->v, 0, h->n_params * sizeof(float));
     int from_checkpoint = h->loaded;
@@ -717,9 +597,9 @@ static sb_status mlp_train(void *inst, const sb_head_data *train, const sb_head_
     h->n_dev = n_dv;
     sb_fit_spec spec = {
         .who = WHO,
-        .epochs = h->epochs,
-        .patience = h->patience,
-        .batch_size = (size_t)h->batch_size,
+        .epochs = h->o.epochs,
+        .patience = h->o.patience,
+        .batch_size = (size_t)h->o.batch_size,
         .n_items = n_tr,
         .items = tr,
         .seed = host->seed,
@@ -730,7 +610,7 @@ static sb_status mlp_train(void *inst, const sb_head_data *train, const sb_head_
         .step = fit_step,
         .evaluate = fit_evaluate,
         .has_dev = n_dv > 0,
-        .metric = metric_name(h),
+        .metric = hd_metric_name(h->o.metric, h->regression),
         .host = host,
     };
     sb_fit_result res;
@@ -739,14 +619,14 @@ static sb_status mlp_train(void *inst, const sb_head_data *train, const sb_head_
     h->trained = 1;
 
     layer_weights(h, h->wl);
-    int top = argmax(h->wl, h->L);
+    int top = hd_argmax(h->wl, h->L);
     if (res.best_epoch > 0)
         host->log(host, SB_LOG_INFO,
                   "mlp head: %zu train rows%s, %zu parameters, %d epochs run, best epoch %d with "
                   "dev %s %.4f; top layer %d (weight %.3f); %ld of %ld steps clipped",
                   n_tr, from_checkpoint ? " (from a checkpoint)" : "", h->n_params, res.epochs_run,
-                  res.best_epoch, metric_name(h), res.best_shown, top, (double)h->wl[top],
-                  h->clipped, res.steps);
+                  res.best_epoch, hd_metric_name(h->o.metric, h->regression), res.best_shown, top,
+                  (double)h->wl[top], h->clipped, res.steps);
     else
         host->log(host, SB_LOG_INFO,
                   "mlp head: %zu train rows%s, %zu parameters, %d epochs (no dev set); top layer "
@@ -763,22 +643,8 @@ out:
 
 static sb_status mlp_predict(void *inst, const sb_head_data *data, float *probs, sb_error *err)
 {
-    mlp_head *h = inst;
-    if (!h->trained)
-        return sb_error_set(err, SB_ERR_INVALID, WHO, "predict called before train");
-    sb_status st = hd_check_one_input("mlp", data, err);
-    if (st == SB_OK)
-        st = check_data(h, data, "predict", err);
-    if (st != SB_OK)
-        return st;
-    for (size_t s = 0; s < data->n; s += (size_t)h->cap) {
-        int B = (int)(data->n - s < (size_t)h->cap ? data->n - s : (size_t)h->cap);
-        gather(h, data, NULL, s, B);
-        forward(h, B, 0);
-        memcpy(probs + s * (size_t)h->K, h->regression ? h->logits : h->probs,
-               (size_t)B * h->K * sizeof(float));
-    }
-    return SB_OK;
+    const mlp_head *h = inst;
+    return hd_probe_predict(&h->probe, h->trained, data, probs, err);
 }
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
@@ -786,12 +652,7 @@ static sb_status mlp_predict(void *inst, const sb_head_data *data, float *probs,
 /* What fixes the shapes of the saved tensors. n_classes is 0 for a regression head. */
 static void head_config(const mlp_head *h, char *buf, size_t cap)
 {
-    int u = snprintf(buf, cap, "{\"n_layers\":%d,\"dim\":%d,\"n_classes\":%d,\"hidden\":[", h->L,
-                     h->D, h->regression ? 0 : h->K);
-    for (int i = 0; i < h->n_hidden && u > 0 && (size_t)u < cap; i++)
-        u += snprintf(buf + u, cap - (size_t)u, "%s%d", i ? "," : "", h->hidden[i]);
-    if (u > 0 && (size_t)u < cap)
-        snprintf(buf + u, cap - (size_t)u, "]}");
+    hd_probe_config(buf, cap, h->L, h->D, h->regression ? 0 : h->K, h->hidden, h->n_hidden);
 }
 
 /* The tensor of layer i (0..n_hidden, the last the output layer): "hidden.<i>.W" / ".b", or
@@ -814,11 +675,8 @@ static sb_status mlp_save(void *inst, sb_st_writer *w, sb_error *err)
     mlp_head *h = inst;
     if (!h->trained)
         return sb_error_set(err, SB_ERR_INVALID, WHO, "save called before train");
-    const int64_t s_l[1] = { h->L }, s_ld[2] = { h->L, h->D };
-    sb_status st;
-    if ((st = sb_st_writer_add(w, "layer_logits", SB_DT_F32, 1, s_l, h->a, err)) != SB_OK ||
-        (st = sb_st_writer_add(w, "mu", SB_DT_F32, 2, s_ld, h->mu, err)) != SB_OK ||
-        (st = sb_st_writer_add(w, "inv_sd", SB_DT_F32, 2, s_ld, h->inv_sd, err)) != SB_OK)
+    sb_status st = hd_probe_save_stats(w, h->L, h->D, h->a, h->mu, h->inv_sd, err);
+    if (st != SB_OK)
         return st;
     for (int i = 0; i <= h->n_hidden; i++) {
         const layer *ly = &h->layers[i];
@@ -837,49 +695,34 @@ static sb_status mlp_save(void *inst, sb_st_writer *w, sb_error *err)
 static sb_status mlp_load(void *inst, const sb_st_file *f, const sb_head_init *init, sb_error *err)
 {
     mlp_head *h = inst;
-    const char *parts = init && init->parts ? init->parts : "all";
-    if (strcmp(parts, "all") != 0)
-        return sb_error_set(err, SB_ERR_CONFIG, WHO,
-                            "cannot take part '%s' of a checkpoint: the mlp head knows only "
-                            "\"all\"",
-                            parts);
-    int fresh = init && init->new_output;
+    int fresh;
     char cfg[256];
     head_config(h, cfg, sizeof cfg);
-    sb_status st =
-        hd_config_diff(WHO, sb_st_metadata(f, "head_config"), cfg, fresh ? "n_classes" : NULL, err);
-    if (st != SB_OK)
+    sb_status st = hd_probe_load_check(WHO, "mlp", f, init, cfg, &fresh, err);
+    hd_stage s;
+    if (st != SB_OK ||
+        (st = hd_stage_read_stats(WHO, f, h->L, h->D, h->n_params, &s, err)) != SB_OK)
         return st;
-    /* read everything into a copy laid out as params, so a bad file changes nothing */
-    const size_t LD = (size_t)h->L * (size_t)h->D;
-    float *tmp = malloc((h->n_params + 2 * LD) * sizeof *tmp);
-    if (!tmp)
-        return sb_error_set(err, SB_ERR_NOMEM, WHO, "out of memory");
-    float *mu = tmp + h->n_params, *inv_sd = mu + LD;
-    const int64_t s_l[1] = { h->L }, s_ld[2] = { h->L, h->D };
-    if ((st = hd_st_read(WHO, f, "layer_logits", 1, s_l, tmp, err)) == SB_OK &&
-        (st = hd_st_read(WHO, f, "mu", 2, s_ld, mu, err)) == SB_OK)
-        st = hd_st_read(WHO, f, "inv_sd", 2, s_ld, inv_sd, err);
-    int n_read = fresh ? h->n_hidden : h->n_hidden + 1; /* a fresh output layer is not read */
+    /* the copy is laid out as params; a fresh output layer is not read */
+    int n_read = fresh ? h->n_hidden : h->n_hidden + 1;
     for (int i = 0; st == SB_OK && i < n_read; i++) {
         const layer *ly = &h->layers[i];
         char wn[32], bn[32];
         layer_names(h, i, wn, bn, sizeof wn);
         const int64_t s_w[2] = { ly->out, ly->in }, s_b[1] = { ly->out };
-        if ((st = hd_st_read(WHO, f, wn, 2, s_w, tmp + (ly->W - h->params), err)) == SB_OK)
-            st = hd_st_read(WHO, f, bn, 1, s_b, tmp + (ly->b - h->params), err);
+        if ((st = hd_st_read(WHO, f, wn, 2, s_w, s.params + (ly->W - h->params), err)) == SB_OK)
+            st = hd_st_read(WHO, f, bn, 1, s_b, s.params + (ly->b - h->params), err);
     }
-    if (st == SB_OK) {
-        size_t keep = fresh ? (size_t)(h->layers[h->n_hidden].W - h->params) : h->n_params;
-        memcpy(h->params, tmp, keep * sizeof(float));
-        memcpy(h->mu, mu, LD * sizeof(float));
-        memcpy(h->inv_sd, inv_sd, LD * sizeof(float));
-        h->loaded = 1;
-        h->fresh_output = fresh;
-        h->trained = !fresh; /* a whole model predicts as it is */
+    if (st != SB_OK) {
+        hd_stage_free(&s);
+        return st;
     }
-    free(tmp);
-    return st;
+    size_t keep = fresh ? (size_t)(h->layers[h->n_hidden].W - h->params) : h->n_params;
+    hd_stage_commit(&s, keep, h->params, h->mu, h->inv_sd);
+    h->loaded = 1;
+    h->fresh_output = fresh;
+    h->trained = !fresh; /* a whole model predicts as it is */
+    return SB_OK;
 }
 
 static const sb_head_vtable mlp_vtable = {

@@ -67,7 +67,7 @@ static double head_loss_d(const mlp_head *h, const double *P, int B)
     for (int l = 0; l < L; l++)
         mx = P[l] > mx ? P[l] : mx;
     for (int l = 0; l < L; l++)
-        s += (w[l] = h->learn_layers ? exp(P[l] - mx) : 1.0);
+        s += (w[l] = h->o.learn_layers ? exp(P[l] - mx) : 1.0);
     for (int l = 0; l < L; l++)
         w[l] /= s;
     double keep = 1.0 - h->dropout;
@@ -162,7 +162,7 @@ static void check_grad_fd(const char *yaml, int weighted)
                   "|err| %.3g",
                   i, yaml, weighted, (double)h->grads[i], fd, e);
     }
-    if (!h->learn_layers)
+    if (!h->o.learn_layers)
         for (int l = 0; l < L; l++)
             cr_assert_eq(h->da[l], 0.0f);
     cr_log_info("gradient (%s): %zu params, max |analytic - fd| = %.3g at %zu; %zu units "
