@@ -1,26 +1,20 @@
 /* plugins/encoders/embeddings/embeddings.c — the `embeddings` text encoder: one vector per
  * transcript from an OpenAI-compatible /v1/embeddings API (OpenAI, vLLM, Ollama, llama.cpp,
- * TEI), sent in batches over the shared HTTP engine (plugins/common/oai_http.c) with the
- * llm labeller's retry rules, each text's vector cached in the host's plugin cache so a
- * rerun sends nothing. docs/encoders.md is the user's guide. */
+ * TEI), sent in batches over the HTTP engine it shares with the llm labeller, with the same
+ * retry rules, options and secret handling (plugins/common/oai_http.c, oai_client.c), each
+ * text's vector cached in the host's plugin cache so a rerun sends nothing.
+ * docs/encoders.md is the user's guide. */
 #include "embeddings.h"
-#include "oai_http.h"
+#include "oai_client.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const sb_option emb_options[] = {
-    { .name = "base_url",
-      .type = SB_OPT_STRING,
-      .flags = SB_OPT_REQUIRED,
-      .help = "API root, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1 (requests go "
-              "to {base_url}/embeddings)" },
+    OAI_OPT_BASE_URL("/embeddings"),
     { .name = "model",
       .type = SB_OPT_STRING,
       .flags = SB_OPT_REQUIRED,
@@ -37,19 +31,9 @@ static const sb_option emb_options[] = {
       .def = "false",
       .help = "send dim as the request's `dimensions` (text-embedding-3 models shorten their "
               "vectors; older models and many local servers refuse the field)" },
-    { .name = "api_key_env",
-      .type = SB_OPT_STRING,
-      .flags = SB_OPT_SECRET_ENV,
-      .help = "name of the environment variable holding the API key (never the key itself); "
-              "leave out for a local server without authentication" },
-    { .name = "organization_env",
-      .type = SB_OPT_STRING,
-      .flags = SB_OPT_SECRET_ENV,
-      .help = "name of the environment variable holding an OpenAI organization id (optional)" },
-    { .name = "ca_file",
-      .type = SB_OPT_PATH,
-      .help = "CA bundle for TLS (PEM); verification is always on, this only changes what it "
-              "trusts" },
+    OAI_OPT_API_KEY_ENV,
+    OAI_OPT_ORGANIZATION_ENV,
+    OAI_OPT_CA_FILE,
     { .name = "batch",
       .type = SB_OPT_INT,
       .def = "64",
@@ -74,20 +58,8 @@ static const sb_option emb_options[] = {
       .type = SB_OPT_BOOL,
       .def = "true",
       .help = "scale each vector to unit L2 norm (the cache keeps the server's vector)" },
-    { .name = "timeout_s",
-      .type = SB_OPT_FLOAT,
-      .def = "60",
-      .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX,
-      .min = 0.05,
-      .max = 3600,
-      .help = "whole-request timeout in seconds (a timeout is retried)" },
-    { .name = "connect_timeout_s",
-      .type = SB_OPT_FLOAT,
-      .def = "10",
-      .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX,
-      .min = 0.05,
-      .max = 600,
-      .help = "connection timeout in seconds" },
+    OAI_OPT_TIMEOUT_S,
+    OAI_OPT_CONNECT_TIMEOUT_S,
     { .name = "max_retries",
       .type = SB_OPT_INT,
       .def = "6",
@@ -96,39 +68,17 @@ static const sb_option emb_options[] = {
       .max = 100,
       .help = "retries of one request after 408/409/429/5xx, timeouts, dropped connections and "
               "malformed answers" },
-    { .name = "backoff_base_s",
-      .type = SB_OPT_FLOAT,
-      .def = "1.0",
-      .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX,
-      .min = 0,
-      .max = 600,
-      .help = "first backoff cap in seconds when the server gives no retry-after" },
-    { .name = "backoff_max_s",
-      .type = SB_OPT_FLOAT,
-      .def = "60",
-      .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX,
-      .min = 0,
-      .max = 3600,
-      .help = "largest backoff cap in seconds" },
-    { .name = "rpm",
-      .type = SB_OPT_FLOAT,
-      .def = "0",
-      .flags = SB_OPT_HAS_MIN,
-      .min = 0,
-      .help = "requests per minute to stay under (0 = no limit of our own)" },
+    OAI_OPT_BACKOFF_BASE_S,
+    OAI_OPT_BACKOFF_MAX_S,
+    OAI_OPT_RPM,
     { .name = NULL },
 };
 
 typedef struct emb {
     const sb_host *host;
-    char *url; /* base_url + "/embeddings" */
-    char *model;
-    char *api_key, *organization; /* from the environment; wiped on destroy; NULL = none */
-    const char *api_key_env;
-    int key_missing;
+    oai_client api;      /* url = base_url + "/embeddings", model, secrets, engine settings */
     int dim, dimensions; /* dimensions: sent as `dimensions` when > 0 */
     int batch, base64, normalize;
-    oai_http_cfg http;
 } emb;
 
 /* One request: texts uniq[first .. first+n) of the call. */
@@ -154,22 +104,6 @@ typedef struct emb_call {
     char last_malformed[256];
 } emb_call;
 
-/* Replace every occurrence of a secret in text by "***" (in place). */
-static void scrub(const emb *E, char *text)
-{
-    for (int i = 0; i < 2; i++) {
-        const char *secret = i ? E->organization : E->api_key;
-        size_t n = secret ? strlen(secret) : 0;
-        if (n < 4)
-            continue;
-        char *p;
-        while ((p = strstr(text, secret))) {
-            memcpy(p, "***", 3);
-            memmove(p + 3, p + n, strlen(p + n) + 1);
-        }
-    }
-}
-
 /* Record the first stage-stopping error (secrets scrubbed) and stop the engine. */
 static void call_fail(emb_call *c, sb_status code, const char *where, const char *fmt, ...)
     SB_PRINTF(4, 5);
@@ -180,9 +114,8 @@ static void call_fail(emb_call *c, sb_status code, const char *where, const char
     char msg[1400];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    oai_client_vformat(&c->E->api, msg, sizeof msg, fmt, ap);
     va_end(ap);
-    scrub(c->E, msg);
     c->fatal = sb_error_set(c->err, code, where, "%s", msg);
     if (c->http)
         oai_http_stop(c->http);
@@ -254,27 +187,28 @@ static void http_error(emb_call *c, const emb_req *q, const oai_result *r)
         call_fail(c, SB_ERR_API, where,
                   "the server refused the request for %zu text%s from text %zu with HTTP 400: "
                   "%s (model %s%s)",
-                  q->n, q->n == 1 ? "" : "s", i0, m, E->model,
+                  q->n, q->n == 1 ? "" : "s", i0, m, E->api.model,
                   E->dimensions > 0 ? ", dimensions sent: set send_dimensions: false if the "
                                       "model has no dimensions parameter"
                                     : "");
     } else if (st == 401 || st == 403) {
         call_fail(c, SB_ERR_API, "api_key_env",
                   "the server refused the credentials (HTTP %ld: %s); %s%s%s", st, m,
-                  E->api_key_env ? "check the key in the environment variable " : "",
-                  E->api_key_env ? E->api_key_env : "no api_key_env is set",
-                  E->api_key_env ? "" : " (set it to the name of the variable holding the key)");
+                  E->api.api_key_env ? "check the key in the environment variable " : "",
+                  E->api.api_key_env ? E->api.api_key_env : "no api_key_env is set",
+                  E->api.api_key_env ? ""
+                                     : " (set it to the name of the variable holding the key)");
     } else if (st == 404) {
         call_fail(c, SB_ERR_API, "base_url",
                   "HTTP 404 from %s: %s; check base_url (it should end in /v1) and model %s",
-                  E->url, m, E->model);
+                  E->api.url, m, E->api.model);
     } else if (st == 429) {
         call_fail(c, SB_ERR_API, where,
                   "HTTP 429 %s: %s; not retried (quota or billing: fix the account, then rerun; "
                   "what was embedded is cached)",
                   type[0] ? type : code, m);
     } else {
-        call_fail(c, SB_ERR_API, where, "HTTP %ld from %s: %s", st, E->url, m);
+        call_fail(c, SB_ERR_API, where, "HTTP %ld from %s: %s", st, E->api.url, m);
     }
 }
 
@@ -291,7 +225,7 @@ static oai_verdict on_done(void *ctx, oai_job *job, const oai_result *r)
             snprintf(last, sizeof last, " (the last unusable answer: %s)", c->last_malformed);
         call_fail(c, SB_ERR_NETWORK, where,
                   "embeddings request for %zu text%s from text %zu to %s failed: %s%s", q->n,
-                  q->n == 1 ? "" : "s", c->uniq[q->first], E->url,
+                  q->n == 1 ? "" : "s", c->uniq[q->first], E->api.url,
                   r->error ? r->error : "no answer", last);
         return OAI_ACCEPT;
     }
@@ -315,7 +249,7 @@ static oai_verdict on_done(void *ctx, oai_job *job, const oai_result *r)
         call_fail(c, SB_ERR_CONFIG, "dim",
                   "the server answered vectors of width %d for model %s, but dim is %d: set "
                   "dim: %d%s",
-                  width, E->model, E->dim, width,
+                  width, E->api.model, E->dim, width,
                   E->dimensions > 0 ? " (the server ignored the dimensions sent)"
                                     : ", or send_dimensions: true if the model can shorten its "
                                       "vectors");
@@ -382,7 +316,7 @@ static sb_status emb_encode_text(void *inst, const char *const *texts, size_t n,
             st = sb_error_set(err, SB_ERR_INVALID, where, "text %zu is NULL", i);
             goto done;
         }
-        emb_cache_key(E->model, E->dimensions, E->dim, texts[i], c.keys[i]);
+        emb_cache_key(E->api.model, E->dimensions, E->dim, texts[i], c.keys[i]);
         c.owner[i] = SIZE_MAX;
         char *val = NULL;
         size_t len = 0;
@@ -402,14 +336,9 @@ static sb_status emb_encode_text(void *inst, const char *const *texts, size_t n,
     }
     if (n_miss == 0)
         goto done;
-    if (E->key_missing) {
-        st = sb_error_set(err, SB_ERR_CONFIG, "api_key_env",
-                          "the environment variable %s named by api_key_env is not set (or "
-                          "empty); export it with the API key, or leave api_key_env out for a "
-                          "server without authentication",
-                          E->api_key_env);
+    st = oai_client_need_key(&E->api, err);
+    if (st != SB_OK)
         goto done;
-    }
     /* 2. one request slot per distinct text (a repeated "Okay." is sent once) */
     qsort(miss, n_miss, sizeof *miss, by_key);
     for (size_t k = 0; k < n_miss; k++) {
@@ -429,10 +358,7 @@ static sb_status emb_encode_text(void *inst, const char *const *texts, size_t n,
         st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
         goto done;
     }
-    oai_http_cfg cfg = E->http;
-    cfg.api_key = E->api_key;
-    cfg.organization = E->organization;
-    st = oai_http_create(&cfg, E->host, &c.http, err);
+    st = oai_client_open(&E->api, E->host, &c.http, err);
     if (st != SB_OK)
         goto done;
     const char **batch_texts = malloc((size_t)E->batch * sizeof *batch_texts);
@@ -447,8 +373,8 @@ static sb_status emb_encode_text(void *inst, const char *const *texts, size_t n,
         for (size_t k = 0; k < q->n; k++)
             batch_texts[k] = texts[c.uniq[q->first + k]];
         q->job.method = OAI_POST_JSON;
-        q->job.url = E->url;
-        q->job.body = emb_request_body(E->model, batch_texts, q->n, E->dimensions, E->base64);
+        q->job.url = E->api.url;
+        q->job.body = emb_request_body(E->api.model, batch_texts, q->n, E->dimensions, E->base64);
         q->job.user = q;
         if (!q->job.body) {
             st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
@@ -464,7 +390,7 @@ static sb_status emb_encode_text(void *inst, const char *const *texts, size_t n,
         if (st == SB_OK)
             st = c.fatal;
         if (st != SB_OK)
-            scrub(E, err->msg);
+            oai_client_scrub(&E->api, err->msg);
     }
     if (st == SB_OK) {
         const oai_http_stats *s = oai_http_get_stats(c.http);
@@ -485,55 +411,12 @@ done:
     return st;
 }
 
-/* An environment variable's name: [A-Za-z_][A-Za-z0-9_]*. A value that is not one is
- * most likely a key pasted in by mistake, and is never echoed. */
-static int env_name_ok(const char *s)
-{
-    if (!s || !(isalpha((unsigned char)*s) || *s == '_'))
-        return 0;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && *s != '_')
-            return 0;
-    return 1;
-}
-
-static sb_status read_env(const sb_opts *o, const char *opt, const char **name, char **value,
-                          int *missing, sb_error *err)
-{
-    *name = NULL;
-    *value = NULL;
-    if (!sb_opts_has(o, opt) || !sb_opts_str(o, opt) || !*sb_opts_str(o, opt))
-        return SB_OK;
-    const char *n = sb_opts_str(o, opt);
-    if (!env_name_ok(n))
-        return sb_error_set(err, SB_ERR_CONFIG, sb_opts_where(o, opt),
-                            "%s must be the NAME of an environment variable (like "
-                            "OPENAI_API_KEY), not a secret itself; the value given is not a "
-                            "variable name (not shown). Put the secret in the environment",
-                            opt);
-    *name = n;
-    const char *v = getenv(n);
-    if (!v || !*v) {
-        *missing = 1;
-        return SB_OK;
-    }
-    *value = strdup(v);
-    return *value ? SB_OK : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-}
-
 static void emb_destroy(void *inst)
 {
     emb *E = inst;
     if (!E)
         return;
-    if (E->api_key)
-        memset(E->api_key, 0, strlen(E->api_key));
-    if (E->organization)
-        memset(E->organization, 0, strlen(E->organization));
-    free(E->api_key);
-    free(E->organization);
-    free(E->url);
-    free(E->model);
+    oai_client_free(&E->api);
     free(E);
 }
 
@@ -548,54 +431,14 @@ static sb_status emb_create(const sb_host *host, const sb_opts *o, void **inst, 
     if (!E)
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     E->host = host;
-    sb_status st = SB_OK;
-    const char *url = sb_opts_str(o, "base_url");
-    size_t ul = strlen(url);
-    while (ul && url[ul - 1] == '/')
-        ul--;
-    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
-        st = sb_error_set(err, SB_ERR_CONFIG, sb_opts_where(o, "base_url"),
-                          "base_url '%s' must start with https:// (or http:// for a local "
-                          "server)",
-                          url);
-    if (st == SB_OK) {
-        E->url = malloc(ul + 16);
-        E->model = strdup(sb_opts_str(o, "model"));
-        if (!E->url || !E->model)
-            st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-        else
-            snprintf(E->url, ul + 16, "%.*s/embeddings", (int)ul, url);
-    }
-    if (st == SB_OK && !*E->model)
-        st = sb_error_set(err, SB_ERR_CONFIG, sb_opts_where(o, "model"), "model is empty");
-    if (st == SB_OK)
-        st = read_env(o, "api_key_env", &E->api_key_env, &E->api_key, &E->key_missing, err);
-    const char *org_env = NULL;
-    int org_missing = 0;
-    if (st == SB_OK)
-        st = read_env(o, "organization_env", &org_env, &E->organization, &org_missing, err);
-    if (st == SB_OK && org_missing)
-        host->log(host, SB_LOG_WARN,
-                  "organization_env names %s, which is not set; sending no organization", org_env);
-    if (st == SB_OK && sb_opts_has(o, "ca_file") && access(sb_opts_str(o, "ca_file"), R_OK) != 0)
-        st = sb_error_set(err, SB_ERR_CONFIG, sb_opts_where(o, "ca_file"),
-                          "ca_file %s cannot be read: %s", sb_opts_str(o, "ca_file"),
-                          strerror(errno));
+    sb_status st = oai_client_init(&E->api, host, o, "/embeddings", err);
     E->dim = (int)sb_opts_int(o, "dim");
     E->dimensions = sb_opts_bool(o, "send_dimensions") ? E->dim : 0;
     E->batch = (int)sb_opts_int(o, "batch");
     E->base64 = strcmp(sb_opts_str(o, "encoding_format"), "base64") == 0;
     E->normalize = sb_opts_bool(o, "normalize");
-    E->http.timeout_s = sb_opts_float(o, "timeout_s");
-    E->http.connect_timeout_s = sb_opts_float(o, "connect_timeout_s");
-    E->http.concurrency = (int)sb_opts_int(o, "concurrency");
-    E->http.rpm = sb_opts_float(o, "rpm");
-    E->http.max_retries = (int)sb_opts_int(o, "max_retries");
-    E->http.backoff_base_s = sb_opts_float(o, "backoff_base_s");
-    E->http.backoff_max_s = sb_opts_float(o, "backoff_max_s");
-    E->http.ca_file = sb_opts_has(o, "ca_file") ? sb_opts_str(o, "ca_file") : NULL;
-    E->http.user_agent = "serbench-embeddings/1";
-    E->http.answer_kind = "an embeddings list";
+    E->api.http.user_agent = "serbench-embeddings/1";
+    E->api.http.answer_kind = "an embeddings list";
     if (st != SB_OK) {
         emb_destroy(E);
         return st;
@@ -624,14 +467,14 @@ static sb_status emb_fingerprint(void *inst, char out[128], sb_error *err)
     const emb *E = inst;
     char d[48];
     snprintf(d, sizeof d, E->dimensions > 0 ? "|dimensions=%d" : "|native=%d", E->dim);
-    size_t ml = strlen(E->model), dl = strlen(d);
+    size_t ml = strlen(E->api.model), dl = strlen(d);
     if (ml + dl < 128) {
-        memcpy(out, E->model, ml);
+        memcpy(out, E->api.model, ml);
         memcpy(out + ml, d, dl + 1);
     } else {
         char h[SB_HASH_HEX];
-        sb_hash_hex(E->model, strlen(E->model), h);
-        snprintf(out, 128, "%.60s~%s%s", E->model, h, d);
+        sb_hash_hex(E->api.model, strlen(E->api.model), h);
+        snprintf(out, 128, "%.60s~%s%s", E->api.model, h, d);
     }
     return SB_OK;
 }

@@ -122,7 +122,7 @@ static int id_ok(const char *s)
 static char *url_join(const llm *L, const char *a, const char *b, const char *c)
 {
     oai_buf u = { 0 };
-    oai_buf_printf(&u, "%s%s%s%s", L->base_url, a, b ? b : "", c ? c : "");
+    oai_buf_printf(&u, "%s%s%s%s", L->api.base_url, a, b ? b : "", c ? c : "");
     return oai_buf_take(&u);
 }
 
@@ -232,7 +232,7 @@ static sb_status apply_file(llm_run *r, const char *file_id, llm_call **calls, s
                             size_t *n_ok, size_t *n_retry)
 {
     if (!id_ok(file_id))
-        return r->fatal = sb_error_set(r->err, SB_ERR_API, r->L->base_url,
+        return r->fatal = sb_error_set(r->err, SB_ERR_API, r->L->api.base_url,
                                        "the Batch API gave a file id that is not an id");
     char *url = url_join(r->L, "/files/", file_id, "/content");
     oai_buf text = { 0 };
@@ -269,7 +269,7 @@ static sb_status run_batch(llm_run *r, llm_call **calls, size_t n, int round)
     if (!hs)
         return sb_error_set(r->err, SB_ERR_NOMEM, NULL, "out of memory");
     sb_hasher_str(hs, "llm-batch/1");
-    sb_hasher_str(hs, L->base_url);
+    sb_hasher_str(hs, L->api.base_url);
     size_t n_lines = 0;
     oai_buf jsonl = { 0 };
     for (size_t i = 0; i < n; i++) {
@@ -314,7 +314,7 @@ static sb_status run_batch(llm_run *r, llm_call **calls, size_t n, int round)
         free(url);
         const char *fid = json_string_value(json_object_get(file, "id"));
         if (st == SB_OK && !id_ok(fid))
-            st = r->fatal = sb_error_set(r->err, SB_ERR_API, L->base_url,
+            st = r->fatal = sb_error_set(r->err, SB_ERR_API, L->api.base_url,
                                          "the file upload answered without a file id");
         json_t *req = NULL;
         if (st == SB_OK)
@@ -334,7 +334,7 @@ static sb_status run_batch(llm_run *r, llm_call **calls, size_t n, int round)
         free(req_text);
         const char *bid = json_string_value(json_object_get(b, "id"));
         if (st == SB_OK && !id_ok(bid))
-            st = r->fatal = sb_error_set(r->err, SB_ERR_API, L->base_url,
+            st = r->fatal = sb_error_set(r->err, SB_ERR_API, L->api.base_url,
                                          "the batch was created without an id in the answer");
         if (st == SB_OK) {
             snprintf(batch_id, sizeof batch_id, "%s", bid);
@@ -404,9 +404,9 @@ static sb_status run_batch(llm_run *r, llm_call **calls, size_t n, int round)
         json_t *line = json_object_get(e0, "line");
         char msg[600];
         snprintf(msg, sizeof msg, "%s", m ? m : "no message");
-        llm_scrub(L, msg);
+        oai_client_scrub(&L->api, msg);
         st = r->fatal = sb_error_set(
-            r->err, SB_ERR_API, L->base_url,
+            r->err, SB_ERR_API, L->api.base_url,
             "batch %s failed validation%s%lld: %s. Check the requests with `serbench label "
             "--plan`; labels delivered before this are stored",
             batch_id, json_is_integer(line) ? " at line " : "",

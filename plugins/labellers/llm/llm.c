@@ -4,36 +4,20 @@
  * create / label / plan / destroy; docs/labellers.md is the user's guide. */
 #include "llm.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const sb_option llm_options[] = {
-    { .name = "base_url",
-      .type = SB_OPT_STRING,
-      .flags = SB_OPT_REQUIRED,
-      .help = "API root, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1 (requests go "
-              "to {base_url}/chat/completions)" },
+    OAI_OPT_BASE_URL("/chat/completions"),
     { .name = "model",
       .type = SB_OPT_STRING,
       .flags = SB_OPT_REQUIRED,
       .help = "model name sent with every request; pin a dated version (gpt-4o-2024-08-06)" },
-    { .name = "api_key_env",
-      .type = SB_OPT_STRING,
-      .flags = SB_OPT_SECRET_ENV,
-      .help = "name of the environment variable holding the API key (never the key itself); "
-              "leave out for a local server without authentication" },
-    { .name = "organization_env",
-      .type = SB_OPT_STRING,
-      .flags = SB_OPT_SECRET_ENV,
-      .help = "name of the environment variable holding an OpenAI organization id (optional)" },
-    { .name = "ca_file",
-      .type = SB_OPT_PATH,
-      .help = "CA bundle for TLS (PEM); verification is always on, this only changes what it "
-              "trusts" },
+    OAI_OPT_API_KEY_ENV,
+    OAI_OPT_ORGANIZATION_ENV,
+    OAI_OPT_CA_FILE,
     { .name = "prompt",
       .type = SB_OPT_PATH,
       .flags = SB_OPT_REQUIRED,
@@ -95,20 +79,8 @@ static const sb_option llm_options[] = {
       .def = "max_completion_tokens",
       .choices = "max_completion_tokens|max_tokens",
       .help = "field name for the cap: max_tokens for Ollama and older servers" },
-    { .name = "timeout_s",
-      .type = SB_OPT_FLOAT,
-      .def = "60",
-      .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX,
-      .min = 0.05,
-      .max = 3600,
-      .help = "whole-request timeout in seconds (a timeout is retried)" },
-    { .name = "connect_timeout_s",
-      .type = SB_OPT_FLOAT,
-      .def = "10",
-      .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX,
-      .min = 0.05,
-      .max = 600,
-      .help = "connection timeout in seconds" },
+    OAI_OPT_TIMEOUT_S,
+    OAI_OPT_CONNECT_TIMEOUT_S,
     { .name = "concurrency",
       .type = SB_OPT_INT,
       .def = "8",
@@ -116,12 +88,7 @@ static const sb_option llm_options[] = {
       .min = 1,
       .max = 256,
       .help = "requests in flight at once (one curl multi handle, reused connections)" },
-    { .name = "rpm",
-      .type = SB_OPT_FLOAT,
-      .def = "0",
-      .flags = SB_OPT_HAS_MIN,
-      .min = 0,
-      .help = "requests per minute to stay under (0 = no limit of our own)" },
+    OAI_OPT_RPM,
     { .name = "tpm",
       .type = SB_OPT_FLOAT,
       .def = "0",
@@ -136,20 +103,8 @@ static const sb_option llm_options[] = {
       .min = 0,
       .max = 100,
       .help = "retries of one request after 408/409/429/5xx, timeouts and dropped connections" },
-    { .name = "backoff_base_s",
-      .type = SB_OPT_FLOAT,
-      .def = "1.0",
-      .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX,
-      .min = 0,
-      .max = 600,
-      .help = "first backoff cap in seconds when the server gives no retry-after" },
-    { .name = "backoff_max_s",
-      .type = SB_OPT_FLOAT,
-      .def = "60",
-      .flags = SB_OPT_HAS_MIN | SB_OPT_HAS_MAX,
-      .min = 0,
-      .max = 3600,
-      .help = "largest backoff cap in seconds" },
+    OAI_OPT_BACKOFF_BASE_S,
+    OAI_OPT_BACKOFF_MAX_S,
     { .name = "response_format",
       .type = SB_OPT_ENUM,
       .def = "json_schema",
@@ -205,43 +160,6 @@ static const sb_option llm_options[] = {
               "batch_output}; without one the cost is unknown" },
     { .name = NULL },
 };
-
-/* An environment variable's name: [A-Za-z_][A-Za-z0-9_]*. A value that is not one is
- * most likely a key pasted in by mistake, and is never echoed. */
-static int env_name_ok(const char *s)
-{
-    if (!s || !(isalpha((unsigned char)*s) || *s == '_'))
-        return 0;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && *s != '_')
-            return 0;
-    return 1;
-}
-
-static sb_status read_env(const sb_opts *o, const char *opt, const char **name, char **value,
-                          int *missing, sb_error *err)
-{
-    *name = NULL;
-    *value = NULL;
-    if (!sb_opts_has(o, opt) || !sb_opts_str(o, opt) || !*sb_opts_str(o, opt))
-        return SB_OK;
-    const char *n = sb_opts_str(o, opt);
-    if (!env_name_ok(n))
-        return sb_error_set(err, SB_ERR_CONFIG, sb_opts_where(o, opt),
-                            "%s must be the NAME of an environment variable (like "
-                            "OPENAI_API_KEY), not a secret itself; the value given is not a "
-                            "variable name (not shown). Put the secret in the environment",
-                            opt);
-    *name = n;
-    const char *v = getenv(n);
-    if (!v || !*v) {
-        if (missing)
-            *missing = 1;
-        return SB_OK;
-    }
-    *value = strdup(v);
-    return *value ? SB_OK : sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-}
 
 static sb_status read_file(const char *path, const char *what, char **out, sb_error *err)
 {
@@ -324,7 +242,7 @@ static sb_status read_prices(llm *L, const sb_opts *o, sb_error *err)
             break;
         }
     }
-    json_t *mine = st == SB_OK ? json_object_get(m, L->model) : NULL;
+    json_t *mine = st == SB_OK ? json_object_get(m, L->api.model) : NULL;
     if (mine) {
         L->price.known = 1;
         L->price.input = json_number_value(json_object_get(mine, "input"));
@@ -345,15 +263,7 @@ static void llm_free(llm *L)
 {
     if (!L)
         return;
-    if (L->api_key)
-        memset(L->api_key, 0, strlen(L->api_key));
-    if (L->organization)
-        memset(L->organization, 0, strlen(L->organization));
-    free(L->api_key);
-    free(L->organization);
-    free(L->base_url);
-    free(L->chat_url);
-    free(L->model);
+    oai_client_free(&L->api);
     free(L->system);
     llm_template_destroy(&L->tmpl);
     free(L);
@@ -370,40 +280,7 @@ static sb_status llm_create(const sb_host *host, const sb_opts *o, void **inst, 
     if (!L)
         return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
     L->host = host;
-    sb_status st = SB_OK;
-    const char *url = sb_opts_str(o, "base_url");
-    size_t ul = strlen(url);
-    while (ul && url[ul - 1] == '/')
-        ul--;
-    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
-        st = sb_error_set(err, SB_ERR_CONFIG, sb_opts_where(o, "base_url"),
-                          "base_url '%s' must start with https:// (or http:// for a local "
-                          "server)",
-                          url);
-    if (st == SB_OK) {
-        L->base_url = strndup(url, ul);
-        L->chat_url = malloc(ul + 32);
-        L->model = strdup(sb_opts_str(o, "model"));
-        if (!L->base_url || !L->chat_url || !L->model)
-            st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-        else
-            snprintf(L->chat_url, ul + 32, "%s/chat/completions", L->base_url);
-    }
-    if (st == SB_OK && !*L->model)
-        st = sb_error_set(err, SB_ERR_CONFIG, sb_opts_where(o, "model"), "model is empty");
-    if (st == SB_OK)
-        st = read_env(o, "api_key_env", &L->api_key_env, &L->api_key, &L->key_missing, err);
-    const char *org_env = NULL;
-    int org_missing = 0;
-    if (st == SB_OK)
-        st = read_env(o, "organization_env", &org_env, &L->organization, &org_missing, err);
-    if (st == SB_OK && org_missing)
-        host->log(host, SB_LOG_WARN,
-                  "organization_env names %s, which is not set; sending no organization", org_env);
-    if (st == SB_OK && sb_opts_has(o, "ca_file") && access(sb_opts_str(o, "ca_file"), R_OK) != 0)
-        st = sb_error_set(err, SB_ERR_CONFIG, sb_opts_where(o, "ca_file"),
-                          "ca_file %s cannot be read: %s", sb_opts_str(o, "ca_file"),
-                          strerror(errno));
+    sb_status st = oai_client_init(&L->api, host, o, "/chat/completions", err);
     if (st == SB_OK) {
         L->prompt_path = sb_opts_str(o, "prompt");
         st = llm_template_load(L->prompt_path, &L->tmpl, err);
@@ -427,15 +304,9 @@ static sb_status llm_create(const sb_host *host, const sb_opts *o, void **inst, 
     L->seed = sb_opts_int(o, "seed");
     L->max_tokens = sb_opts_int(o, "max_completion_tokens");
     L->token_param = sb_opts_str(o, "token_param");
-    L->http.timeout_s = sb_opts_float(o, "timeout_s");
-    L->http.connect_timeout_s = sb_opts_float(o, "connect_timeout_s");
-    L->http.concurrency = (int)sb_opts_int(o, "concurrency");
-    L->http.rpm = sb_opts_float(o, "rpm");
-    L->http.tpm = sb_opts_float(o, "tpm");
-    L->http.max_retries = (int)sb_opts_int(o, "max_retries");
-    L->http.backoff_base_s = sb_opts_float(o, "backoff_base_s");
-    L->http.backoff_max_s = sb_opts_float(o, "backoff_max_s");
-    L->http.ca_file = sb_opts_has(o, "ca_file") ? sb_opts_str(o, "ca_file") : NULL;
+    L->api.http.tpm = sb_opts_float(o, "tpm");
+    L->api.http.user_agent = "serbench-llm/1";
+    L->api.http.answer_kind = "a chat completion";
     const char *rf = sb_opts_str(o, "response_format");
     L->format = !strcmp(rf, "json_object") ? LLM_FMT_JSON_OBJECT
                 : !strcmp(rf, "text")      ? LLM_FMT_TEXT
@@ -463,22 +334,13 @@ static sb_status llm_label(void *inst, const sb_corpus *corpus, const size_t *to
     llm *L = inst;
     if (n_todo == 0)
         return SB_OK;
-    if (L->key_missing)
-        return sb_error_set(err, SB_ERR_CONFIG, "api_key_env",
-                            "the environment variable %s named by api_key_env is not set (or "
-                            "empty); export it with the API key, or leave api_key_env out for "
-                            "a server without authentication",
-                            L->api_key_env);
+    sb_status st = oai_client_need_key(&L->api, err);
+    if (st != SB_OK)
+        return st;
     llm_run r;
-    sb_status st = llm_run_init(&r, L, corpus, todo, n_todo, sink, err);
-    if (st == SB_OK) {
-        oai_http_cfg cfg = L->http;
-        cfg.api_key = L->api_key;
-        cfg.organization = L->organization;
-        cfg.user_agent = "serbench-llm/1";
-        cfg.answer_kind = "a chat completion";
-        st = oai_http_create(&cfg, L->host, &r.http, err);
-    }
+    st = llm_run_init(&r, L, corpus, todo, n_todo, sink, err);
+    if (st == SB_OK)
+        st = oai_client_open(&L->api, L->host, &r.http, err);
     if (st == SB_OK)
         st = L->batch ? llm_run_batch(&r) : llm_run_sync(&r);
     oai_http_destroy(&r.http);

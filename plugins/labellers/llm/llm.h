@@ -8,7 +8,7 @@
 
 #include <serbench/serbench.h>
 
-#include "oai_http.h"
+#include "oai_client.h"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -121,13 +121,8 @@ typedef struct llm_price {
 
 typedef struct llm {
     const sb_host *host;
-    char *base_url; /* without a trailing '/' */
-    char *chat_url; /* base_url + "/chat/completions" */
-    char *model;
-    char *api_key;      /* from the environment; wiped on destroy; NULL = none */
-    char *organization; /* same */
-    const char *api_key_env;
-    int key_missing; /* api_key_env names a variable that is unset or empty */
+    /* url = base_url + "/chat/completions", model, secrets, engine settings */
+    oai_client api;
     llm_template *tmpl;
     const char *prompt_path;
     char *system; /* system prompt text, or NULL */
@@ -136,8 +131,7 @@ typedef struct llm {
     int64_t seed;
     int64_t max_tokens;
     const char *token_param; /* "max_completion_tokens" or "max_tokens" */
-    oai_http_cfg http;
-    llm_format format; /* as configured */
+    llm_format format;       /* as configured */
     int fallback, logprobs, top_logprobs, samples;
     int batch;
     double batch_poll_s;
@@ -227,8 +221,6 @@ void llm_call_fail(llm_run *r, llm_call *call, const char *fmt, ...) SB_PRINTF(3
 void llm_run_http_error(llm_run *r, const char *what, const oai_result *res);
 /* Record a stage-stopping transport failure (oai_result.permanent). */
 void llm_run_transport_error(llm_run *r, const char *error);
-/* Replace every occurrence of the API key in text by "***" (in place). */
-void llm_scrub(const llm *L, char *text);
 /* The sync mode: all calls through the HTTP engine. */
 sb_status llm_run_sync(llm_run *r);
 /* The plan JSON. */

@@ -80,7 +80,7 @@ static json_t *body_json(const llm_run *r, const llm_call *call, llm_format f, s
     free(sys_text);
     free(fix);
     json_t *b = json_object();
-    json_object_set_new(b, "model", json_string(L->model));
+    json_object_set_new(b, "model", json_string(L->api.model));
     json_object_set_new(b, "messages", msgs);
     json_object_set_new(b, "temperature", json_real(L->temperature));
     json_object_set_new(b, "top_p", json_real(L->top_p));
@@ -122,14 +122,14 @@ int llm_call_build(llm_run *r, llm_call *call)
     if (!h)
         return 0;
     sb_hasher_str(h, "llm-response/1");
-    sb_hasher_str(h, r->L->base_url);
+    sb_hasher_str(h, r->L->api.base_url);
     sb_hasher_str(h, call->body);
     sb_hasher_hex(h, call->key);
     sb_hasher_destroy(&h);
     call->body_fmt = r->fmt;
     call->looked_up = 0;
     call->job.method = OAI_POST_JSON;
-    call->job.url = r->L->chat_url;
+    call->job.url = r->L->api.url;
     call->job.body = call->body;
     call->job.body_len = strlen(call->body);
     call->job.tokens = ceil((double)chars / 4.0) + (double)r->L->max_tokens;
@@ -237,9 +237,8 @@ void llm_call_fail(llm_run *r, llm_call *call, const char *fmt, ...)
     char buf[1200];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    oai_client_vformat(&r->L->api, buf, sizeof buf, fmt, ap);
     va_end(ap);
-    llm_scrub(r->L, buf);
     call->state = LLM_CALL_FAILED;
     set_str(&call->reason, buf);
     call_finished(r, call);
@@ -342,7 +341,7 @@ static json_t *detail_json(const llm_run *r, const llm_item *it, const int *vote
         cost += c->cost;
     }
     json_t *d = json_pack("{s:s, s:s?, s:i, s:b, s:s?, s:s?, s:{s:I, s:I, s:I}, s:s, s:b, s:s}",
-                          "model", last->model ? last->model : L->model, "request_id",
+                          "model", last->model ? last->model : L->api.model, "request_id",
                           last->request_id[0] ? last->request_id : NULL, "attempts", attempts,
                           "cached", all_cached, "finish_reason", last->finish_reason,
                           "system_fingerprint", last->fingerprint, "usage", "prompt_tokens",
@@ -463,45 +462,32 @@ static void deliver(llm_run *r, llm_item *it)
 
 /* ---- errors ------------------------------------------------------------------------ */
 
-void llm_scrub(const llm *L, char *text)
-{
-    for (int i = 0; i < 2; i++) {
-        const char *secret = i ? L->organization : L->api_key;
-        size_t n = secret ? strlen(secret) : 0;
-        if (n < 4)
-            continue;
-        char *p;
-        while ((p = strstr(text, secret))) {
-            memcpy(p, "***", 3);
-            memmove(p + 3, p + n, strlen(p + n) + 1);
-        }
-    }
-}
-
 void llm_run_http_error(llm_run *r, const char *what, const oai_result *res)
 {
     const llm *L = r->L;
     char msg[700], type[64], code[64];
     oai_error_parse(res->body, res->len, msg, sizeof msg, type, sizeof type, code, sizeof code);
-    llm_scrub(L, msg);
+    oai_client_scrub(&L->api, msg);
     int quota = !strcmp(type, "insufficient_quota") || !strcmp(code, "insufficient_quota");
     char hint[400];
     if (quota)
         snprintf(hint, sizeof hint,
                  "the account's quota is used up: check the plan and billing details of the "
                  "account");
-    else if (res->status == 401 && L->api_key_env)
+    else if (res->status == 401 && L->api.api_key_env)
         snprintf(hint, sizeof hint,
-                 "check the API key in the environment variable %s (api_key_env)", L->api_key_env);
+                 "check the API key in the environment variable %s (api_key_env)",
+                 L->api.api_key_env);
     else if (res->status == 401)
         snprintf(hint, sizeof hint,
                  "the server wants an API key: set api_key_env to the name of the environment "
                  "variable that holds it");
     else if (res->status == 403)
         snprintf(hint, sizeof hint, "the key has no access to model %s or to this endpoint",
-                 L->model);
+                 L->api.model);
     else if (res->status == 404)
-        snprintf(hint, sizeof hint, "check base_url (%s) and model (%s)", L->base_url, L->model);
+        snprintf(hint, sizeof hint, "check base_url (%s) and model (%s)", L->api.base_url,
+                 L->api.model);
     else if (res->status == 400)
         snprintf(hint, sizeof hint,
                  "the server rejected the request as sent; check the options (e.g. token_param: "
@@ -514,7 +500,7 @@ void llm_run_http_error(llm_run *r, const char *what, const oai_result *res)
         snprintf(tc, sizeof tc, " (%s%s%s)", type, type[0] && code[0] ? ", " : "", code);
     if (!r->fatal)
         r->fatal = sb_error_set(
-            r->err, SB_ERR_API, L->chat_url,
+            r->err, SB_ERR_API, L->api.url,
             "%s: HTTP %ld%s: %s%s%s%s. What to do: %s. Labels delivered before this are stored; "
             "the next run asks only for the rest",
             what, res->status, tc, msg[0] ? msg : "(no error message)",
@@ -533,7 +519,7 @@ void llm_run_transport_error(llm_run *r, const char *error)
     const char *e = error ? error : "no connection";
     int tls = strstr(e, "SSL") || strstr(e, "certificate");
     r->fatal = sb_error_set(
-        r->err, SB_ERR_NETWORK, L->chat_url, "%s. What to do: %s", e,
+        r->err, SB_ERR_NETWORK, L->api.url, "%s. What to do: %s", e,
         tls ? "the server's TLS certificate is not trusted; if it is yours (a local server with "
               "its own certificate), set ca_file to the CA certificate that signed it - "
               "verification is never turned off"
@@ -553,8 +539,8 @@ static void format_key(const llm *L, char out[SB_HASH_HEX + 16])
         out[0] = 0;
         return;
     }
-    sb_hasher_str(h, L->base_url);
-    sb_hasher_str(h, L->model);
+    sb_hasher_str(h, L->api.base_url);
+    sb_hasher_str(h, L->api.model);
     sb_hasher_hex(h, hex);
     sb_hasher_destroy(&h);
     snprintf(out, SB_HASH_HEX + 16, "llm-format/1/%s", hex);
@@ -566,7 +552,7 @@ static void fall_back(llm_run *r, const oai_result *res)
     const llm *L = r->L;
     char msg[400], type[64], code[64];
     oai_error_parse(res->body, res->len, msg, sizeof msg, type, sizeof type, code, sizeof code);
-    llm_scrub(L, msg);
+    oai_client_scrub(&L->api, msg);
     llm_format from = r->fmt;
     r->fmt = r->fmt == LLM_FMT_JSON_SCHEMA ? LLM_FMT_JSON_OBJECT : LLM_FMT_TEXT;
     L->host->log(L->host, SB_LOG_WARN,
@@ -713,7 +699,7 @@ static oai_verdict sync_done(void *ctx, oai_job *job, const oai_result *res)
         if (r->probing) {
             /* The server takes requests in this format: open up to `concurrency`. */
             r->probing = 0;
-            oai_http_set_limit(r->http, r->L->http.concurrency);
+            oai_http_set_limit(r->http, r->L->api.http.concurrency);
         }
         llm_call_cache_put(r, call, a.root, res->request_id, job->attempts);
         int finished = llm_call_answer(r, call, &a, res->request_id, job->attempts, 0, 0);
@@ -806,7 +792,7 @@ sb_status llm_run_plan(llm_run *r, char **json, sb_error *err)
     snprintf(buf, sizeof buf,
              "POST %s, model %s, response_format %s, %s mode; estimates use 4 characters per "
              "token, and completion tokens are the upper bound %s x requests",
-             L->chat_url, L->model, llm_format_name(r->fmt), L->batch ? "batch" : "sync",
+             L->api.url, L->api.model, llm_format_name(r->fmt), L->batch ? "batch" : "sync",
              L->token_param);
     json_array_append_new(notes, json_string(buf));
     if (L->temperature == 0)
@@ -823,7 +809,7 @@ sb_status llm_run_plan(llm_run *r, char **json, sb_error *err)
     }
     if (!L->price.known) {
         snprintf(buf, sizeof buf, "no price for model %s under prices: the cost is unknown",
-                 L->model);
+                 L->api.model);
         json_array_append_new(notes, json_string(buf));
     } else if (L->batch) {
         json_array_append_new(notes, json_string("cost at batch prices"));
@@ -835,11 +821,11 @@ sb_status llm_run_plan(llm_run *r, char **json, sb_error *err)
                  r->n_failed);
         json_array_append_new(notes, json_string(buf));
     }
-    if (L->key_missing) {
+    if (L->api.key_missing) {
         snprintf(buf, sizeof buf,
                  "the environment variable %s (api_key_env) is not set: labelling would stop "
                  "before the first request",
-                 L->api_key_env);
+                 L->api.api_key_env);
         json_array_append_new(notes, json_string(buf));
     }
     json_object_set_new(p, "notes", notes);
