@@ -489,6 +489,14 @@ void ht_test_inputs(const sb_head_vtable *vt, const sb_option *table, const char
     cr_assert_str_eq(err.msg, want);
     tr.d.n_inputs = 1;
     ht_train(vt, a, &tr.d, &ht_empty);
+    /* the dev split is held to the same rule */
+    ht_split dv = ht_make_blobs(20, L, D, K, 0, 1.0, 1, 2);
+    dv.d.inputs = in;
+    dv.d.n_inputs = 2;
+    sb_error_clear(&err);
+    cr_assert_eq(vt->train(a, &tr.d, &dv.d, &err), SB_ERR_CONFIG, "train with a 2-input dev split");
+    cr_assert_str_eq(err.msg, want);
+    ht_free_split(&dv);
     tr.d.n_inputs = 2;
     float probs[K * 40];
     sb_error_clear(&err);
@@ -517,4 +525,67 @@ void ht_test_cancel(const sb_head_vtable *vt, const sb_option *table, const char
     vt->destroy(a);
     sbi_opts_destroy(&o);
     ht_free_split(&tr);
+}
+
+/* The dev score of the one epoch trained, as logged (%.5f), against `metric` recomputed from
+ * the predictions of the model it leaves (MAE for a regression task). */
+static void check_dev_metric(const sb_head_vtable *vt, const sb_option *table, const char *yaml,
+                             const char *metric, int K, const ht_split *tr, const ht_split *dv)
+{
+    char y[256];
+    snprintf(y, sizeof y, "%s\nepochs: 1\nmetric: %s", yaml, metric);
+    sb_opts *o = ht_opts(table, y);
+    ht_reset(3);
+    void *a = ht_create(vt, &ht_host, o, tr->d.n_layers, tr->d.dim, K);
+    ht_train(vt, a, &tr->d, &dv->d);
+    cr_assert_eq(ht_cap.n, 1);
+    size_t n = dv->d.n;
+    float *p = ht_predict(vt, a, &dv->d, K ? K : 1);
+    double want;
+    if (K == 0) {
+        want = ht_mae(p, dv->value, n);
+    } else if (strcmp(metric, "wa") == 0) {
+        want = ht_accuracy(p, dv->y, n, K);
+    } else { /* ua: the mean recall of the classes present */
+        double hit[16] = { 0 }, cnt[16] = { 0 }, sum = 0.0;
+        int present = 0;
+        for (size_t i = 0; i < n; i++) {
+            const float *pi = p + i * (size_t)K;
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                best = pi[k] > pi[best] ? k : best;
+            cnt[dv->y[i]] += 1.0;
+            hit[dv->y[i]] += best == dv->y[i];
+        }
+        for (int k = 0; k < K; k++)
+            if (cnt[k] > 0.0) {
+                sum += hit[k] / cnt[k];
+                present++;
+            }
+        want = sum / present;
+    }
+    cr_assert(fabs(ht_cap.dev[0] - want) <= 6e-6,
+              "metric %s (K %d): dev logged %.6f, predictions give %.6f", metric, K, ht_cap.dev[0],
+              want);
+    free(p);
+    vt->destroy(a);
+    sbi_opts_destroy(&o);
+}
+
+void ht_test_dev_metric(const sb_head_vtable *vt, const sb_option *table, const char *yaml)
+{
+    enum { L = 2, D = 4, K = 3 };
+    ht_split tr = ht_make_blobs(90, L, D, K, 1, 0.6, 5, 1);
+    ht_split dv = ht_make_blobs(200, L, D, K, 1, 0.6, 5, 2);
+    check_dev_metric(vt, table, yaml, "ua", K, &tr, &dv);
+    check_dev_metric(vt, table, yaml, "wa", K, &tr, &dv);
+    ht_free_split(&tr);
+    ht_free_split(&dv);
+    tr = ht_make_regression(90, L, D, 1, 0, 0.2, 1);
+    dv = ht_make_regression(60, L, D, 1, 0, 0.2, 2);
+    char mse[256]; /* an MSE loss, so that dev MAE is not the training loss */
+    snprintf(mse, sizeof mse, "%s\nloss: mse", yaml);
+    check_dev_metric(vt, table, mse, "ua", 0, &tr, &dv);
+    ht_free_split(&tr);
+    ht_free_split(&dv);
 }

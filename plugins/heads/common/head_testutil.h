@@ -100,3 +100,6 @@ void ht_test_inputs(const sb_head_vtable *vt, const sb_option *table, const char
                     const char *head);
 /* The host's cancel during train gives SB_ERR_CANCELLED. */
 void ht_test_cancel(const sb_head_vtable *vt, const sb_option *table, const char *yaml);
+/* The dev score a head logs is its `metric` option's: ua and wa on blobs, MAE for a
+ * regression task trained on MSE, each recomputed from the predictions after one epoch. */
+void ht_test_dev_metric(const sb_head_vtable *vt, const sb_option *table, const char *yaml);

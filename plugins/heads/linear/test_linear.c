@@ -488,6 +488,11 @@ Test(linear_head, reads_one_input)
     ht_test_inputs(&linear_vtable, linear_options, "epochs: 2", "linear");
 }
 
+Test(linear_head, dev_score_is_the_chosen_metric)
+{
+    ht_test_dev_metric(&linear_vtable, linear_options, "lr: 0.01");
+}
+
 Test(linear_head, cancellation)
 {
     ht_test_cancel(&linear_vtable, linear_options, "epochs: 50\nbatch_size: 8");

@@ -640,6 +640,11 @@ Test(mlp_head, reads_one_input)
     ht_test_inputs(&mlp_vtable, mlp_options, "hidden: [8]\nepochs: 2", "mlp");
 }
 
+Test(mlp_head, dev_score_is_the_chosen_metric)
+{
+    ht_test_dev_metric(&mlp_vtable, mlp_options, "lr: 0.01");
+}
+
 Test(mlp_head, cancellation)
 {
     ht_test_cancel(&mlp_vtable, mlp_options, "hidden: [8]\nepochs: 50\nbatch_size: 8");
