@@ -88,6 +88,55 @@ sb_status hd_probe_train_rows(const hd_probe *p, const sb_host *host, const sb_h
     return SB_OK;
 }
 
+/* What sb_fit's callbacks see during hd_probe_fit. */
+typedef struct fit_ctx {
+    const hd_probe *p;
+    hd_probe_step step;
+    const sb_head_data *train, *dev;
+    const size_t *dv;
+    size_t n_dv;
+} fit_ctx;
+
+static sb_status fit_step(void *ctx, const size_t *batch, size_t n, long step, double *loss,
+                          sb_error *err)
+{
+    const fit_ctx *c = ctx;
+    return c->step(c->p->ctx, c->train, batch, n, step, loss, err);
+}
+
+static sb_status fit_evaluate(void *ctx, double *score, double *shown, sb_error *err)
+{
+    const fit_ctx *c = ctx;
+    return hd_probe_evaluate(c->p, c->dev, c->dv, c->n_dv, score, shown, err);
+}
+
+sb_status hd_probe_fit(const hd_probe *p, const sb_host *host, const sb_head_data *train,
+                       const size_t *tr, size_t n_tr, const sb_head_data *dev, const size_t *dv,
+                       size_t n_dv, uint64_t stream, float *params, size_t n_params,
+                       hd_probe_step step, sb_fit_result *res, sb_error *err)
+{
+    fit_ctx c = { .p = p, .step = step, .train = train, .dev = dev, .dv = dv, .n_dv = n_dv };
+    sb_fit_spec spec = {
+        .who = p->who,
+        .epochs = p->o->epochs,
+        .patience = p->o->patience,
+        .batch_size = (size_t)p->o->batch_size,
+        .n_items = n_tr,
+        .items = tr,
+        .seed = host->seed,
+        .stream = stream,
+        .params = params,
+        .n_params = n_params,
+        .ctx = &c,
+        .step = fit_step,
+        .evaluate = fit_evaluate,
+        .has_dev = n_dv > 0,
+        .metric = hd_metric_name(p->o->metric, p->regression),
+        .host = host,
+    };
+    return sb_fit(&spec, res, err);
+}
+
 double hd_probe_regression_loss(const hd_probe *p, int B)
 {
     return p->o->loss_l1 ? sb_nn_l1_forward(p->logits, p->vb, (size_t)B)

@@ -53,6 +53,20 @@ sb_status hd_probe_train_rows(const hd_probe *p, const sb_host *host, const sb_h
                               const sb_head_data *dev, size_t **tr, size_t *n_tr, size_t **dv,
                               size_t *n_dv, sb_error *err);
 
+/* One optimisation step of a probe head on rows batch[0..n) of train (see sb_fit_spec.step);
+ * ctx is hd_probe.ctx. */
+typedef sb_status (*hd_probe_step)(void *ctx, const sb_head_data *train, const size_t *batch,
+                                   size_t n, long step, double *loss, sb_error *err);
+
+/* Train with sb_fit (who, epochs, patience and batch size from p): shuffle tr [n_tr] with the
+ * stream `stream` of host->seed, step with `step`, score dev rows dv [n_dv] with
+ * hd_probe_evaluate after each epoch when n_dv > 0 and keep the best epoch's params
+ * [n_params]. res and the errors are sb_fit's. */
+sb_status hd_probe_fit(const hd_probe *p, const sb_host *host, const sb_head_data *train,
+                       const size_t *tr, size_t n_tr, const sb_head_data *dev, const size_t *dv,
+                       size_t n_dv, uint64_t stream, float *params, size_t n_params,
+                       hd_probe_step step, sb_fit_result *res, sb_error *err);
+
 /* The regression loss (L1 or MSE, by p->o->loss_l1) of B rows' logits against vb. */
 double hd_probe_regression_loss(const hd_probe *p, int B);
 

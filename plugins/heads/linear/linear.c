@@ -82,10 +82,6 @@ typedef struct linear_head {
     /* from load: train starts from the checkpoint's parameters and statistics (once), with
      * the output layer drawn afresh when fresh_output */
     int loaded, fresh_output;
-    /* what the sb_fit callbacks read during train */
-    const sb_head_data *fit_train, *fit_dev;
-    const size_t *dev_rows;
-    size_t n_dev;
     /* work buffers for up to cap rows */
     int cap;
     float *zb;      /* (cap,L,D) standardised inputs */
@@ -353,22 +349,16 @@ static void init_params(linear_head *h)
 
 /* sb_fit's step: one AdamW step on the batch; a non-finite loss leaves the parameters alone
  * (sb_fit then stops with an error naming the epoch). */
-static sb_status fit_step(void *ctx, const size_t *batch, size_t n, long step, double *loss,
-                          sb_error *err)
+static sb_status fit_step(void *ctx, const sb_head_data *train, const size_t *batch, size_t n,
+                          long step, double *loss, sb_error *err)
 {
     (void)err;
     linear_head *h = ctx;
-    gather(h, h->fit_train, batch, 0, (int)n);
+    gather(h, train, batch, 0, (int)n);
     *loss = loss_and_grad(h, (int)n, 1);
     if (isfinite(*loss))
         adamw(h, (int)step);
     return SB_OK;
-}
-
-static sb_status fit_evaluate(void *ctx, double *score, double *shown, sb_error *err)
-{
-    linear_head *h = ctx;
-    return hd_probe_evaluate(&h->probe, h->fit_dev, h->dev_rows, h->n_dev, score, shown, err);
 }
 
 static sb_status linear_train(void *inst, const sb_head_data *train, const sb_head_data *dev,
@@ -403,30 +393,9 @@ static sb_status linear_train(void *inst, const sb_head_data *train, const sb_he
     h->loaded = h->fresh_output = 0;
     h->trained = 0;
 
-    h->fit_train = train;
-    h->fit_dev = dev;
-    h->dev_rows = dv;
-    h->n_dev = n_dv;
-    sb_fit_spec spec = {
-        .who = WHO,
-        .epochs = h->o.epochs,
-        .patience = h->o.patience,
-        .batch_size = (size_t)h->o.batch_size,
-        .n_items = n_tr,
-        .items = tr,
-        .seed = host->seed,
-        .stream = STREAM_SHUFFLE,
-        .params = h->params,
-        .n_params = h->n_params,
-        .ctx = h,
-        .step = fit_step,
-        .evaluate = fit_evaluate,
-        .has_dev = n_dv > 0,
-        .metric = hd_metric_name(h->o.metric, h->regression),
-        .host = host,
-    };
     sb_fit_result res;
-    if ((st = sb_fit(&spec, &res, err)) != SB_OK)
+    if ((st = hd_probe_fit(&h->probe, host, train, tr, n_tr, dev, dv, n_dv, STREAM_SHUFFLE,
+                           h->params, h->n_params, fit_step, &res, err)) != SB_OK)
         goto out;
     h->trained = 1;
 
@@ -446,8 +415,6 @@ static sb_status linear_train(void *inst, const sb_head_data *train, const sb_he
                   n_tr, from_checkpoint ? " (from a checkpoint)" : "", res.epochs_run, top,
                   (double)h->wl[top]);
 out:
-    h->fit_train = h->fit_dev = NULL;
-    h->dev_rows = NULL;
     free(tr);
     free(dv);
     return st;

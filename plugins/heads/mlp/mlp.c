@@ -121,10 +121,6 @@ typedef struct mlp_head {
     /* from load: train starts from the checkpoint's parameters and statistics (once), with
      * the output layer drawn afresh when fresh_output */
     int loaded, fresh_output;
-    /* what the sb_fit callbacks use during train */
-    const sb_head_data *fit_train, *fit_dev;
-    const size_t *dev_rows;
-    size_t n_dev;
     long warmup_steps, total_steps, clipped;
     /* work buffers for up to cap rows */
     int cap;
@@ -530,11 +526,11 @@ static void schedule_steps(const mlp_head *h, size_t n_tr, long *warmup, long *t
 
 /* sb_fit's step: forward and backward with dropout, global-norm clipping, one AdamW step at
  * the schedule's rate. A non-finite loss or gradient norm leaves the parameters alone. */
-static sb_status fit_step(void *ctx, const size_t *batch, size_t n, long step, double *loss,
-                          sb_error *err)
+static sb_status fit_step(void *ctx, const sb_head_data *train, const size_t *batch, size_t n,
+                          long step, double *loss, sb_error *err)
 {
     mlp_head *h = ctx;
-    gather(h, h->fit_train, batch, 0, (int)n);
+    gather(h, train, batch, 0, (int)n);
     *loss = loss_and_grad(h, (int)n, 1);
     double norm = sb_nn_clip_grad_norm(h->grads, h->n_params, h->clip);
     if (!isfinite(*loss))
@@ -548,12 +544,6 @@ static sb_status fit_step(void *ctx, const size_t *batch, size_t n, long step, d
     float lr = sb_nn_lr_warmup_cosine(step, h->warmup_steps, h->total_steps, h->o.lr, 0.0f);
     adamw(h, (int)step, lr);
     return SB_OK;
-}
-
-static sb_status fit_evaluate(void *ctx, double *score, double *shown, sb_error *err)
-{
-    mlp_head *h = ctx;
-    return hd_probe_evaluate(&h->probe, h->fit_dev, h->dev_rows, h->n_dev, score, shown, err);
 }
 
 static sb_status mlp_train(void *inst, const sb_head_data *train, const sb_head_data *dev,
@@ -591,30 +581,9 @@ static sb_status mlp_train(void *inst, const sb_head_data *train, const sb_head_
 
     schedule_steps(h, n_tr, &h->warmup_steps, &h->total_steps);
     h->clipped = 0;
-    h->fit_train = train;
-    h->fit_dev = dev;
-    h->dev_rows = dv;
-    h->n_dev = n_dv;
-    sb_fit_spec spec = {
-        .who = WHO,
-        .epochs = h->o.epochs,
-        .patience = h->o.patience,
-        .batch_size = (size_t)h->o.batch_size,
-        .n_items = n_tr,
-        .items = tr,
-        .seed = host->seed,
-        .stream = STREAM_SHUFFLE,
-        .params = h->params,
-        .n_params = h->n_params,
-        .ctx = h,
-        .step = fit_step,
-        .evaluate = fit_evaluate,
-        .has_dev = n_dv > 0,
-        .metric = hd_metric_name(h->o.metric, h->regression),
-        .host = host,
-    };
     sb_fit_result res;
-    if ((st = sb_fit(&spec, &res, err)) != SB_OK)
+    if ((st = hd_probe_fit(&h->probe, host, train, tr, n_tr, dev, dv, n_dv, STREAM_SHUFFLE,
+                           h->params, h->n_params, fit_step, &res, err)) != SB_OK)
         goto out;
     h->trained = 1;
 
@@ -634,8 +603,6 @@ static sb_status mlp_train(void *inst, const sb_head_data *train, const sb_head_
                   n_tr, from_checkpoint ? " (from a checkpoint)" : "", h->n_params, res.epochs_run,
                   top, (double)h->wl[top], h->clipped, res.steps);
 out:
-    h->fit_train = h->fit_dev = NULL;
-    h->dev_rows = NULL;
     free(tr);
     free(dv);
     return st;
