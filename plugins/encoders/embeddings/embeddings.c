@@ -474,7 +474,7 @@ static sb_status emb_fingerprint(void *inst, char out[128], sb_error *err)
     } else {
         char h[SB_HASH_HEX];
         sb_hash_hex(E->api.model, strlen(E->api.model), h);
-        snprintf(out, 128, "%.60s~%s%s", E->api.model, h, d);
+        snprintf(out, 128, "%.40s~%.32s%s", E->api.model, h, d); /* <= 40+1+32+47 */
     }
     return SB_OK;
 }
