@@ -28,6 +28,8 @@ static void cap_log(const sb_host *h, sb_log_level level, const char *fmt, ...)
         snprintf(ht_cap.info, sizeof ht_cap.info, "%s", line);
     if (level == SB_LOG_WARN)
         snprintf(ht_cap.warn, sizeof ht_cap.warn, "%s", line);
+    if (level <= SB_LOG_INFO && getenv("HT_TEST_LOG")) /* to watch a test train */
+        fprintf(stderr, "%s\n", line);
     if (level != SB_LOG_DEBUG || strncmp(line, "epoch ", 6) != 0 || ht_cap.n >= HT_MAX_EPOCHS)
         return;
     double dev = NAN;

@@ -21,7 +21,8 @@ typedef struct ht_capture {
 } ht_capture;
 
 extern ht_capture ht_cap;
-/* A host logging into ht_cap; its seed may be changed by a test. */
+/* A host logging into ht_cap (and with HT_TEST_LOG set, INFO and above to stderr); its seed
+ * may be changed by a test. */
 extern sb_host ht_host;
 
 /* Clears ht_cap (cancel_after = -1) and sets ht_host.seed. */

@@ -10,51 +10,17 @@
 #include <stdarg.h>
 #include <unistd.h>
 
+#include "head_testutil.h"
 #include "internal.h"
 
-/* ---- a host that keeps the last warning ------------------------------------------------ */
+/* ---- the host: head_testutil's ht_host, with seed 7 at the start of every test ------------- */
 
-static char last_warn[1024], last_info[1024];
-
-static void t_log(const sb_host *hst, sb_log_level level, const char *fmt, ...) SB_PRINTF(3, 4);
-static void t_log(const sb_host *hst, sb_log_level level, const char *fmt, ...)
+static void reset_host(void)
 {
-    (void)hst;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (level == SB_LOG_WARN)
-        snprintf(last_warn, sizeof last_warn, "%s", line);
-    if (level == SB_LOG_INFO)
-        snprintf(last_info, sizeof last_info, "%s", line);
-    if (level <= SB_LOG_INFO && getenv("HIER_TEST_LOG"))
-        fprintf(stderr, "%s\n", line);
+    ht_reset(7);
 }
 
-static void t_progress(const sb_host *hst, uint64_t done, uint64_t total)
-{
-    (void)hst;
-    (void)done;
-    (void)total;
-}
-
-static int t_cancelled(const sb_host *hst)
-{
-    (void)hst;
-    return 0;
-}
-
-static sb_host t_host = {
-    .struct_size = sizeof(sb_host),
-    .log = t_log,
-    .progress = t_progress,
-    .cancelled = t_cancelled,
-    .cache_dir = "/tmp",
-    .seed = 7,
-    .threads = 1,
-};
+TestSuite(hierarchical, .init = reset_host);
 
 static hier_head *make_head(const char *yaml, int L, int D, int K)
 {
@@ -63,7 +29,7 @@ static hier_head *make_head(const char *yaml, int L, int D, int K)
     cr_assert_eq(sbi_opts_parse(hier_options, yaml, "test-hier", &o, &err), SB_OK,
                  "options '%s': %s", yaml, err.msg);
     void *inst = NULL;
-    cr_assert_eq(hier_create(&t_host, o, L, D, K, &inst, &err), SB_OK, "create: %s", err.msg);
+    cr_assert_eq(hier_create(&ht_host, o, L, D, K, &inst, &err), SB_OK, "create: %s", err.msg);
     sbi_opts_destroy(&o);
     return inst;
 }
@@ -353,17 +319,25 @@ static hier_head *grad_setup(const char *yaml, int n_inputs, dset *s, gctx *c)
     return h;
 }
 
-static void grad_ctx(hier_head *h, gctx *c, int stage, const char *what)
+/* Stage 2 (of branch b) or stage 3 (b = -1) gradients of the head `yaml` builds over
+ * n_inputs inputs, against finite differences. */
+static void ctx_gradient(const char *yaml, int n_inputs, int b, int stage, const char *what)
 {
+    dset s;
+    gctx c = { .b = b };
+    hier_head *h = grad_setup(yaml, n_inputs, &s, &c);
     work2 *w = &h->w2;
     memset(h->grads, 0, h->n_params * sizeof(float));
-    loss_ctx(h, c);
-    hier_head_loss(h, c->B * c->T, w->logits, w->probs, w->dlogits, w->losses, w->yb, w->tb, 1);
+    loss_ctx(h, &c);
+    hier_head_loss(h, c.B * c.T, w->logits, w->probs, w->dlogits, w->losses, w->yb, w->tb, 1);
     if (stage == 2)
-        hier_s2_backward(h, c->b, c->B, c->T, NULL, 0);
+        hier_s2_backward(h, c.b, c.B, c.T, NULL, 0);
     else
-        hier_s3_backward(h, c->B, c->T, 0);
-    check_grads(h, stage, c->b, loss_ctx, c, what);
+        hier_s3_backward(h, c.B, c.T, 0);
+    check_grads(h, stage, c.b, loss_ctx, &c, what);
+    split_free(&c.st);
+    hier_destroy(h);
+    dset_free(&s);
 }
 
 Test(hierarchical, stage1_gradient)
@@ -384,50 +358,26 @@ Test(hierarchical, stage1_gradient)
 
 Test(hierarchical, stage2_transformer_gradient)
 {
-    dset s;
-    gctx c = { .b = 0 };
-    hier_head *h = grad_setup("d_model: 8\nheads: 2\nffn: 12\nlayers: 2\nspeakers: true\n"
-                              "max_speakers: 2\nstages: 2",
-                              1, &s, &c);
-    grad_ctx(h, &c, 2, "stage 2 transformer");
-    split_free(&c.st);
-    hier_destroy(h);
-    dset_free(&s);
+    ctx_gradient("d_model: 8\nheads: 2\nffn: 12\nlayers: 2\nspeakers: true\nmax_speakers: 2\n"
+                 "stages: 2",
+                 1, 0, 2, "stage 2 transformer");
 }
 
 Test(hierarchical, stage2_causal_transformer_gradient)
 {
-    dset s;
-    gctx c = { .b = 0 };
-    hier_head *h =
-        grad_setup("d_model: 8\nheads: 2\nffn: 12\nlayers: 1\ncausal: true\nstages: 2", 1, &s, &c);
-    grad_ctx(h, &c, 2, "stage 2 causal transformer");
-    split_free(&c.st);
-    hier_destroy(h);
-    dset_free(&s);
+    ctx_gradient("d_model: 8\nheads: 2\nffn: 12\nlayers: 1\ncausal: true\nstages: 2", 1, 0, 2,
+                 "stage 2 causal transformer");
 }
 
 Test(hierarchical, stage2_bigru_gradient)
 {
-    dset s;
-    gctx c = { .b = 0 };
-    hier_head *h =
-        grad_setup("d_model: 8\nheads: 2\ncontext: bigru\nspeakers: true\nstages: 2", 1, &s, &c);
-    grad_ctx(h, &c, 2, "stage 2 bigru");
-    split_free(&c.st);
-    hier_destroy(h);
-    dset_free(&s);
+    ctx_gradient("d_model: 8\nheads: 2\ncontext: bigru\nspeakers: true\nstages: 2", 1, 0, 2,
+                 "stage 2 bigru");
 }
 
 Test(hierarchical, stage3_coattention_gradient)
 {
-    dset s;
-    gctx c = { .b = -1 };
-    hier_head *h = grad_setup("d_model: 8\nheads: 2\nfusion: coattention", 2, &s, &c);
-    grad_ctx(h, &c, 3, "stage 3 coattention");
-    split_free(&c.st);
-    hier_destroy(h);
-    dset_free(&s);
+    ctx_gradient("d_model: 8\nheads: 2\nfusion: coattention", 2, -1, 3, "stage 3 coattention");
 }
 
 Test(hierarchical, regression_gradient)
@@ -691,10 +641,10 @@ Test(hierarchical, same_seed_gives_identical_predictions, .timeout = 300)
                  "two runs with one seed differ");
     cr_assert_eq(memcmp(a->params, b->params, a->n_params * sizeof(float)), 0);
     /* another seed gives other parameters (the seed reaches the model) */
-    t_host.seed = 8;
+    ht_host.seed = 8;
     hier_head *c = make_head(yaml, L, D, K);
     train_ok(c, &tr.d, &dv.d);
-    t_host.seed = 7;
+    ht_host.seed = 7;
     cr_assert_neq(memcmp(a->params, c->params, a->n_params * sizeof(float)), 0);
     free(pa);
     free(pb);
@@ -997,13 +947,13 @@ Test(hierarchical, bad_input_is_reported)
     void *inst = NULL;
     sb_error e9 = { 0 };
     cr_assert_eq(sbi_opts_parse(hier_options, "d_model: 30\nheads: 4", "t", &o, &e9), SB_OK);
-    cr_assert_eq(hier_create(&t_host, o, L, D, K, &inst, &e9), SB_ERR_CONFIG);
+    cr_assert_eq(hier_create(&ht_host, o, L, D, K, &inst, &e9), SB_ERR_CONFIG);
     cr_assert(strstr(e9.msg, "heads"), "%s", e9.msg);
     sbi_opts_destroy(&o);
     sb_error e10 = { 0 };
     cr_assert_eq(sbi_opts_parse(hier_options, "context: bigru\ncausal: true", "t", &o, &e10),
                  SB_OK);
-    cr_assert_eq(hier_create(&t_host, o, L, D, K, &inst, &e10), SB_ERR_CONFIG);
+    cr_assert_eq(hier_create(&ht_host, o, L, D, K, &inst, &e10), SB_ERR_CONFIG);
     sbi_opts_destroy(&o);
 
     hier_destroy(h);
@@ -1021,10 +971,10 @@ Test(hierarchical, dev_set_with_missing_classes_trains_and_warns, .timeout = 120
     for (size_t r = 0; r < dv.d.n; r++) /* dev has classes 0 and 1 only */
         if (dv.y[r] >= 2)
             dv.y[r] = dv.y[r] - 2;
-    last_warn[0] = '\0';
+    ht_cap.warn[0] = '\0';
     hier_head *h = make_head(NET "epochs: 3", L, D, K);
     train_ok(h, &tr.d, &dv.d);
-    cr_assert(strstr(last_warn, "2 of the 4 classes"), "warning: '%s'", last_warn);
+    cr_assert(strstr(ht_cap.warn, "2 of the 4 classes"), "warning: '%s'", ht_cap.warn);
     hier_destroy(h);
     dset_free(&tr);
     dset_free(&dv);
