@@ -1007,6 +1007,27 @@ out:
 /* ---- predict ----------------------------------------------------------------------------------
  */
 
+/* probs (d->n, KO) = the mean over the branches of their stage-1 or stage-2 outputs. */
+static sb_status average_branches(hier_head *h, int stage, const sb_head_data *data,
+                                  const split_state *ps, float *probs, sb_error *err)
+{
+    size_t nk = data->n * (size_t)h->KO;
+    float *tmp = malloc(nk * sizeof(float));
+    if (!tmp)
+        return sb_error_set(err, SB_ERR_NOMEM, HIER_WHO, "out of memory");
+    memset(probs, 0, nk * sizeof(float));
+    for (int b = 0; b < h->NB; b++) {
+        if (stage == 1)
+            stage_outputs(h, 1, b, data, ps->all, NULL, NULL, NULL, tmp);
+        else
+            stage_outputs(h, 2, b, data, ps->all, &ps->p_all, ps->E, NULL, tmp);
+        for (size_t i = 0; i < nk; i++)
+            probs[i] += tmp[i] / (float)h->NB;
+    }
+    free(tmp);
+    return SB_OK;
+}
+
 static sb_status hier_predict(void *inst, const sb_head_data *data, float *probs, sb_error *err)
 {
     hier_head *h = inst;
@@ -1033,42 +1054,12 @@ static sb_status hier_predict(void *inst, const sb_head_data *data, float *probs
     if (stage >= 3)
         for (int b = 0; b < h->NB; b++)
             context_outputs(h, b, &ps.p_all, ps.E, ps.Cx[b]);
-    if (stage == 1) {
-        /* one utterance model per branch: their probabilities averaged (values for
-         * regression) */
-        float *tmp = malloc(data->n * (size_t)h->KO * sizeof(float));
-        if (!tmp) {
-            st = sb_error_set(err, SB_ERR_NOMEM, HIER_WHO, "out of memory");
-            goto out;
-        }
-        size_t nk = data->n * (size_t)h->KO;
-        memset(probs, 0, nk * sizeof(float));
-        for (int b = 0; b < h->NB; b++) {
-            stage_outputs(h, 1, b, data, ps.all, NULL, NULL, NULL, tmp);
-            for (size_t i = 0; i < nk; i++)
-                probs[i] += tmp[i] / (float)h->NB;
-        }
-        free(tmp);
-    } else {
-        /* a single branch at stage 2 (stages: 2 with several inputs averages them) */
-        if (stage == 2 && h->NB > 1) {
-            float *tmp = malloc(data->n * (size_t)h->KO * sizeof(float));
-            if (!tmp) {
-                st = sb_error_set(err, SB_ERR_NOMEM, HIER_WHO, "out of memory");
-                goto out;
-            }
-            size_t nk = data->n * (size_t)h->KO;
-            memset(probs, 0, nk * sizeof(float));
-            for (int b = 0; b < h->NB; b++) {
-                stage_outputs(h, 2, b, data, ps.all, &ps.p_all, ps.E, NULL, tmp);
-                for (size_t i = 0; i < nk; i++)
-                    probs[i] += tmp[i] / (float)h->NB;
-            }
-            free(tmp);
-        } else {
-            stage_outputs(h, stage, 0, data, ps.all, &ps.p_all, ps.E, ps.Cx, probs);
-        }
-    }
+    /* one utterance model per branch at stage 1, and stages: 2 with several inputs: their
+     * probabilities averaged (values for regression); else the one model of the stage */
+    if (stage == 1 || (stage == 2 && h->NB > 1))
+        st = average_branches(h, stage, data, &ps, probs, err);
+    else
+        stage_outputs(h, stage, 0, data, ps.all, &ps.p_all, ps.E, ps.Cx, probs);
 out:
     split_free(&ps);
     return st;

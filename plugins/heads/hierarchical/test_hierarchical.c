@@ -625,6 +625,48 @@ Test(hierarchical, fine_tuned_fusion_needs_both_inputs, .timeout = 300)
     fusion_task("coattention", "freeze: false");
 }
 
+/* With a model per input (stages: 1) the prediction is the mean of the branches' stage-1
+ * probabilities; stages: 2 over two inputs averages the two context models, so rows still
+ * sum to 1. */
+Test(hierarchical, several_branches_predict_their_mean, .timeout = 120)
+{
+    int L = 2, D = 6, K = 4;
+    dset tr = make_dialogues(2, 30, 2, 5, L, D, 2, 2.0, K, 1, "tr");
+    label_both(&tr);
+    sb_error err = { 0 };
+    for (int stages = 1; stages <= 2; stages++) {
+        char yaml[128];
+        snprintf(yaml, sizeof yaml, "d_model: 8\nheads: 2\nffn: 12\nepochs: 2\nstages: %d", stages);
+        hier_head *h = make_head(yaml, L, D, K);
+        train_ok(h, &tr.d, NULL);
+        cr_assert_eq(h->trained_stage, stages);
+        float *p = predict(h, &tr.d);
+        for (size_t r = 0; r < tr.d.n; r++) {
+            double sum = 0.0;
+            for (int k = 0; k < K; k++)
+                sum += p[r * (size_t)K + (size_t)k];
+            cr_assert(fabs(sum - 1.0) < 1e-5, "stages %d: row %zu sums to %.7f", stages, r, sum);
+        }
+        if (stages == 1) {
+            split_state ps;
+            cr_assert_eq(split_prepare(h, &tr.d, &ps, 0, &err), SB_OK, "%s", err.msg);
+            cr_assert_eq(hier_work1_reserve(h, 64, &err), SB_OK);
+            size_t nk = tr.d.n * (size_t)K;
+            float *o0 = malloc(nk * sizeof(float)), *o1 = malloc(nk * sizeof(float));
+            stage_outputs(h, 1, 0, &tr.d, ps.all, NULL, NULL, NULL, o0);
+            stage_outputs(h, 1, 1, &tr.d, ps.all, NULL, NULL, NULL, o1);
+            for (size_t i = 0; i < nk; i++)
+                cr_assert_eq(p[i], (0.0f + o0[i] / 2.0f) + o1[i] / 2.0f, "entry %zu", i);
+            free(o0);
+            free(o1);
+            split_free(&ps);
+        }
+        free(p);
+        hier_destroy(h);
+    }
+    dset_free(&tr);
+}
+
 Test(hierarchical, same_seed_gives_identical_predictions, .timeout = 300)
 {
     int L = 2, D = 8, K = 4;
