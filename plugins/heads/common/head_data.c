@@ -146,6 +146,44 @@ void hd_layer_weights(int learn, const float *a, int L, float *w)
             w[l] = 1.0f / (float)L;
 }
 
+void hd_mix_forward(float *zbar, const float *z, const float *w, int B, int L, int D)
+{
+    for (int b = 0; b < B; b++) {
+        const float *z_b = z + (size_t)b * L * D;
+        float *zbar_b = zbar + (size_t)b * D;
+        for (int d = 0; d < D; d++)
+            zbar_b[d] = 0.0f;
+        for (int l = 0; l < L; l++) {
+            const float *z_bl = z_b + (size_t)l * D;
+            float w_l = w[l];
+            for (int d = 0; d < D; d++)
+                zbar_b[d] += w_l * z_bl[d];
+        }
+    }
+}
+
+void hd_mix_backward(float *da, double *dw, const float *dzbar, const float *z, const float *w,
+                     int B, int L, int D)
+{
+    double dw_mean = 0.0;
+    for (int l = 0; l < L; l++)
+        dw[l] = 0.0;
+    for (int b = 0; b < B; b++) {
+        const float *dzbar_b = dzbar + (size_t)b * D;
+        for (int l = 0; l < L; l++) {
+            const float *z_bl = z + ((size_t)b * L + l) * D;
+            double s = 0.0;
+            for (int d = 0; d < D; d++)
+                s += (double)dzbar_b[d] * z_bl[d];
+            dw[l] += s;
+        }
+    }
+    for (int l = 0; l < L; l++)
+        dw_mean += w[l] * dw[l];
+    for (int l = 0; l < L; l++)
+        da[l] += (float)(w[l] * (dw[l] - dw_mean));
+}
+
 void hd_gather(int L, int D, const float *mu, const float *inv_sd, const sb_head_data *d,
                const size_t *rows, size_t first, int B, float *zb, int32_t *yb)
 {

@@ -40,6 +40,15 @@ void hd_class_weights(int balanced, int K, const sb_head_data *d, const size_t *
 /* Layer weights w[L]: softmax of the logits a when learned, else uniform. */
 void hd_layer_weights(int learn, const float *a, int L, float *w);
 
+/* The layer mixing: zbar [B, D] = sum_l w[l] z[b, l, :] for z [B, L, D] and w [L]. */
+void hd_mix_forward(float *zbar, const float *z, const float *w, int B, int L, int D);
+
+/* Its backward into the layer logits a (w = softmax(a)): dw[l] = sum_b sum_d dzbar[b,d]
+ * z[b,l,d] in double (dw [L] is scratch), then through the softmax Jacobian
+ * da[j] += w[j] (dw[j] - sum_l w[l] dw[l]). */
+void hd_mix_backward(float *da, double *dw, const float *dzbar, const float *z, const float *w,
+                     int B, int L, int D);
+
 /* Copy rows[0..B) of d (rows first..first+B when rows is NULL) into zb [B, L, D],
  * standardised with mu / inv_sd, and their targets (or -1) into yb [B]. */
 void hd_gather(int L, int D, const float *mu, const float *inv_sd, const sb_head_data *d,

@@ -227,18 +227,7 @@ static void forward(linear_head *h, int B)
 {
     int L = h->L, D = h->D;
     layer_weights(h, h->wl);
-    for (int b = 0; b < B; b++) {
-        const float *z_b = h->zb + (size_t)b * L * D;
-        float *zbar_b = h->zbar + (size_t)b * D;
-        for (int d = 0; d < D; d++)
-            zbar_b[d] = 0.0f;
-        for (int l = 0; l < L; l++) {
-            const float *z_bl = z_b + (size_t)l * D;
-            float w = h->wl[l];
-            for (int d = 0; d < D; d++)
-                zbar_b[d] += w * z_bl[d];
-        }
-    }
+    hd_mix_forward(h->zbar, h->zb, h->wl, B, L, D);
     sb_nn_linear_forward(h->logits, h->zbar, h->W, h->bias, B, D, h->K);
     if (!h->regression)
         sb_nn_softmax_forward(h->probs, h->logits, B, h->K);
@@ -266,25 +255,7 @@ static double loss_and_grad(linear_head *h, int B, int grads)
     sb_nn_linear_backward(h->dzbar, h->dW, h->dbias, h->dlogits, h->zbar, h->W, B, D, K);
     if (!h->o.learn_layers)
         return loss;
-    /* dw[l] = sum_b sum_d dzbar[b,d] z[b,l,d]; then through the softmax Jacobian:
-     * da[j] = w[j] (dw[j] - sum_l w[l] dw[l]). */
-    double dw_mean = 0.0, *dw = h->dwl;
-    for (int l = 0; l < L; l++)
-        dw[l] = 0.0;
-    for (int b = 0; b < B; b++) {
-        const float *dzbar_b = h->dzbar + (size_t)b * D;
-        for (int l = 0; l < L; l++) {
-            const float *z_bl = h->zb + ((size_t)b * L + l) * D;
-            double s = 0.0;
-            for (int d = 0; d < D; d++)
-                s += (double)dzbar_b[d] * z_bl[d];
-            dw[l] += s;
-        }
-    }
-    for (int l = 0; l < L; l++)
-        dw_mean += h->wl[l] * dw[l];
-    for (int l = 0; l < L; l++)
-        h->da[l] += (float)(h->wl[l] * (dw[l] - dw_mean));
+    hd_mix_backward(h->da, h->dwl, h->dzbar, h->zb, h->wl, B, L, D);
     return loss;
 }
 
