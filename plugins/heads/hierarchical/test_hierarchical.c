@@ -483,7 +483,7 @@ Test(hierarchical, fine_tuning_whole_model_gradient)
 #define NET "d_model: 32\nheads: 2\nffn: 64\nlr: 0.003\ndropout: 0.1\n"
 #define SMALL NET "epochs: 150\npatience: 20\n"
 
-Test(hierarchical, context_solves_the_previous_turn_task, .timeout = 300)
+Test(hierarchical, context_solves_the_previous_turn_task)
 {
     int L = 2, D = 12, K = 4;
     dset tr = make_dialogues(1, 500, 5, 10, L, D, K, 3.0, K, 1, "tr");
@@ -528,7 +528,7 @@ Test(hierarchical, context_solves_the_previous_turn_task, .timeout = 300)
 /* Without the turn-0 hint, stage 1 is trained on labels its own utterance says nothing
  * about, and its frozen embeddings lose part of the code; fine-tuning stage 1 with stage 2
  * (freeze: false) learns embeddings that keep it. */
-Test(hierarchical, fine_tuning_recovers_what_a_frozen_stage1_loses, .timeout = 300)
+Test(hierarchical, fine_tuning_recovers_what_a_frozen_stage1_loses)
 {
     int L = 2, D = 12, K = 4;
     dset tr = make_dialogues(1, 300, 5, 10, L, D, K, 3.0, K, 1, "tr");
@@ -610,17 +610,17 @@ static void fusion_task(const char *fusion, const char *extra)
     dset_free(&te);
 }
 
-Test(hierarchical, coattention_fusion_needs_both_inputs, .timeout = 300)
+Test(hierarchical, coattention_fusion_needs_both_inputs)
 {
     fusion_task("coattention", "");
 }
 
-Test(hierarchical, concat_fusion_needs_both_inputs, .timeout = 300)
+Test(hierarchical, concat_fusion_needs_both_inputs)
 {
     fusion_task("concat", "");
 }
 
-Test(hierarchical, fine_tuned_fusion_needs_both_inputs, .timeout = 300)
+Test(hierarchical, fine_tuned_fusion_needs_both_inputs)
 {
     fusion_task("coattention", "freeze: false");
 }
@@ -628,7 +628,7 @@ Test(hierarchical, fine_tuned_fusion_needs_both_inputs, .timeout = 300)
 /* With a model per input (stages: 1) the prediction is the mean of the branches' stage-1
  * probabilities; stages: 2 over two inputs averages the two context models, so rows still
  * sum to 1. */
-Test(hierarchical, several_branches_predict_their_mean, .timeout = 120)
+Test(hierarchical, several_branches_predict_their_mean)
 {
     int L = 2, D = 6, K = 4;
     dset tr = make_dialogues(2, 30, 2, 5, L, D, 2, 2.0, K, 1, "tr");
@@ -667,7 +667,7 @@ Test(hierarchical, several_branches_predict_their_mean, .timeout = 120)
     dset_free(&tr);
 }
 
-Test(hierarchical, same_seed_gives_identical_predictions, .timeout = 300)
+Test(hierarchical, same_seed_gives_identical_predictions)
 {
     int L = 2, D = 8, K = 4;
     dset tr = make_dialogues(2, 40, 3, 7, L, D, 2, 1.5, K, 4, "tr");
@@ -756,13 +756,13 @@ static void padding_invariance(const char *yaml)
     dset_free(&tr);
 }
 
-Test(hierarchical, predictions_do_not_depend_on_the_batch, .timeout = 300)
+Test(hierarchical, predictions_do_not_depend_on_the_batch)
 {
     padding_invariance(NET "epochs: 3\nspeakers: true");
     padding_invariance(NET "epochs: 3\ncontext: bigru\nfusion: concat");
 }
 
-Test(hierarchical, regression_learns, .timeout = 300)
+Test(hierarchical, regression_learns)
 {
     int L = 2, D = 8;
     dset tr = make_dialogues(1, 300, 3, 8, L, D, 4, 3.0, 0, 4, "tr");
@@ -822,7 +822,7 @@ static sb_status load_file(hier_head *h, const char *path, const char *parts, in
     return st;
 }
 
-Test(hierarchical, save_load_predicts_the_same, .timeout = 300)
+Test(hierarchical, save_load_predicts_the_same)
 {
     int L = 2, D = 8, K = 4;
     dset tr = make_dialogues(2, 40, 3, 7, L, D, 2, 1.5, K, 4, "tr");
@@ -867,7 +867,7 @@ Test(hierarchical, save_load_predicts_the_same, .timeout = 300)
     dset_free(&te);
 }
 
-Test(hierarchical, stage1_checkpoint_for_fine_tuning, .timeout = 300)
+Test(hierarchical, stage1_checkpoint_for_fine_tuning)
 {
     int L = 2, D = 12, K = 4;
     dset tr = make_dialogues(1, 500, 5, 10, L, D, K, 3.0, K, 1, "tr");
@@ -1003,7 +1003,7 @@ Test(hierarchical, bad_input_is_reported)
     dset_free(&tr);
 }
 
-Test(hierarchical, dev_set_with_missing_classes_trains_and_warns, .timeout = 120)
+Test(hierarchical, dev_set_with_missing_classes_trains_and_warns)
 {
     int L = 2, D = 6, K = 4;
     dset tr = make_dialogues(1, 30, 3, 6, L, D, K, 1.5, K, 1, "tr");
