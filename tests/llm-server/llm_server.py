@@ -321,15 +321,15 @@ def check_strict_schema(schema, name, context="()"):
         check_strict_schema(schema["items"], name, context + " items")
 
 
-def validate_chat(req, opts):
-    """Checks a chat request as OpenAI would and extracts what the answer needs."""
+def check_body_and_model(req, known):
+    """The checks every endpoint makes first, as OpenAI does: a JSON object, only known
+    fields, a non-empty model name. Returns the model."""
     if not isinstance(req, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     for key in req:
-        if key not in KNOWN_FIELDS:
+        if key not in known:
             raise ApiError(400, f"Unrecognized request argument supplied: {key}", param=key,
                            code="unknown_parameter")
-    info = ChatInfo()
     model = req.get("model")
     if model is None:
         raise ApiError(400, "you must provide a model parameter", param="model",
@@ -337,7 +337,13 @@ def validate_chat(req, opts):
     if not isinstance(model, str) or not model:
         raise ApiError(400, "Invalid 'model': expected a non-empty string.", param="model",
                        code="invalid_type")
-    info.model = model
+    return model
+
+
+def validate_chat(req, opts):
+    """Checks a chat request as OpenAI would and extracts what the answer needs."""
+    info = ChatInfo()
+    info.model = check_body_and_model(req, KNOWN_FIELDS)
 
     messages = req.get("messages")
     if messages is None:
@@ -518,21 +524,8 @@ class EmbeddingInfo:
 
 def validate_embeddings(req, opts):
     """Checks an embeddings request as OpenAI would (CreateEmbeddingRequest)."""
-    if not isinstance(req, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
-    for key in req:
-        if key not in EMBEDDING_FIELDS:
-            raise ApiError(400, f"Unrecognized request argument supplied: {key}", param=key,
-                           code="unknown_parameter")
     info = EmbeddingInfo()
-    model = req.get("model")
-    if model is None:
-        raise ApiError(400, "you must provide a model parameter", param="model",
-                       code="missing_required_parameter")
-    if not isinstance(model, str) or not model:
-        raise ApiError(400, "Invalid 'model': expected a non-empty string.", param="model",
-                       code="invalid_type")
-    info.model = model
+    info.model = model = check_body_and_model(req, EMBEDDING_FIELDS)
     inp = req.get("input")
     if inp is None:
         raise ApiError(400, "Missing required parameter: 'input'.", param="input",
