@@ -176,6 +176,11 @@ expect_in $T/ft5.err "no run in"
 run_sb $T/ft6 run $T/text.yaml --results $R "experiment.init={from: nothere.safetensors}"
 expect_exit 2 $T/ft6
 expect_in $T/ft6.err "nothere.safetensors"
+# a file that is not a checkpoint stops the plan before any work (exit 2)
+echo "not a checkpoint" > $T/junk.safetensors
+run_sb $T/ft8 run $T/text.yaml --results $R "experiment.init={from: $T/junk.safetensors}"
+expect_exit 2 $T/ft8
+expect_in $T/ft8.err "junk.safetensors"
 run_sb $T/ft7 validate $T/text.yaml "experiment.init={from: x.safetensors, part: all}"
 expect_exit 2 $T/ft7
 expect_in $T/ft7.err "parts"

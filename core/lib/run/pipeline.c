@@ -1212,6 +1212,17 @@ static sb_status resolve_init(ctx *c, const sbi_run *r, run_inputs *ri, sb_error
                             strncmp(from, "run:", 4) == 0
                                 ? " (that run kept no checkpoint: its head has no save)"
                                 : "");
+    /* A file that is not a serbench checkpoint stops the plan here, before any work. */
+    sb_st_file *f = NULL;
+    sb_error e = { 0 };
+    sb_status st = sb_st_open(ri->init_path, &f, &e);
+    if (st == SB_OK && !sb_st_metadata(f, "serbench_head"))
+        st = sb_error_set(&e, SB_ERR_FORMAT, ri->init_path,
+                          "a safetensors file, but not a checkpoint serbench wrote (no "
+                          "serbench_head metadata)");
+    sb_st_close(&f);
+    if (st != SB_OK)
+        return sb_error_set(err, SB_ERR_CONFIG, "experiment.init.from", "%s: %s", e.where, e.msg);
     return sbi_store_file_hash(c->store, ri->init_path, ri->init_hash, err);
 }
 
