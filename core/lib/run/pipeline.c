@@ -1545,8 +1545,12 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
                    tr.missing, tr.missing + tr.n_target, dv.missing, dv.missing + dv.n_target);
     if (st == SB_OK && tr.n_target == 0)
         st = sb_error_set(&e, SB_ERR_CONFIG, "experiment.train",
-                          "no training utterance has both a %s and features",
-                          r->regression ? "target value" : "label");
+                          "no training utterance has both a %s and features%s",
+                          r->regression ? "target value" : "label",
+                          r->regression ? " (experiment.target: value reads the corpus's "
+                                          "values, e.g. cmu_mosi's sentiment scores; this "
+                                          "corpus may carry none)"
+                                        : "");
     if (st == SB_OK)
         st = vt->create(&host, hin->opts, tr.hd.n_layers, tr.hd.dim, K, &inst, &e);
     json_t *init_info = NULL;
