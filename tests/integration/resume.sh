@@ -122,7 +122,9 @@ kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
 stored=$(db "SELECT count(*) FROM features")
 K=$(encoded $ENC5)
 echo "slow encoder killed with $stored items indexed and $K encodes finished"
-[ "$stored" = 0 ] && [ "$K" -ge 3 ] && [ "$K" -lt 8 ] || fail "kill landed at $stored indexed, $K encoded"
+# Meant to land before the first chunk (2 s); on a loaded machine (the sanitizer build) one
+# chunk may already be indexed: what matters is that the journal holds the rest.
+[ "$K" -ge 3 ] && [ "$K" -lt 8 ] && [ "$stored" -lt "$K" ] || fail "kill landed at $stored indexed, $K encoded"
 ok
 # Rerun until its feature stage has started encoding, then stop it (SIGTERM: it finishes the
 # item in flight and commits).
@@ -134,11 +136,13 @@ for _ in $(seq 1 1500); do
   sleep 0.01
 done
 kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null
-expect_in $T/r5.err "recovered"
+[ "$stored" -lt $((K - 1)) ] && expect_in $T/r5.err "recovered"
 recovered=$(grep -o 'recovered [0-9]* items' $T/r5.err | awk '{print $2}')
-[ "$recovered" = "$K" ] || [ "$recovered" = $((K - 1)) ] ||
-  fail "recovered $recovered of the $K finished encodes"
-expect_in $T/r5.err "$recovered stored, $((240 - recovered)) to compute"
+recovered=${recovered:-0}
+have=$((stored + recovered))
+[ "$have" = "$K" ] || [ "$have" = $((K - 1)) ] ||
+  fail "recovered $recovered (+ $stored indexed) of the $K finished encodes"
+expect_in $T/r5.err "$have stored, $((240 - have)) to compute"
 [ -z "$(repeats $ENC5 $K)" ] || fail "utterances encoded twice: $(repeats $ENC5 $K | head -3)"
 ok
 # The recovered items kept their frames.
