@@ -642,60 +642,6 @@ typedef struct group {
     json_t **prov; /* [n_runs] provenance */
 } group;
 
-/* Predictions of one run on one test, ordered by utterance id. */
-typedef struct preds {
-    size_t n;
-    double *gold, *pred;
-} preds;
-
-static sb_status load_preds(sbi_store *s, const char *run_id, const char *test, preds *out,
-                            sb_error *err)
-{
-    memset(out, 0, sizeof *out);
-    sqlite3_stmt *q = NULL;
-    sb_status st = sbi_store_prepare(s,
-                                     "SELECT gold, pred FROM predictions WHERE run_id=?1 AND "
-                                     "test=?2 ORDER BY utt_id",
-                                     &q, err);
-    if (st != SB_OK)
-        return st;
-    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 2, test, -1, SQLITE_STATIC);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        if (out->n == cap) {
-            cap = cap ? 2 * cap : 256;
-            double *g = realloc(out->gold, cap * sizeof *g);
-            double *p = g ? realloc(out->pred, cap * sizeof *p) : NULL;
-            if (g)
-                out->gold = g;
-            if (!g || !p) {
-                sqlite3_finalize(q);
-                return sb_error_set(err, SB_ERR_NOMEM, run_id, "out of memory");
-            }
-            out->pred = p;
-        }
-        int null =
-            sqlite3_column_type(q, 0) == SQLITE_NULL || sqlite3_column_type(q, 1) == SQLITE_NULL;
-        out->gold[out->n] = null ? NAN : sqlite3_column_double(q, 0);
-        out->pred[out->n] = null ? NAN : sqlite3_column_double(q, 1);
-        out->n++;
-    }
-    if (rc != SQLITE_DONE)
-        st = sb_error_set(err, SB_ERR_STORE, run_id, "reading predictions of test '%s': %s", test,
-                          sqlite3_errmsg(sqlite3_db_handle(q)));
-    sqlite3_finalize(q);
-    return st;
-}
-
-static void preds_free(preds *p)
-{
-    free(p->gold);
-    free(p->pred);
-    memset(p, 0, sizeof *p);
-}
-
 static json_t *seeds_json(const group *g)
 {
     json_t *a = json_array();
@@ -752,12 +698,12 @@ static sb_status plot_cls(sbi_store *s, const group *g, const char *test, const 
                               test, g->runs[0]->run_id);
             break;
         }
-        preds pr;
-        st = load_preds(s, rid, test, &pr, err);
+        sbi_preds pr;
+        st = sbi_store_load_preds(s, rid, test, 0, &pr, err);
         if (st != SB_OK)
             break;
         if (pr.n == 0) {
-            preds_free(&pr);
+            sbi_preds_free(&pr);
             continue;
         }
         int32_t *y = malloc(pr.n * sizeof *y), *p = malloc(pr.n * sizeof *p);
@@ -790,7 +736,7 @@ static sb_status plot_cls(sbi_store *s, const group *g, const char *test, const 
         sb_cls_metrics_free(&m);
         free(y);
         free(p);
-        preds_free(&pr);
+        sbi_preds_free(&pr);
     }
     if (st == SB_OK && used > 0) {
         for (int c = 0; c < k; c++)
@@ -864,10 +810,10 @@ static sb_status plot_reg(sbi_store *s, const group *g, const char *test, const 
     size_t n = 0, used = 0;
     sb_status st = SB_OK;
     for (size_t r = 0; st == SB_OK && r < g->n_runs; r++) {
-        preds pr;
-        st = load_preds(s, g->runs[r]->run_id, test, &pr, err);
+        sbi_preds pr;
+        st = sbi_store_load_preds(s, g->runs[r]->run_id, test, 0, &pr, err);
         if (st != SB_OK || pr.n == 0) {
-            preds_free(&pr);
+            sbi_preds_free(&pr);
             continue;
         }
         double *ng = realloc(gold, (n + pr.n) * sizeof *ng);
@@ -883,7 +829,7 @@ static sb_status plot_reg(sbi_store *s, const group *g, const char *test, const 
             n += pr.n;
             used++;
         }
-        preds_free(&pr);
+        sbi_preds_free(&pr);
     }
     if (st == SB_OK && used > 0) {
         char *seeds = seeds_text(g);

@@ -791,50 +791,33 @@ static void preds_free(rp_preds *p)
     memset(p, 0, sizeof *p);
 }
 
+/* The run's classified items on the test (gold and prediction both class indices), by id. */
 static sb_status preds_load(sbi_store *s, const char *run_id, const char *test, rp_preds *out,
                             sb_error *err)
 {
     memset(out, 0, sizeof *out);
-    sqlite3_stmt *q = NULL;
-    sb_status st = sbi_store_prepare(s,
-                                     "SELECT utt_id, gold, pred FROM predictions WHERE run_id=?1"
-                                     " AND test=?2 AND gold >= 0 AND pred >= 0 ORDER BY utt_id",
-                                     &q, err);
+    sbi_preds all;
+    sb_status st = sbi_store_load_preds(s, run_id, test, 1, &all, err);
     if (st != SB_OK)
         return st;
-    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 2, test, -1, SQLITE_STATIC);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        if (out->n == cap) {
-            cap = cap ? cap * 2 : 256;
-            char **ids = realloc(out->ids, cap * sizeof *ids);
-            int32_t *g = ids ? realloc(out->gold, cap * sizeof *g) : NULL;
-            int32_t *pr = g ? realloc(out->pred, cap * sizeof *pr) : NULL;
-            if (ids)
-                out->ids = ids;
-            if (g)
-                out->gold = g;
-            if (pr)
-                out->pred = pr;
-            if (!pr) {
-                sqlite3_finalize(q);
-                preds_free(out);
-                return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-            }
-        }
-        out->ids[out->n] = strdup((const char *)sqlite3_column_text(q, 0));
-        out->gold[out->n] = sqlite3_column_int(q, 1);
-        out->pred[out->n] = sqlite3_column_int(q, 2);
+    out->ids = malloc((all.n + 1) * sizeof *out->ids);
+    out->gold = malloc((all.n + 1) * sizeof *out->gold);
+    out->pred = malloc((all.n + 1) * sizeof *out->pred);
+    if (!out->ids || !out->gold || !out->pred) {
+        sbi_preds_free(&all);
+        preds_free(out);
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < all.n; i++) {
+        if (!(all.gold[i] >= 0 && all.pred[i] >= 0)) /* NAN (no value) fails too */
+            continue;
+        out->ids[out->n] = all.ids[i];
+        all.ids[i] = NULL; /* moved */
+        out->gold[out->n] = (int32_t)all.gold[i];
+        out->pred[out->n] = (int32_t)all.pred[i];
         out->n++;
     }
-    sqlite3_finalize(q);
-    if (rc != SQLITE_DONE) {
-        preds_free(out);
-        return sb_error_set(err, SB_ERR_STORE, s->db_path, "reading predictions: %s",
-                            sqlite3_errmsg(s->db));
-    }
+    sbi_preds_free(&all);
     return SB_OK;
 }
 

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -427,4 +428,72 @@ char *sbi_store_run_status(sbi_store *s, const char *run_id)
         r = sbi_strdup((const char *)sqlite3_column_text(q, 0));
     sqlite3_finalize(q);
     return r;
+}
+
+void sbi_preds_free(sbi_preds *p)
+{
+    for (size_t i = 0; p->ids && i < p->n; i++)
+        free(p->ids[i]);
+    free(p->ids);
+    free(p->gold);
+    free(p->pred);
+    memset(p, 0, sizeof *p);
+}
+
+sb_status sbi_store_load_preds(sbi_store *s, const char *run_id, const char *test, int with_ids,
+                               sbi_preds *out, sb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *q = NULL;
+    sb_status st = sbi_store_prepare(s,
+                                     "SELECT gold, pred, utt_id FROM predictions WHERE run_id=?1 "
+                                     "AND test=?2 ORDER BY utt_id",
+                                     &q, err);
+    if (st != SB_OK)
+        return st;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, test, -1, SQLITE_STATIC);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (out->n == cap) {
+            cap = cap ? 2 * cap : 256;
+            double *g = realloc(out->gold, cap * sizeof *g);
+            if (g)
+                out->gold = g;
+            double *p = g ? realloc(out->pred, cap * sizeof *p) : NULL;
+            if (p)
+                out->pred = p;
+            char **ids = p && with_ids ? realloc(out->ids, cap * sizeof *ids) : NULL;
+            if (ids)
+                out->ids = ids;
+            if (!p || (with_ids && !ids)) {
+                sqlite3_finalize(q);
+                sbi_preds_free(out);
+                return sb_error_set(err, SB_ERR_NOMEM, run_id, "out of memory");
+            }
+        }
+        int null =
+            sqlite3_column_type(q, 0) == SQLITE_NULL || sqlite3_column_type(q, 1) == SQLITE_NULL;
+        out->gold[out->n] = null ? NAN : sqlite3_column_double(q, 0);
+        out->pred[out->n] = null ? NAN : sqlite3_column_double(q, 1);
+        if (with_ids) {
+            const unsigned char *id = sqlite3_column_text(q, 2);
+            out->ids[out->n] = id ? strdup((const char *)id) : NULL;
+            if (!out->ids[out->n]) {
+                out->n++;
+                sqlite3_finalize(q);
+                sbi_preds_free(out);
+                return sb_error_set(err, SB_ERR_NOMEM, run_id, "out of memory");
+            }
+        }
+        out->n++;
+    }
+    if (rc != SQLITE_DONE)
+        st = sb_error_set(err, SB_ERR_STORE, run_id, "reading predictions of test '%s': %s", test,
+                          sqlite3_errmsg(s->db));
+    sqlite3_finalize(q);
+    if (st != SB_OK)
+        sbi_preds_free(out);
+    return st;
 }

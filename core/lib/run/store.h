@@ -66,6 +66,18 @@ sb_status sbi_store_step_done(sbi_store *s, sqlite3_stmt *st, sb_error *err);
 /* Content hash of a file, cached by (path, size, mtime_ns, inode). */
 sb_status sbi_store_file_hash(sbi_store *s, const char *path, char out[SB_HASH_HEX], sb_error *err);
 
+/* The predictions of one run on one test set, ordered by utterance id: gold and pred as
+ * stored (class indices, or the values of a regression run; NAN where NULL) and, when
+ * with_ids, the utterance ids (malloc'ed). Release with sbi_preds_free. */
+typedef struct sbi_preds {
+    size_t n;
+    char **ids; /* [n] or NULL */
+    double *gold, *pred;
+} sbi_preds;
+sb_status sbi_store_load_preds(sbi_store *s, const char *run_id, const char *test, int with_ids,
+                               sbi_preds *out, sb_error *err);
+void sbi_preds_free(sbi_preds *p);
+
 /* Stage bookkeeping. */
 int sbi_store_stage_complete(sbi_store *s, const char *key);
 sb_status sbi_store_stage_mark(sbi_store *s, const char *key, const char *kind, const char *desc,
