@@ -99,8 +99,11 @@ static sb_status fig_open(fig *f, sbi_plot_format fmt, double dpi, sbi_buf *out,
             cairo_svg_surface_set_document_unit(f->surf, CAIRO_SVG_UNIT_PX);
     }
     cairo_status_t cs = cairo_surface_status(f->surf);
-    if (cs != CAIRO_STATUS_SUCCESS)
+    if (cs != CAIRO_STATUS_SUCCESS) { /* a failed open leaves nothing to close */
+        cairo_surface_destroy(f->surf);
+        f->surf = NULL;
         return cairo_fail(cs, "cannot create the surface", err);
+    }
     f->cr = cairo_create(f->surf);
     if (fmt == SBI_PLOT_PNG)
         cairo_scale(f->cr, dpi / 96.0, dpi / 96.0);
@@ -277,11 +280,8 @@ sb_status sbi_plot_confusion(const sbi_plot_cls_data *d, sbi_plot_format fmt, do
         return sb_error_set(err, SB_ERR_INVALID, d->subtitle, "no classes to plot");
     fig f;
     sb_status st = fig_open(&f, fmt, dpi, out, err);
-    if (st != SB_OK) {
-        if (f.surf)
-            cairo_surface_destroy(f.surf);
+    if (st != SB_OK)
         return st;
-    }
     cairo_t *cr = f.cr;
     int k = d->k;
     draw_titles(&f, d->title, d->subtitle);
@@ -372,11 +372,8 @@ sb_status sbi_plot_f1(const sbi_plot_cls_data *d, sbi_plot_format fmt, double dp
         return sb_error_set(err, SB_ERR_INVALID, d->subtitle, "no classes to plot");
     fig f;
     sb_status st = fig_open(&f, fmt, dpi, out, err);
-    if (st != SB_OK) {
-        if (f.surf)
-            cairo_surface_destroy(f.surf);
+    if (st != SB_OK)
         return st;
-    }
     cairo_t *cr = f.cr;
     int k = d->k;
     draw_titles(&f, d->title, d->subtitle);
@@ -492,11 +489,8 @@ sb_status sbi_plot_scatter(const sbi_plot_reg_data *d, sbi_plot_format fmt, doub
     hi += pad;
     fig f;
     sb_status st = fig_open(&f, fmt, dpi, out, err);
-    if (st != SB_OK) {
-        if (f.surf)
-            cairo_surface_destroy(f.surf);
+    if (st != SB_OK)
         return st;
-    }
     cairo_t *cr = f.cr;
     draw_titles(&f, d->title, d->subtitle);
     const double top = 64, bottom = 56;
