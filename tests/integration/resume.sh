@@ -62,7 +62,7 @@ for _ in $(seq 1 3000); do
 done
 kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
 computed=$(grep -o '[0-9]* to compute' $T/resume.err | awk '{s += $1} END {print s}')
-recovered=$(grep -o 'recovered [0-9]* items' $T/resume.err | awk '{print $2}')
+recovered=$(grep -oE 'recovered [0-9]+ items?' $T/resume.err | awk '{print $2}')
 echo "resume recovered ${recovered:-0} items from the journal and encoded $computed"
 # Every finished encode but possibly the one in flight is stored without encoding it again.
 have=$((stored + ${recovered:-0}))
@@ -137,7 +137,7 @@ for _ in $(seq 1 1500); do
 done
 kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null
 [ "$stored" -lt $((K - 1)) ] && expect_in $T/r5.err "recovered"
-recovered=$(grep -o 'recovered [0-9]* items' $T/r5.err | awk '{print $2}')
+recovered=$(grep -oE 'recovered [0-9]+ items?' $T/r5.err | awk '{print $2}')
 recovered=${recovered:-0}
 have=$((stored + recovered))
 [ "$have" = "$K" ] || [ "$have" = $((K - 1)) ] ||
