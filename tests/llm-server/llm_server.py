@@ -823,7 +823,7 @@ class State:
             self.stats = {"requests": 0, "answered": 0, "by_status": {}, "batches": 0,
                           "files": 0, "batch_lines": 0, "embeddings": 0,
                           "embeddings_answered": 0, "embeddings_by_status": {},
-                          "embedding_inputs": 0}
+                          "embedding_inputs": 0, "connections": 0}
             now = time.monotonic()
             self.rpm = Bucket(self.opts.rpm, now)
             self.tpm = Bucket(self.opts.tpm, now)
@@ -1191,6 +1191,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def version_string(self):
         return self.server_version
+
+    def setup(self):
+        super().setup()
+        st = self.server.state
+        with st.lock:
+            st.stats["connections"] += 1  # TCP connections accepted: tells reuse from reconnects
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         pass  # no request lines on stderr: the server never prints what a client sent

@@ -508,6 +508,7 @@ class TestChat(ServerCase):
         self.assertEqual(self.srv.chat(req).status, 200)
 
     def test_keep_alive_and_chunked_bodies(self):
+        before = self.srv.stats()["connections"]
         conn = http.client.HTTPConnection("127.0.0.1", self.srv.port, timeout=10)
         try:
             r1 = self.srv.chat(chat_request("one"), conn=conn)
@@ -525,6 +526,8 @@ class TestChat(ServerCase):
             self.assertIs(conn.sock, sock)
         finally:
             conn.close()
+        # three requests on one connection, and this stats request on its own
+        self.assertEqual(self.srv.stats()["connections"] - before, 2)
 
     def test_curl_reuses_the_connection(self):
         curl = shutil.which("curl")

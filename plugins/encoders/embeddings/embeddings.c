@@ -79,6 +79,8 @@ typedef struct emb {
     oai_client api;      /* url = base_url + "/embeddings", model, secrets, engine settings */
     int dim, dimensions; /* dimensions: sent as `dimensions` when > 0 */
     int batch, base64, normalize;
+    oai_http *http; /* kept across calls: connections are reused and rpm holds across batches;
+                       dropped after a failed call so the next one starts clean */
 } emb;
 
 /* One request: texts uniq[first .. first+n) of the call. */
@@ -358,9 +360,13 @@ static sb_status emb_encode_text(void *inst, const char *const *texts, size_t n,
         st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
         goto done;
     }
-    st = oai_client_open(&E->api, E->host, &c.http, err);
-    if (st != SB_OK)
-        goto done;
+    if (!E->http) {
+        st = oai_client_open(&E->api, E->host, &E->http, err);
+        if (st != SB_OK)
+            goto done;
+    }
+    c.http = E->http;
+    const oai_http_stats before = *oai_http_get_stats(c.http);
     const char **batch_texts = malloc((size_t)E->batch * sizeof *batch_texts);
     if (!batch_texts) {
         st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
@@ -396,12 +402,13 @@ static sb_status emb_encode_text(void *inst, const char *const *texts, size_t n,
         const oai_http_stats *s = oai_http_get_stats(c.http);
         E->host->log(E->host, SB_LOG_DEBUG,
                      "%zu texts: %zu cached, %zu sent in %zu requests (%zu retries)", n, n - n_miss,
-                     c.n_uniq, n_req, s->retries);
+                     c.n_uniq, n_req, s->retries - before.retries);
     }
     for (size_t r = 0; r < n_req; r++)
         free(reqs[r].job.body);
 done:
-    oai_http_destroy(&c.http);
+    if (st != SB_OK)
+        oai_http_destroy(&E->http);
     free(reqs);
     free(c.keys);
     free(c.owner);
@@ -416,6 +423,7 @@ static void emb_destroy(void *inst)
     emb *E = inst;
     if (!E)
         return;
+    oai_http_destroy(&E->http);
     oai_client_free(&E->api);
     free(E);
 }

@@ -489,6 +489,40 @@ Test(embeddings, every_retryable_fault_recovers, .timeout = 120)
     server_stop(&s);
 }
 
+/* One instance keeps its engine across calls: its connection is reused and the rpm limit
+ * holds over calls, not within each; after a failed call the next one starts clean. */
+Test(embeddings, calls_share_one_engine_and_a_failed_call_does_not_poison_the_next)
+{
+    server s;
+    server_start(&s, NULL);
+    sbi_test_cache_clear();
+    enc e;
+    sb_error err = { 0 };
+    cr_assert_eq(make(&e, &s, "dim: 64\nbatch: 2\nconcurrency: 1\nrpm: 120\n", &err), SB_OK, "%s",
+                 err.msg);
+    float ref[N_TEXTS * 64], out[N_TEXTS * 64];
+    server_vectors(&s, "test-embed", TEXTS, N_TEXTS, 0, ref, 64);
+    long c0 = stat_of(&s, "connections");
+    double t0 = oai_now();
+    for (size_t i = 0; i < 6; i += 2)
+        cr_assert_eq(encode(&e, TEXTS + i, 2, out + i * 64, &err), SB_OK, "%s", err.msg);
+    double dt = oai_now() - t0;
+    check_close(out, ref, 6 * 64, "three calls");
+    /* one connection for the three calls, one for this stats request */
+    cr_assert_eq(stat_of(&s, "connections") - c0, 2, "the calls did not share a connection");
+    /* 120 rpm holds 2 requests at once and refills one per 0.5 s: the third call waits */
+    cr_assert_geq(dt, 0.45, "rpm did not hold across calls (%.3f s for 3 requests)", dt);
+
+    set_faults(&s, "[{\"kind\": \"bad_request\"}]");
+    cr_assert_eq(encode(&e, TEXTS + 6, 2, out + 6 * 64, &err), SB_ERR_API);
+    cr_assert(strstr(err.msg, "HTTP 400"), "%s", err.msg);
+    sb_error err2 = { 0 };
+    cr_assert_eq(encode(&e, TEXTS + 6, 2, out + 6 * 64, &err2), SB_OK, "%s", err2.msg);
+    check_close(out + 6 * 64, ref + 6 * 64, 2 * 64, "after a failed call");
+    unmake(&e);
+    server_stop(&s);
+}
+
 Test(embeddings, unrecoverable_faults_fail_clearly, .timeout = 120)
 {
     server s;
