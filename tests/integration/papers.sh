@@ -200,7 +200,7 @@ F=$P/merits-l/finetune.yaml
 run_sb $T/ft run $F "${HIER[@]}" --results $R
 expect_exit 0 $T/ft
 expect_in $T/ft.err "6 complete, 0 failed"
-expect_in $T/ft.err "taken from the checkpoint; fine-tuned with the later stages"
+expect_in $T/ft.err "taken from the checkpoint, fine-tuned on this data first (stage1_finetune), then frozen"
 n_init=$(sqlite3 $R/serbench.db "SELECT count(*) FROM runs WHERE json_extract(provenance, '$.init.run_id') = '$PRE_ID' AND json_extract(provenance, '$.init.parts') = 'stage1' AND status = 'complete'")
 [ "$n_init" = 6 ] || fail "6 fine-tuned runs should start from $PRE_ID, found $n_init"
 ok

@@ -150,6 +150,7 @@ typedef struct hier_head {
     hier_context context;
     hier_fusion fusion;
     int freeze, learn_layers, normalize, balanced, l1;
+    int stage1_finetune; /* a stage 1 from a "stage1" checkpoint is fine-tuned first */
     float dropout, lr, weight_decay, clip, warmup;
     int batch_size, batch_dialogues, max_batch_utts, max_turns, epochs, patience;
     hier_metric metric;

@@ -43,6 +43,10 @@ static const sb_option hier_options[] = {
     { "freeze", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
       "Keep earlier stages frozen while training later ones; false fine-tunes them too "
       "(stage 2 with its branch's stage 1, stage 3 with everything)." },
+    { "stage1_finetune", SB_OPT_BOOL, "false", 0, 0, 0, NULL,
+      "With experiment.init parts: stage1 and stages 2+: fine-tune the taken stage 1 on this "
+      "run's data first (a new output layer when the classes differ), then train the later "
+      "stages over it (frozen with freeze: true) - MERITS-L's chain. false uses it as taken." },
     { "layer_weights", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
       "Learn softmax-normalised weights over each encoder's layers; false averages them." },
     { "normalize", SB_OPT_BOOL, "true", 0, 0, 0, NULL,
@@ -205,6 +209,7 @@ static sb_status hier_create(const sb_host *host, const sb_opts *opts, int n_lay
     h->context = enum_is(opts, "context", "bigru") ? CTX_BIGRU : CTX_TRANSFORMER;
     h->fusion = enum_is(opts, "fusion", "concat") ? FUSE_CONCAT : FUSE_COATTENTION;
     h->freeze = sb_opts_bool(opts, "freeze");
+    h->stage1_finetune = sb_opts_bool(opts, "stage1_finetune");
     h->learn_layers = sb_opts_bool(opts, "layer_weights");
     h->normalize = sb_opts_bool(opts, "normalize");
     h->balanced = enum_is(opts, "class_weights", "balanced");
@@ -958,8 +963,14 @@ static sb_status hier_train(void *inst, const sb_head_data *train, const sb_head
 
     /* A stage 1 taken from a "stage1" checkpoint is not trained on its own (it is the
      * pre-trained utterance model; without freeze the later stages still fine-tune it)
-     * unless it is the only stage; taken with "all", every stage is fine-tuned. */
-    int keep1 = h->ckpt && h->ckpt->stage1_only && stages >= 2;
+     * unless it is the only stage or stage1_finetune asks for it; taken with "all", every
+     * stage is fine-tuned. */
+    int keep1 = h->ckpt && h->ckpt->stage1_only && stages >= 2 && !h->stage1_finetune;
+    if (h->stage1_finetune && !(h->ckpt && h->ckpt->stage1_only && stages >= 2))
+        h->host->log(h->host, SB_LOG_WARN,
+                     "%s: stage1_finetune applies to a stage 1 taken with experiment.init "
+                     "parts: stage1 under stages 2 or 3; here it changes nothing",
+                     HIER_WHO);
     for (int stage = 1; stage <= stages; stage++) {
         int nbr = stage == 3 ? 1 : h->NB;
         for (int b = 0; b < nbr; b++) {
@@ -969,6 +980,11 @@ static sb_status hier_train(void *inst, const sb_head_data *train, const sb_head
                              h->freeze ? ", frozen" : "; fine-tuned with the later stages");
                 continue;
             }
+            if (stage == 1 && h->stage1_finetune && h->ckpt && h->ckpt->stage1_only && stages >= 2)
+                h->host->log(h->host, SB_LOG_INFO,
+                             "%s stage 1 (%s): taken from the checkpoint, fine-tuned on this "
+                             "data first (stage1_finetune)%s",
+                             HIER_WHO, h->br[b].name, h->freeze ? ", then frozen" : "");
             if (!loaded[stage])
                 hier_init_stage(h, stage, b, 0);
             else if (h->ckpt->new_output)

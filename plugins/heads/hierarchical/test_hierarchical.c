@@ -895,6 +895,24 @@ Test(hierarchical, stage1_checkpoint_for_fine_tuning)
     double acc = accuracy(p, &te.d, K);
     fprintf(stderr, "stage 2 over a loaded stage 1: %.3f\n", acc);
     cr_expect_geq(acc, 0.9);
+    /* stage1_finetune: stage 1 is first fine-tuned on this data, exactly as a stages: 1 run
+     * from the checkpoint would, then kept frozen under stage 2 */
+    hier_head *f1 = make_head(SMALL "stages: 1", L, D, K);
+    cr_assert_eq(load_file(f1, path, "stage1", 0, &err), SB_OK, "load: %s", err.msg);
+    train_ok(f1, &tr.d, &dv.d);
+    hier_head *f2 = make_head(SMALL "stages: 2\nstage1_finetune: true", L, D, K);
+    cr_assert_eq(load_file(f2, path, "stage1", 0, &err), SB_OK, "load: %s", err.msg);
+    train_ok(f2, &tr.d, &dv.d);
+    size_t s1_bytes = (a->br[0].s1_end - a->br[0].s1_off) * sizeof(float);
+    cr_assert_neq(memcmp(a->params + a->br[0].s1_off, f1->params + f1->br[0].s1_off, s1_bytes), 0,
+                  "stage1_finetune did not train the taken stage 1");
+    cr_assert_eq(memcmp(f1->params + f1->br[0].s1_off, f2->params + f2->br[0].s1_off, s1_bytes), 0,
+                 "the fine-tuned stage 1 is not that of a stages: 1 run, or it moved in stage 2");
+    float *pf = predict(f2, &te.d);
+    fprintf(stderr, "stage 2 over a fine-tuned loaded stage 1: %.3f\n", accuracy(pf, &te.d, K));
+    free(pf);
+    hier_destroy(f1);
+    hier_destroy(f2);
     /* a branch the checkpoint does not have */
     dset other = make_dialogues(1, 10, 3, 5, L, D, K, 1.5, K, 9, "o");
     label_previous(&other);
