@@ -124,6 +124,7 @@ bad metric "is not a classification metric" "$CFG" "$GL" "$GM" --results "$R" --
 bad test "--test meld/test: not a test set both A and B were scored on (common: demo/test)" "$CFG" "$GL" "$GM" --results "$R" --test meld/test
 bad alpha "--alpha expects" "$CFG" "$GL" "$GM" --results "$R" --alpha 1.5
 bad resamples "--resamples expects" "$CFG" "$GL" "$GM" --results "$R" --resamples 0
+bad seed "--seed expects an integer from 0 to 2^53" "$CFG" "$GL" "$GM" --results "$R" --seed 18446744073709551615
 
 # doctored copies: clone RUN NEWID GROUP [SQL SET clause for runs] [SQL WHERE for predictions] [utt suffix]
 clone() {

@@ -601,6 +601,12 @@ static sb_status table_resolve(const sbi_plan *p, rp_table *t, sb_error *err)
                             "none or put 'metric' in cols",
                             t->path);
     if (t->sig) {
+        if (list_has(t->rows, "test"))
+            return sb_error_set(err, SB_ERR_CONFIG, t->where,
+                                "%s.significance compares a column's cells with its best on the "
+                                "same test items; with 'test' in rows a column mixes test sets "
+                                "(put 'test' in cols)",
+                                t->path);
         if (metric_in_rows)
             return sb_error_set(err, SB_ERR_CONFIG, t->where,
                                 "%s.significance compares a column's cells with its best; with "
@@ -708,6 +714,14 @@ static int table_digits(const rp_table *t, int scale)
 static double scaled(double v, int scale)
 {
     return scale == SC_PERCENT ? v * 100.0 : v;
+}
+
+/* v as the table prints it: scaled, then rounded to `digits` the way printf rounds. */
+static double shown_value(double v, int scale, int digits)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.*f", digits, scaled(v, scale));
+    return strtod(buf, NULL);
 }
 
 /* %+.*f without "-0.00". */
@@ -1303,10 +1317,17 @@ static sb_status build_table(const sbi_plan *p, sbi_store *s, int shard_i, int s
             continue;
         json_t *bcell =
             json_array_get(json_object_get(json_array_get(rows, (size_t)best), "cells"), c);
+        /* Tied = printed the same: means one ulp apart (the same seeds summed in another
+         * order) or closer than the table's digits are one result to the reader. */
+        const char *bm = json_string_value(json_object_get(bcell, "metric"));
+        int bscale = metric_scale(t, bm ? bm : "");
+        int bdigits = table_digits(t, bscale);
+        double bshown = shown_value(bv, bscale, bdigits);
         for (size_t ri = 0; ri < nr; ri++) {
             json_t *cell = json_array_get(json_object_get(json_array_get(rows, ri), "cells"), c);
             if (json_integer_value(json_object_get(cell, "n")) &&
-                json_real_value(json_object_get(cell, "mean")) == bv)
+                shown_value(json_real_value(json_object_get(cell, "mean")), bscale, bdigits) ==
+                    bshown)
                 json_object_set_new(cell, "best", json_true());
         }
         json_object_set_new(col, "best_row", json_integer(best));
@@ -1406,8 +1427,12 @@ static sb_status build_table(const sbi_plan *p, sbi_store *s, int shard_i, int s
         json_object_set_new(cell, "reported", json_real(rv));
         json_object_set_new(cell, "reported_text", json_sprintf("%.*f", digits, rv));
         if (json_integer_value(json_object_get(cell, "n"))) {
-            double d = scaled(json_real_value(json_object_get(cell, "mean")), scale) - rv;
-            char *dt = signed_text(d, digits);
+            double mean = json_real_value(json_object_get(cell, "mean"));
+            double d = scaled(mean, scale) - rv;
+            /* The text is the difference of the two numbers as printed, so a reader can
+             * check it (86.2 and 75.5 give +10.7, not the +10.8 of 86.25 - 75.5). */
+            char *dt = signed_text(
+                shown_value(mean, scale, digits) - shown_value(rv, SC_RAW, digits), digits);
             json_object_set_new(cell, "delta", json_real(d));
             json_object_set_new(cell, "delta_text", json_string(dt ? dt : ""));
             free(dt);

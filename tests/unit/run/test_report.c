@@ -447,6 +447,8 @@ Test(report, config_errors, .init = setup)
                  "c.yaml:17:", "'heads.lin.lr' is in both rows and average");
     expect_error("report: {metric: ua, average: [heads.lin.epochs], significance: {}}\n",
                  "c.yaml:17:", "significance cannot be combined with average");
+    expect_error("report: {metric: ua, rows: [test], cols: [heads.lin.lr], significance: {}}\n",
+                 "c.yaml:17:", "with 'test' in rows a column mixes test sets (put 'test' in cols)");
     expect_error("report: {metric: ua, significance: {test: t-test}}\n", "c.yaml:17:",
                  "report.significance.test must be bootstrap or mcnemar (got 't-test')");
     expect_error("report: {metric: ua, significance: {alpha: 2}}\n",
@@ -518,6 +520,57 @@ Test(report, regression_scales, .init = setup)
     cr_assert(strstr(md, "in percent (mae and corr as they are); best per column in bold."), "%s",
               md);
     free(md);
+    json_decref(rep);
+    sbi_store_close(&s);
+    sbi_plan_destroy(&p);
+}
+
+/* Cells that print the same are tied: all bold, none tested against the others. lr 0.1 and
+ * 0.01 have the same per-seed accuracies in another seed order (means one ulp apart); lr
+ * 0.001 differs from them by less than the table's digits show. */
+Test(report, cells_printed_the_same_are_tied, .init = setup)
+{
+    sb_error err = { 0 };
+    sbi_plan *p = load("datasets:\n"
+                       "  d: {plugin: manifest, path: /nonexistent/serbench-report-test/m.csv}\n"
+                       "experiment: {train: {dataset: d}, test: {dataset: d}, encoder: fbank,"
+                       " head: linear, metrics: [wa]}\n"
+                       "sweep:\n"
+                       "  heads.linear.lr: [0.1, 0.01, 0.001, 0.0001]\n"
+                       "heads:\n"
+                       "  linear: {lr: 0.1}\n"
+                       "seeds: [1, 2, 3]\n"
+                       "report: {metric: wa, rows: [heads.linear.lr], digits: 2}\n",
+                       &err);
+    cr_assert(p, "%s: %s", err.where, err.msg);
+    cr_assert_eq(p->n_runs, 12);
+    char *res = sbi_asprintf("%s/results", dir);
+    sbi_store *s = NULL;
+    cr_assert_eq(sbi_store_open(res, &s, &err), SB_OK, "%s", err.msg);
+    free(res);
+    static const double wa[4][3] = { { 30 / 60.0, 31 / 60.0, 32 / 60.0 },
+                                     { 32 / 60.0, 31 / 60.0, 30 / 60.0 },
+                                     { 0.516667, 0.516667, 0.516667 },
+                                     { 0.4, 0.4, 0.4 } };
+    for (size_t i = 0; i < p->n_runs; i++) {
+        const sbi_run *r = &p->runs[i];
+        char *sql = sbi_asprintf(
+            "INSERT INTO runs(run_id, group_id, seed, config, status) VALUES('%s','%s',%lld,"
+            "'{}','complete');"
+            "INSERT INTO metrics VALUES('%s','d/test','wa',%.17g,60);",
+            r->run_id, r->group_id, (long long)r->seed, r->run_id, wa[i / 3][i % 3]);
+        cr_assert_eq(sbi_store_exec(s, sql, &err), SB_OK, "%s", err.msg);
+        free(sql);
+    }
+    json_t *rep = NULL;
+    cr_assert_eq(sbi_report_build(p, s, 0, 0, &rep, &err), SB_OK, "%s", err.msg);
+    const json_t *t = json_array_get(json_object_get(rep, "tables"), 0);
+    double m0 = json_real_value(json_object_get(cell(t, 0, 0), "mean"));
+    double m1 = json_real_value(json_object_get(cell(t, 1, 0), "mean"));
+    cr_assert_neq(m0, m1, "the premise: the two means differ in their last bits");
+    for (size_t r = 0; r < 3; r++)
+        cr_assert(json_is_true(json_object_get(cell(t, r, 0), "best")), "row %zu is not bold", r);
+    cr_assert(json_is_false(json_object_get(cell(t, 3, 0), "best")));
     json_decref(rep);
     sbi_store_close(&s);
     sbi_plan_destroy(&p);
