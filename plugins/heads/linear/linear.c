@@ -283,13 +283,11 @@ static void run_eval(void *ctx, const sb_head_data *d, const size_t *rows, size_
 /* ---- training ----------------------------------------------------------------------- */
 
 /* Per-(layer,dim) mean and 1/sd (population) over the labelled train rows, in double. A
- * constant feature gets 1/sd = 1. Non-finite features are an error naming the item. */
+ * constant feature gets 1/sd = 1. The rows' features are finite (linear_train checks). */
 static sb_status fit_stats(linear_head *h, const sb_head_data *d, const size_t *rows, size_t n,
                            sb_error *err)
 {
-    sb_status st = hd_check_finite(WHO, h->L, h->D, d, rows, n, NULL, err);
-    return st ? st
-              : hd_fit_stats(WHO, h->o.normalize, h->L, h->D, d, rows, n, h->mu, h->inv_sd, err);
+    return hd_fit_stats(WHO, h->o.normalize, h->L, h->D, d, rows, n, h->mu, h->inv_sd, err);
 }
 
 /* sklearn's 'balanced': n / (n_present_classes * count[k]); 0 for classes absent from
@@ -342,12 +340,13 @@ static sb_status linear_train(void *inst, const sb_head_data *train, const sb_he
     if ((st = hd_probe_train_rows(&h->probe, host, train, dev, &tr, &n_tr, &dv, &n_dv, err)) !=
         SB_OK)
         return st;
-    if (h->loaded) /* keep the checkpoint's statistics */
-        st = hd_check_finite(WHO, h->L, h->D, train, tr, n_tr, NULL, err);
-    else
-        st = fit_stats(h, train, tr, n_tr, err);
-    if (st != SB_OK)
+    /* labelled train and dev rows must be finite (dev rows feed early stopping) */
+    if ((st = hd_check_finite(WHO, h->L, h->D, train, tr, n_tr, "train", err)) != SB_OK)
         goto out;
+    if (n_dv > 0 && (st = hd_check_finite(WHO, h->L, h->D, dev, dv, n_dv, "dev", err)) != SB_OK)
+        goto out;
+    if (!h->loaded && (st = fit_stats(h, train, tr, n_tr, err)) != SB_OK)
+        goto out; /* a checkpoint's statistics are kept */
     if (!h->regression)
         fit_class_weights(h, train, tr, n_tr);
     if (!h->loaded)

@@ -376,7 +376,22 @@ Test(linear_head, errors_are_reported)
     s.x[3 * 8 + 5] = INFINITY;
     sb_error_clear(&err);
     cr_assert_eq(linear_vtable.train(inst, &s.d, &ht_empty, &err), SB_ERR_INVALID);
-    cr_assert(strstr(err.msg, "not finite"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "train feature 1 of layer 1 is not finite"), "%s", err.msg);
+    /* the same row as a labelled dev row: dev rows feed early stopping, so they are checked
+     * too, named by utterance */
+    const char *ids[10] = { "u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9" };
+    s.d.utt_id = ids;
+    split ok = ht_make_blobs(10, 2, 4, 3, 0, sep, mseed, 22);
+    sb_error_clear(&err);
+    cr_assert_eq(linear_vtable.train(inst, &ok.d, &s.d, &err), SB_ERR_INVALID);
+    cr_assert(strstr(err.msg, "dev feature 1 of layer 1 is not finite"), "%s", err.msg);
+    cr_assert(strstr(err.where, "u3"), "where: %s", err.where);
+    /* unlabelled, the row is never read */
+    s.y[3] = -1;
+    train_ok(inst, &ok.d, &s.d);
+    s.y[3] = 1;
+    s.d.utt_id = NULL;
+    ht_free_split(&ok);
     s.x[3 * 8 + 5] = 0;
     train_ok(inst, &s.d, &ht_empty);
     s.d.dim = 5;
