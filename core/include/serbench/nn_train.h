@@ -206,11 +206,12 @@ SB_API void sb_nn_l1_backward(float *dpred, const float *pred, const float *targ
 
 /* ---- optimisation ---------------------------------------------------------------------- */
 
-/* The learning rate of step t (1-based, as sb_adamw_step counts): linear warmup from
- * lr_max / warmup at t = 1 to lr_max at t = warmup, then cosine decay to lr_min at
- * t = total, lr_min after:
+/* The learning rate of step t (1-based, as sb_adamw_step counts) of a fit of `total`
+ * steps: linear warmup from lr_max / warmup at t = 1 to lr_max at t = warmup, then cosine
+ * decay over the total - warmup remaining steps, from lr_max at t = warmup + 1 to one step
+ * short of lr_min at t = total (so the last step still trains), lr_min after:
  *   t <= warmup:  lr_max · t / warmup
- *   otherwise:    lr_min + (lr_max - lr_min) · (1 + cos(π · min(1, (t - warmup) /
+ *   otherwise:    lr_min + (lr_max - lr_min) · (1 + cos(π · min(1, (t - warmup - 1) /
  *                 (total - warmup)))) / 2
  * warmup <= 0 skips the warmup; total <= warmup holds lr_max after the warmup. t < 1 is
  * read as 1. */

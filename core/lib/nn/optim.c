@@ -15,7 +15,9 @@ float sb_nn_lr_warmup_cosine(long t, long warmup, long total, float lr_max, floa
         warmup = 0;
     if (total <= warmup)
         return lr_max;
-    double progress = (double)(t - warmup) / (double)(total - warmup);
+    /* The decay's steps are warmup+1 .. total: the first at lr_max, the last one step short
+     * of the floor, so every step of a fit moves the parameters (a one-step fit too). */
+    double progress = (double)(t - warmup - 1) / (double)(total - warmup);
     if (progress > 1.0)
         progress = 1.0;
     const double pi = 3.14159265358979323846;

@@ -102,20 +102,27 @@ static void expect_lr(long t, long warmup, long total, float want)
 
 Test(schedule, warmup_then_cosine_to_the_floor)
 {
-    /* warmup 10, total 110: lr_max/10 per warmup step, then cos over 100 steps */
+    /* warmup 10, total 110: lr_max/10 per warmup step, then cos over the 100 steps 11..110 */
     expect_lr(1, 10, 110, 1e-4f);
     expect_lr(5, 10, 110, 5e-4f);
     expect_lr(10, 10, 110, 1e-3f);
-    expect_lr(11, 10, 110, 9.997557473810372e-4f); /* progress 0.01 */
-    expect_lr(35, 10, 110, 8.55017856687341e-4f);  /* 1e-5 + 9.9e-4·(1 + cos(π/4))/2 */
-    expect_lr(60, 10, 110, 5.05e-4f);              /* halfway: the mean of max and min */
-    expect_lr(85, 10, 110, 1.54982143312659e-4f);  /* 1e-5 + 9.9e-4·(1 − cos(π/4))/2 */
-    expect_lr(110, 10, 110, 1e-5f);
+    expect_lr(11, 10, 110, 1e-3f);                   /* progress 0 */
+    expect_lr(12, 10, 110, 9.997557473810372e-4f);   /* progress 0.01 */
+    expect_lr(36, 10, 110, 8.55017856687341e-4f);    /* 1e-5 + 9.9e-4·(1 + cos(π/4))/2 */
+    expect_lr(61, 10, 110, 5.05e-4f);                /* halfway: the mean of max and min */
+    expect_lr(86, 10, 110, 1.54982143312659e-4f);    /* 1e-5 + 9.9e-4·(1 − cos(π/4))/2 */
+    expect_lr(110, 10, 110, 1.0244252618962858e-5f); /* the last step: progress 0.99 */
+    expect_lr(111, 10, 110, 1e-5f);
     expect_lr(500, 10, 110, 1e-5f); /* after the end: the floor */
     expect_lr(0, 10, 110, 1e-4f);   /* t < 1 reads as 1 */
-    /* no warmup: cosine from step 0 */
-    expect_lr(50, 0, 100, 5.05e-4f);
-    expect_lr(100, 0, 100, 1e-5f);
+    /* no warmup: cosine from the first step */
+    expect_lr(1, 0, 100, 1e-3f);
+    expect_lr(51, 0, 100, 5.05e-4f);
+    expect_lr(100, 0, 100, 1.0244252618962858e-5f);
+    /* every step of a fit trains: a one-step fit, the last step of a short one */
+    expect_lr(1, 0, 1, 1e-3f);
+    cr_assert_gt(sb_nn_lr_warmup_cosine(2, 0, 2, 1e-3f, 0.0f), 0.0f);
+    cr_assert_gt(sb_nn_lr_warmup_cosine(3, 1, 3, 1e-3f, 0.0f), 0.0f);
     /* total within the warmup: hold lr_max after it */
     expect_lr(20, 10, 5, 1e-3f);
 }
