@@ -270,7 +270,8 @@ typedef struct sb_head_vtable {
     sb_status (*train)(void *inst, const sb_head_data *train, const sb_head_data *dev,
                        sb_error *err);
     /* probs: [data->n, n_classes] class probabilities, written fully; for a regression
-     * head (n_classes == 0), [data->n] predicted values. */
+     * head (n_classes == 0), [data->n] predicted values. The host shows no targets here:
+     * every y is -1 and value is NULL (test labels may be in another label space). */
     sb_status (*predict)(void *inst, const sb_head_data *data, float *probs, sb_error *err);
     void (*destroy)(void *inst);
     /* Since ABI 1.2, both may be NULL (then the run keeps no checkpoint / cannot start

@@ -844,7 +844,8 @@ typedef struct run_inputs {
     size_t n_enc, n_slots;
     feat_entry **fe;
     fit_set fit;           /* the training split's transcripts, for text encoders with fit */
-    struct test_map *tmap; /* [n_tests] how each test set's labels meet the training space */
+    struct test_map *tmap; /* [n_tests] how each test set's labels meet the training space,
+                              then [n_tests] the dev split's (identity, or a GOLD map) */
     char *init_path;       /* experiment.init.from resolved to a file, or NULL */
     char init_hash[SB_HASH_HEX];
     char inputs_key[SB_HASH_HEX];
@@ -887,8 +888,11 @@ static void split_data_free(split_data *s)
 /* The rows of a split a head sees (sb_head_data): every item with features from all of the
  * run's encoders, in corpus order; an item's target is its label (classification) or its
  * corpus value (regression), and items without one stay as dialogue context. */
+/* ymap: NULL, or [classes of le's corpus] -> training class or -1 (a dev split in another
+ * label space; a row whose class has no counterpart stays as context, without a target). */
 static sb_status gather(const sbi_run *r, const run_inputs *ri, size_t slot, const labels_entry *le,
-                        const size_t *idx, size_t n, int n_classes, split_data *out, sb_error *err)
+                        const int *ymap, const size_t *idx, size_t n, int n_classes,
+                        split_data *out, sb_error *err)
 {
     memset(out, 0, sizeof *out);
     const int regression = r->regression;
@@ -916,7 +920,10 @@ static sb_status gather(const sbi_run *r, const run_inputs *ri, size_t slot, con
     for (size_t j = 0; j < n; j++) {
         size_t i = idx[j];
         const sb_utt *u = sb_corpus_utt(ce->c, i);
-        int target = regression ? isfinite(u->value) : le->labels[i] >= 0;
+        int lab = regression ? -1 : le->labels[i];
+        if (lab >= 0 && ymap)
+            lab = ymap[lab];
+        int target = regression ? isfinite(u->value) : lab >= 0;
         int have = 1;
         for (size_t e = 0; e < ne; e++)
             have &= ri_fe(ri, e, slot)->have[i] != 0;
@@ -930,7 +937,7 @@ static sb_status gather(const sbi_run *r, const run_inputs *ri, size_t slot, con
             memcpy(out->x[e] + k * width, fe->x + i * width, width * sizeof(float));
         }
         out->idx[k] = i;
-        out->y[k] = regression || !target ? -1 : le->labels[i];
+        out->y[k] = regression || !target ? -1 : lab;
         out->value[k] = regression && target ? u->value : NAN;
         out->ids[k] = u->id;
         out->dlg[k] = u->dialogue;
@@ -979,7 +986,7 @@ static void run_inputs_free(run_inputs *ri, size_t n_tests)
     free(ri->fe);
     free(ri->fit.texts);
     free(ri->init_path);
-    for (size_t i = 0; ri->tmap && i < n_tests; i++)
+    for (size_t i = 0; ri->tmap && i <= n_tests; i++)
         free(ri->tmap[i].to);
     free(ri->tmap);
 }
@@ -1166,6 +1173,51 @@ static sb_status resolve_test_map(const sbi_run *r, const sbi_split_ref *t, cons
     return st;
 }
 
+/* The dev split steers early stopping in the training classes: the same label space, or a
+ * map from its classes to the training classes (dev classes without one become context). A
+ * map the other way round cannot give training-class labels: an error. */
+static sb_status resolve_dev_map(const sbi_run *r, const sb_corpus *train, run_inputs *ri,
+                                 sb_error *err)
+{
+    const sb_corpus *dev = ri->ce_dev->c;
+    struct test_map *m = &ri->tmap[r->n_tests];
+    if (!r->dev.map && same_space(train, dev))
+        return SB_OK;
+    const char *bad = NULL;
+    if (r->dev.map && map_fits(r->dev.map, dev, train, &bad)) {
+        int kd = sb_corpus_n_classes(dev);
+        m->mode = MAP_GOLD;
+        m->to = malloc((size_t)kd * sizeof *m->to);
+        if (!m->to)
+            return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+        for (int i = 0; i < kd; i++)
+            m->to[i] = -1;
+        const char *k;
+        json_t *v;
+        json_object_foreach(r->dev.map, k, v) m->to[sb_corpus_class_index(dev, k)] =
+            sb_corpus_class_index(train, json_string_value(v));
+        return SB_OK;
+    }
+    char *a = class_list(train), *b = class_list(dev);
+    sb_status st =
+        r->dev.map
+            ? sb_error_set(err, SB_ERR_CONFIG, "experiment.dev",
+                           "label map '%s' does not map the dev classes to the training classes "
+                           "('%s' is not a class; dev: %s; training: %s): early stopping scores "
+                           "the dev split in the training classes",
+                           r->dev.label_map, bad ? bad : "?", b, a)
+            : sb_error_set(err, SB_ERR_CONFIG, "experiment.dev",
+                           "the dev split is in label space %s (%s), the training corpus in %s "
+                           "(%s): early stopping scores it in the training classes; use a dev "
+                           "split of the training label space, or declare a map from the dev "
+                           "classes to the training classes under label_maps: and name it "
+                           "(dev: {..., label_map: NAME})",
+                           sb_corpus_label_space(dev), b, sb_corpus_label_space(train), a);
+    free(a);
+    free(b);
+    return st;
+}
+
 /* experiment.init.from as a file: a path, or run:ID (a run id, or a prefix of one, of a complete
  * run in this results store) → RESULTS/checkpoints/<run_id>.safetensors. Its content hash
  * goes into the inputs key. */
@@ -1258,6 +1310,8 @@ static sb_status prepare_run(ctx *c, const sbi_run *r, run_inputs *ri, sb_error 
         if (st != SB_OK)
             return st;
     }
+    if (r->has_dev && !r->regression && (st = resolve_dev_map(r, tc, ri, err)) != SB_OK)
+        return st;
     if (r->init_from && (st = resolve_init(c, r, ri, err)) != SB_OK)
         return st;
     /* The inputs key: everything the run reads, by content. */
@@ -1445,6 +1499,25 @@ static sb_status save_head(ctx *c, const sbi_run *r, const run_inputs *ri, const
 }
 
 /* Score a regression test set: MAE, Pearson r, MOSI's binary and 7/5-class accuracies. */
+/* Predict a test split without showing the head its targets: y all -1, value NULL. A head
+ * never needs them, and a test set's labels may be in another label space than the head's
+ * classes (a test -> training map applies after prediction). */
+static sb_status predict_blind(const sb_head_vtable *vt, void *inst, const split_data *te,
+                               float *out, sb_error *err)
+{
+    int32_t *none = malloc((te->hd.n + 1) * sizeof *none);
+    if (!none)
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < te->hd.n; i++)
+        none[i] = -1;
+    sb_head_data blind = te->hd;
+    blind.y = none;
+    blind.value = NULL;
+    sb_status st = vt->predict(inst, &blind, out, err);
+    free(none);
+    return st;
+}
+
 static sb_status score_regression(const sbi_run *r, size_t t, const split_data *te,
                                   const float *pred, json_t *results, sb_error *err)
 {
@@ -1520,9 +1593,10 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
     int K = r->regression ? 0 : sb_corpus_n_classes(ri->ce_train->c);
     split_data tr, dv;
     memset(&dv, 0, sizeof dv);
-    st = gather(r, ri, 0, ri->le_train, ri->idx_train, ri->n_train, K, &tr, err);
+    st = gather(r, ri, 0, ri->le_train, NULL, ri->idx_train, ri->n_train, K, &tr, err);
     if (st == SB_OK && r->has_dev)
-        st = gather(r, ri, 1, ri->le_dev, ri->idx_dev, ri->n_dev, K, &dv, err);
+        st = gather(r, ri, 1, ri->le_dev, ri->tmap[r->n_tests].to, ri->idx_dev, ri->n_dev, K, &dv,
+                    err);
     if (st == SB_OK && !r->has_dev) {
         dv.hd = tr.hd;
         dv.hd.n = 0;
@@ -1566,7 +1640,7 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
     json_t *results = json_array();
     for (size_t t = 0; st == SB_OK && t < r->n_tests; t++) {
         split_data te;
-        st = gather(r, ri, 2 + t, ri->le_test[t], ri->idx_test[t], ri->n_test[t], K, &te, &e);
+        st = gather(r, ri, 2 + t, ri->le_test[t], NULL, ri->idx_test[t], ri->n_test[t], K, &te, &e);
         if (st != SB_OK)
             break;
         if (te.missing)
@@ -1581,7 +1655,7 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
                 st = sb_error_set(&e, SB_ERR_CONFIG, r->tests[t].name,
                                   "test set %s has no utterance with features", r->tests[t].name);
             if (st == SB_OK)
-                st = vt->predict(inst, &te.hd, vals, &e);
+                st = predict_blind(vt, inst, &te, vals, &e);
             if (st == SB_OK)
                 st = score_regression(r, t, &te, vals, results, &e);
             free(vals);
@@ -1603,7 +1677,7 @@ static sb_status run_one(ctx *c, sbi_store *store, const sbi_run *r, const run_i
                               "test set %s has no utterance with a label and features",
                               r->tests[t].name);
         if (st == SB_OK)
-            st = vt->predict(inst, &te.hd, probs, &e);
+            st = predict_blind(vt, inst, &te, probs, &e);
         /* Into the scoring space (see struct test_map); items with no counterpart dropped. */
         size_t kept = 0, dropped = 0;
         for (size_t i = 0; st == SB_OK && i < n; i++) {

@@ -459,6 +459,10 @@ static sb_status resolve_run(sbi_plan *p, const sbi_node *root, size_t index, sb
     st = read_split(p, root, r, tr, "experiment.train", NULL, "train", "human", &r->train, err);
     if (st != SB_OK)
         return st;
+    if (r->train.label_map)
+        return sb_error_set(err, SB_ERR_CONFIG, loc(sbi_node_get(tr, "label_map"), w, sizeof w),
+                            "experiment.train takes no label_map: the training corpus defines "
+                            "the label space (maps belong on dev and test sets)");
     const sbi_node *dv = sbi_node_get(exp, "dev");
     if (dv && dv->kind != SBI_NULL) {
         r->has_dev = 1;

@@ -36,7 +36,7 @@ typedef struct sbi_split_ref {
     char *dataset; /* instance name */
     char *split;
     char *labels;    /* labeller instance name */
-    char *label_map; /* test sets: name of a map under label_maps:, or NULL */
+    char *label_map; /* dev and test sets: name of a map under label_maps:, or NULL */
     json_t *map;     /* that map: {"source class": "target class", ...}, or NULL */
 } sbi_split_ref;
 
