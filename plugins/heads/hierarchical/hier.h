@@ -17,6 +17,10 @@
 #define HIER_MAX_BRANCHES 8
 #define HIER_MAX_LAYERS 12
 #define HIER_MAX_TENSORS 2048
+/* Rows per stage-1 GEMM outside training (embeddings, stage-1 outputs): fixed, so that the
+ * rounding of a prediction does not depend on the buffers training reserved (save -> load
+ * gives bit-identical predictions); w1 always holds at least this many. */
+#define HIER_EVAL_ROWS 256
 
 typedef enum hier_context { CTX_TRANSFORMER, CTX_BIGRU } hier_context;
 typedef enum hier_fusion { FUSE_COATTENTION, FUSE_CONCAT } hier_fusion;
@@ -177,6 +181,8 @@ typedef struct hier_head {
 /* Lays out the tensors of h->NB branches (their names, L, D set) and allocates params,
  * grads, m, v and the standardisation arrays. */
 sb_status hier_build(hier_head *h, sb_error *err);
+/* Frees the model and the work buffers w1 / w2 sized for it (hier_build calls it first, so a
+ * rebuilt model reserves buffers for its own branches). */
 void hier_free_model(hier_head *h);
 /* Initialise stage `stage` of branch b (b ignored for stage 3), PyTorch-style, from the
  * init stream; `outputs_only` re-initialises only its classifier. */
@@ -197,7 +203,8 @@ void hier_s1_backward(hier_head *h, int b, int n);
 /* The backward from w1.dg (dL/dg, the embedding's gradient) to the projection and layer
  * weights; hier_s1_backward ends with it. */
 void hier_s1_backward_embed(hier_head *h, int b, int n);
-/* The utterance embeddings (eval mode) of rows[0..n): out (n, C). */
+/* The utterance embeddings (eval mode) of rows[0..n): out (n, C), in chunks of
+ * HIER_EVAL_ROWS rows (w1.cap >= HIER_EVAL_ROWS). */
 void hier_s1_embed(hier_head *h, int b, const float *x, const size_t *rows, size_t n, float *out);
 
 /* Fill w2's mask, row, spk, pos for batch `bi` of plan p. Returns T. */

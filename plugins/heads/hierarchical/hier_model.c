@@ -14,6 +14,7 @@
  *   logits_t = Wc dropout([f_0 | f_1 | ...]_t) + bc */
 #include "hier.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -176,6 +177,10 @@ static void layout(hier_head *h)
 
 void hier_free_model(hier_head *h)
 {
+    /* the work buffers are sized for this model's branches (L, D, their count): the next
+     * model reserves its own */
+    hier_work1_free(&h->w1);
+    hier_work2_free(&h->w2);
     free(h->params);
     free(h->grads);
     free(h->m);
@@ -223,18 +228,23 @@ void hier_init_stage(hier_head *h, int stage, int b, int outputs_only)
     sb_rng_seed(&r, h->host->seed, STREAM_INIT + (uint64_t)stage * 64u + (uint64_t)(b + 1));
     for (int i = 0; i < h->n_tensors; i++) {
         const hier_tensor *t = &h->tensors[i];
-        if (t->stage != stage || (stage != 3 && t->branch != b) || (outputs_only && !t->output))
+        if (t->stage != stage || (stage != 3 && t->branch != b))
             continue;
+        /* with outputs_only the other tensors' values are drawn and dropped, so the
+         * classifier gets the draws it gets in a fresh model */
+        int keep = !outputs_only || t->output;
         float *p = h->params + t->off;
-        for (size_t j = 0; j < t->n; j++)
+        for (size_t j = 0; j < t->n; j++) {
+            float v;
             switch (t->init) {
-            case HIER_INIT_UNIFORM:
-                p[j] = (float)((2.0 * sb_rng_uniform(&r) - 1.0) * t->scale);
-                break;
-            case HIER_INIT_NORMAL: p[j] = (float)(sb_rng_normal(&r) * t->scale); break;
-            case HIER_INIT_ONE: p[j] = 1.0f; break;
-            default: p[j] = 0.0f; break;
+            case HIER_INIT_UNIFORM: v = (float)((2.0 * sb_rng_uniform(&r) - 1.0) * t->scale); break;
+            case HIER_INIT_NORMAL: v = (float)(sb_rng_normal(&r) * t->scale); break;
+            case HIER_INIT_ONE: v = 1.0f; break;
+            default: v = 0.0f; break;
             }
+            if (keep)
+                p[j] = v;
+        }
     }
 }
 
@@ -522,8 +532,9 @@ void hier_s1_embed(hier_head *h, int b, const float *x, const size_t *rows, size
 {
     work1 *w = &h->w1;
     size_t C = (size_t)h->C;
-    for (size_t s = 0; s < n; s += (size_t)w->cap) {
-        int m = (int)(n - s < (size_t)w->cap ? n - s : (size_t)w->cap);
+    assert(w->cap >= HIER_EVAL_ROWS);
+    for (size_t s = 0; s < n; s += HIER_EVAL_ROWS) {
+        int m = (int)(n - s < HIER_EVAL_ROWS ? n - s : HIER_EVAL_ROWS);
         hier_s1_forward(h, b, x, rows + s, m, 0);
         memcpy(out + s * C, w->g, (size_t)m * C * sizeof(float));
     }

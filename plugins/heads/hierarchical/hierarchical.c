@@ -7,6 +7,7 @@
  * stages, prediction and checkpoints. */
 #include "hier.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -89,7 +90,6 @@ static const sb_option hier_options[] = {
 #define ADAM_EPS 1e-8f
 #define STREAM_SHUFFLE 0x6869722d73687566ull /* "hir-shuf" */
 #define STREAM_DROPOUT 0x6869722d64726f70ull /* "hir-drop" */
-#define EVAL_ROWS 256
 
 /* ---- a checkpoint kept between load and train --------------------------------------------- */
 
@@ -530,8 +530,9 @@ static void stage_outputs(hier_head *h, int stage, int b, const sb_head_data *d,
     size_t KO = (size_t)h->KO;
     if (stage == 1) {
         sb_head_input in = input_of(d, b);
-        for (size_t s = 0; s < d->n; s += (size_t)h->w1.cap) {
-            int m = (int)(d->n - s < (size_t)h->w1.cap ? d->n - s : (size_t)h->w1.cap);
+        assert(h->w1.cap >= HIER_EVAL_ROWS);
+        for (size_t s = 0; s < d->n; s += HIER_EVAL_ROWS) {
+            int m = (int)(d->n - s < HIER_EVAL_ROWS ? d->n - s : HIER_EVAL_ROWS);
             hier_s1_forward(h, b, in.x, all + s, m, 0);
             memcpy(out + s * KO, h->K > 0 ? h->w1.probs : h->w1.logits,
                    (size_t)m * KO * sizeof(float));
@@ -951,7 +952,7 @@ static sb_status hier_train(void *inst, const sb_head_data *train, const sb_head
         hd_class_weights(h->balanced, h->K, train, tr.lab, tr.n_lab, h->class_w);
     sb_rng_seed(&h->drop_rng, h->host->seed, STREAM_DROPOUT);
     dv_out = malloc((dev->n ? dev->n : 1) * (size_t)h->KO * sizeof(float));
-    int cap = h->batch_size > EVAL_ROWS ? h->batch_size : EVAL_ROWS;
+    int cap = h->batch_size > HIER_EVAL_ROWS ? h->batch_size : HIER_EVAL_ROWS;
     if (!dv_out) {
         st = sb_error_set(err, SB_ERR_NOMEM, HIER_WHO, "out of memory");
         goto out;
@@ -1059,7 +1060,7 @@ static sb_status hier_predict(void *inst, const sb_head_data *data, float *probs
         goto out;
     if ((st = check_finite_all(h, data, ps.all, "predict", err)) != SB_OK)
         goto out;
-    int cap = h->batch_size > EVAL_ROWS ? h->batch_size : EVAL_ROWS;
+    int cap = h->batch_size > HIER_EVAL_ROWS ? h->batch_size : HIER_EVAL_ROWS;
     if ((st = hier_work1_reserve(h, cap, err)) != SB_OK ||
         (st = reserve_plans(h, &ps.p_all, NULL, err)) != SB_OK)
         goto out;
@@ -1263,6 +1264,49 @@ static sb_status config_check(const hier_head *h, const char *cfg, const sb_head
     return SB_OK;
 }
 
+/* Builds the model of checkpoint c (parts: all) and fills it, in a copy of h's options, and
+ * only once every tensor fits replaces h's model (and work buffers, and checkpoint) with
+ * it: a failed load leaves h as it was. Takes c. */
+static sb_status load_model(hier_head *h, hier_ckpt *c, sb_error *err)
+{
+    hier_head *n = malloc(sizeof *n);
+    if (!n) {
+        ckpt_free(&c);
+        return sb_error_set(err, SB_ERR_NOMEM, HIER_WHO, "out of memory");
+    }
+    *n = *h; /* the options; the model's pointers are h's and are dropped here */
+    n->params = n->grads = n->m = n->v = NULL;
+    memset(n->br, 0, sizeof n->br);
+    memset(&n->p3, 0, sizeof n->p3);
+    memset(&n->g3, 0, sizeof n->g3);
+    memset(&n->w1, 0, sizeof n->w1);
+    memset(&n->w2, 0, sizeof n->w2);
+    n->built = n->n_tensors = 0;
+    n->ckpt = c;
+    n->NB = c->NB;
+    for (int b = 0; b < c->NB; b++) {
+        snprintf(n->br[b].name, sizeof n->br[b].name, "%s", c->in[b].name);
+        n->br[b].modality = c->in[b].modality;
+        n->br[b].L = c->in[b].L;
+        n->br[b].D = c->in[b].D;
+    }
+    int loaded[4];
+    sb_status st;
+    if ((st = hier_build(n, err)) != SB_OK || (st = ckpt_apply(n, loaded, err)) != SB_OK) {
+        hier_free_model(n);
+        ckpt_free(&n->ckpt);
+        free(n);
+        return st;
+    }
+    n->stages = c->stages;
+    n->trained_stage = c->new_output ? 0 : c->stages;
+    hier_free_model(h);
+    ckpt_free(&h->ckpt);
+    *h = *n; /* the views into params move with the buffers */
+    free(n);
+    return SB_OK;
+}
+
 static sb_status hier_load(void *inst, const sb_st_file *f, const sb_head_init *init, sb_error *err)
 {
     hier_head *h = inst;
@@ -1306,27 +1350,22 @@ static sb_status hier_load(void *inst, const sb_st_file *f, const sb_head_init *
         ckpt_free(&c);
         return st;
     }
-    ckpt_free(&h->ckpt);
-    h->ckpt = c;
-    if (stage1_only)
+    if (stage1_only) {
+        ckpt_free(&h->ckpt);
+        h->ckpt = c;
         return SB_OK;
-    /* a whole model: usable for predict at once, with the checkpoint's inputs */
-    hier_free_model(h);
-    h->NB = c->NB;
-    for (int b = 0; b < c->NB; b++) {
-        snprintf(h->br[b].name, sizeof h->br[b].name, "%s", c->in[b].name);
-        h->br[b].modality = c->in[b].modality;
-        h->br[b].L = c->in[b].L;
-        h->br[b].D = c->in[b].D;
     }
-    int loaded[4];
-    if ((st = hier_build(h, err)) != SB_OK || (st = ckpt_apply(h, loaded, err)) != SB_OK) {
-        hier_free_model(h);
+    /* a whole model: usable for predict at once, with the checkpoint's inputs, the first of
+     * which is the one the host created the head for (as at train) */
+    if (c->in[0].L != h->L0 || c->in[0].D != h->D0) {
+        st = sb_error_set(err, SB_ERR_CONFIG, HIER_WHO,
+                          "inputs.%s: the checkpoint's first input is %d layers x %d dims, but "
+                          "the head was created for %d x %d (n_layers, dim)",
+                          c->in[0].name, c->in[0].L, c->in[0].D, h->L0, h->D0);
+        ckpt_free(&c);
         return st;
     }
-    h->stages = c->stages;
-    h->trained_stage = c->new_output ? 0 : c->stages;
-    return SB_OK;
+    return load_model(h, c, err);
 }
 
 static const sb_head_vtable hier_vtable = {

@@ -867,6 +867,203 @@ Test(hierarchical, save_load_predicts_the_same)
     dset_free(&te);
 }
 
+/* Predictions of a split larger than HIER_EVAL_ROWS after save -> load are bit-identical:
+ * stage 1's GEMMs outside training take a fixed number of rows, not as many as the buffers
+ * training reserved (here 64 dialogues x 12 turns > 256) hold. */
+Test(hierarchical, save_load_predicts_the_same_over_many_rows)
+{
+    int L = 3, D = 24, K = 2;
+    dset tr = make_dialogues(1, 120, 5, 12, L, D, 2, 2.0, K, 41, "tr");
+    for (size_t r = 0; r < tr.d.n; r++)
+        tr.y[r] = tr.code[0][r];
+    const char *yaml = "d_model: 16\nheads: 2\nffn: 16\nepochs: 2\nbatch_dialogues: 64\n"
+                       "max_batch_utts: 1024";
+    hier_head *a = make_head(yaml, L, D, K);
+    train_ok(a, &tr.d, NULL);
+    cr_assert_gt(tr.d.n, 2 * HIER_EVAL_ROWS);
+    cr_assert_gt(a->w1.cap, HIER_EVAL_ROWS, "training reserved w1 for %d rows", a->w1.cap);
+    float *pa = predict(a, &tr.d);
+    char *path = save_to_file(a, "many");
+    hier_head *b = make_head(yaml, L, D, K);
+    sb_error err = { 0 };
+    cr_assert_eq(load_file(b, path, "all", 0, &err), SB_OK, "load: %s", err.msg);
+    float *pb = predict(b, &tr.d);
+    size_t nk = tr.d.n * (size_t)K, differ = 0;
+    double worst = 0.0;
+    for (size_t i = 0; i < nk; i++)
+        if (pa[i] != pb[i]) {
+            differ++;
+            worst = fmax(worst, fabs((double)pa[i] - pb[i]));
+        }
+    cr_assert_eq(differ, 0, "%zu of %zu probabilities differ after save -> load (max %.3g)", differ,
+                 nk, worst);
+    unlink(path);
+    free(path);
+    free(pa);
+    free(pb);
+    hier_destroy(a);
+    hier_destroy(b);
+    dset_free(&tr);
+}
+
+/* new_output re-initialises every stage's classifier with the values a fresh model draws
+ * (the other tensors' draws are made and dropped) and leaves the other tensors as they are. */
+Test(hierarchical, new_output_makes_a_fresh_models_draws)
+{
+    const char *yamls[] = { "d_model: 8\nheads: 2\nffn: 8\nspeakers: true",
+                            "d_model: 8\nheads: 2\ncontext: bigru" };
+    for (int y = 0; y < 2; y++) {
+        dset s = make_dialogues(2, 3, 2, 4, GL, GD, 2, 1.0, GK, 3, "n");
+        hier_head *h = make_head(yamls[y], GL, GD, GK);
+        sb_error err = { 0 };
+        branch spec[HIER_MAX_BRANCHES];
+        int nb;
+        cr_assert_eq(spec_from_data(&s.d, spec, &nb, &err), SB_OK);
+        memcpy(h->br, spec, (size_t)nb * sizeof *spec);
+        h->NB = nb;
+        cr_assert_eq(hier_build(h, &err), SB_OK, "%s", err.msg);
+        size_t bytes = h->n_params * sizeof(float);
+        float *fresh = malloc(bytes), *moved = malloc(bytes);
+        for (int st = 1; st <= 3; st++)
+            for (int b = 0; b < (st == 3 ? 1 : nb); b++)
+                hier_init_stage(h, st, b, 0);
+        memcpy(fresh, h->params, bytes);
+        for (size_t i = 0; i < h->n_params; i++) /* as if trained */
+            h->params[i] += 0.25f;
+        memcpy(moved, h->params, bytes);
+        for (int st = 1; st <= 3; st++)
+            for (int b = 0; b < (st == 3 ? 1 : nb); b++)
+                hier_init_stage(h, st, b, 1);
+        int outputs = 0;
+        for (int i = 0; i < h->n_tensors; i++) {
+            const hier_tensor *t = &h->tensors[i];
+            const float *want = t->output ? fresh : moved;
+            outputs += t->output;
+            cr_assert_eq(memcmp(h->params + t->off, want + t->off, t->n * sizeof(float)), 0,
+                         "%s: %s is not %s", yamls[y], t->name,
+                         t->output ? "the fresh model's" : "left as it was");
+        }
+        cr_assert_eq(outputs, 2 * (2 * nb + 1), "%d output tensors", outputs);
+        free(fresh);
+        free(moved);
+        hier_destroy(h);
+        dset_free(&s);
+    }
+}
+
+/* A copy of the checkpoint at path without tensor `drop` (its head_config kept). */
+static char *copy_without(const char *path, const char *drop, const char *tag)
+{
+    sb_error err = { 0 };
+    sb_st_file *f = NULL;
+    cr_assert_eq(sb_st_open(path, &f, &err), SB_OK, "%s", err.msg);
+    sb_st_writer *w = sb_st_writer_create();
+    for (size_t i = 0; i < sb_st_count(f); i++) {
+        const sb_st_tensor *t = sb_st_at(f, i);
+        if (strcmp(t->name, drop) == 0)
+            continue;
+        cr_assert_eq(sb_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, &err),
+                     SB_OK, "%s", err.msg);
+    }
+    cr_assert_eq(sb_st_writer_meta(w, "head_config", sb_st_metadata(f, "head_config"), &err),
+                 SB_OK);
+    char *out = malloc(256);
+    snprintf(out, 256, "/tmp/test_hier_%d_%s.safetensors", (int)getpid(), tag);
+    cr_assert_eq(sb_st_writer_commit(w, out, &err), SB_OK, "%s", err.msg);
+    sb_st_writer_destroy(&w);
+    sb_st_close(&f);
+    return out;
+}
+
+/* A second train on the same instance rebuilds the model for its inputs, and the work
+ * buffers with it: one input, then two, predicts exactly as a fresh head trained on the two
+ * (the stage-3 buffers were those of one branch: a NULL dereference). */
+Test(hierarchical, train_again_with_more_inputs)
+{
+    int L = 2, D = 6, K = 4;
+    dset one = make_dialogues(1, 12, 2, 5, L, D, 2, 1.5, K, 31, "o");
+    dset two = make_dialogues(2, 12, 2, 5, L, D, 2, 1.5, K, 32, "t");
+    label_previous(&one);
+    label_both(&two);
+    const char *yaml = "d_model: 8\nheads: 2\nffn: 8\nepochs: 2";
+    hier_head *h = make_head(yaml, L, D, K);
+    train_ok(h, &one.d, &one.d);
+    train_ok(h, &two.d, &two.d);
+    cr_assert_eq(h->trained_stage, 3);
+    float *p = predict(h, &two.d);
+    hier_head *f = make_head(yaml, L, D, K);
+    train_ok(f, &two.d, &two.d);
+    float *pf = predict(f, &two.d);
+    cr_assert_eq(memcmp(p, pf, two.d.n * (size_t)K * sizeof(float)), 0,
+                 "trained again, the head predicts unlike a fresh one");
+    free(p);
+    free(pf);
+    hier_destroy(h);
+    hier_destroy(f);
+    dset_free(&one);
+    dset_free(&two);
+}
+
+/* load (parts: all) into a trained head replaces its model, work buffers included (they
+ * were the trained model's: a heap overflow with a wider input); a load that fails changes
+ * nothing; a checkpoint whose first input is not the shape the head was created for is
+ * refused. */
+Test(hierarchical, load_replaces_the_model_or_changes_nothing)
+{
+    int L = 2, D = 6, K = 4;
+    dset a = make_dialogues(2, 30, 2, 5, L, D, 2, 1.5, K, 41, "m");
+    dset wide = make_dialogues(2, 30, 2, 5, L, 4 * D, 2, 1.5, K, 41, "m"); /* same dialogues */
+    cr_assert_eq(a.d.n, wide.d.n);
+    a.in[1] = wide.in[1]; /* the text input 4 times wider than the audio one */
+    cr_assert_gt(a.d.n, HIER_EVAL_ROWS / 4, "the rows of the wider input overflow w1 as it was");
+    label_both(&a);
+    const char *yaml = "d_model: 8\nheads: 2\nffn: 8\nepochs: 2";
+    hier_head *m = make_head(yaml, L, D, K);
+    train_ok(m, &a.d, NULL);
+    float *pm = predict(m, &a.d);
+    char *path = save_to_file(m, "wide");
+    char *bad = copy_without(path, "s3.out.b", "wide_bad");
+
+    dset s = make_dialogues(1, 12, 2, 5, L, D, 2, 1.5, K, 42, "s");
+    label_previous(&s);
+    hier_head *h = make_head(yaml, L, D, K);
+    train_ok(h, &s.d, NULL);
+    sb_error err = { 0 };
+    cr_assert_eq(load_file(h, path, "all", 0, &err), SB_OK, "load: %s", err.msg);
+    float *p = predict(h, &a.d);
+    cr_assert_eq(memcmp(p, pm, a.d.n * (size_t)K * sizeof(float)), 0,
+                 "the loaded model predicts unlike the saved one");
+    free(p);
+    /* a checkpoint without a tensor: an error naming it, and the instance as it was */
+    const void *ckpt = h->ckpt;
+    sb_error e2 = { 0 };
+    cr_assert_eq(load_file(h, bad, "all", 0, &e2), SB_ERR_CONFIG);
+    cr_assert(strstr(e2.msg, "s3.out.b"), "%s", e2.msg);
+    cr_assert_eq((const void *)h->ckpt, ckpt, "a failed load replaced the kept checkpoint");
+    p = predict(h, &a.d);
+    cr_assert_eq(memcmp(p, pm, a.d.n * (size_t)K * sizeof(float)), 0,
+                 "a failed load changed the model");
+    free(p);
+    /* the first input of another shape than create's */
+    hier_head *o = make_head(yaml, L, D + 1, K);
+    sb_error e3 = { 0 };
+    cr_assert_eq(load_file(o, path, "all", 0, &e3), SB_ERR_CONFIG);
+    cr_assert(strstr(e3.msg, "audio") && strstr(e3.msg, "created for 2 x 7"), "%s", e3.msg);
+    cr_assert_eq(o->built, 0);
+    cr_assert_null(o->ckpt);
+    unlink(path);
+    unlink(bad);
+    free(path);
+    free(bad);
+    free(pm);
+    hier_destroy(m);
+    hier_destroy(h);
+    hier_destroy(o);
+    dset_free(&a);
+    dset_free(&wide);
+    dset_free(&s);
+}
+
 Test(hierarchical, stage1_checkpoint_for_fine_tuning)
 {
     int L = 2, D = 12, K = 4;
