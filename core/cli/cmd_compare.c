@@ -88,8 +88,7 @@ static int take_flags(int argc, char **argv, char **rest, int *n_rest, compare_o
             /* at most 2^53: JSON numbers (the --json echo, the report's seed) hold it exactly */
             if (!*v || *end || errno || v[0] == '-' || u > (1ULL << 53)) {
                 fprintf(stderr,
-                        "serbench: error: --seed expects an integer from 0 to 2^53, got '%s'\n",
-                        v);
+                        "serbench: error: --seed expects an integer from 0 to 2^53, got '%s'\n", v);
                 return EXIT_USAGE;
             }
             o->seed = (uint64_t)u;
