@@ -180,4 +180,29 @@ expect_in $T/inobody.err "rater 'X9' rated none"
 run_sb $T/icorp corpus $T/iem.yaml
 expect_in $T/icorp.out "raters ("
 expect_in $T/icorp.out "E2="
+# Editing a labeller's file changes its labels' key: the edited labels are used, never the
+# stored ones of the old file (the options hold only the path).
+cp "$SB_SHARED_DATA/melt/meld_test.csv" $T/edit.csv
+cat >"$T/edit.yaml" <<YAML
+include: [$T/melt.yaml]
+labellers:
+  melt_test: {file: "$T/edit.csv"}
+YAML
+run_sb $T/ed1 label $T/edit.yaml --results $T/red
+expect_exit 0 $T/ed1
+expect_in $T/ed1.err "1791 labelled, 3 invalid, 0 failed"
+$PY - $T/edit.csv <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], encoding="utf-8", newline="")))
+col = rows[0].index("llm_label")
+for r in rows[1:]:
+    if r[col] in ("frustration", "comfort"):
+        r[col] = "neutral"
+csv.writer(open(sys.argv[1], "w", encoding="utf-8", newline="")).writerows(rows)
+PY
+run_sb $T/ed2 label $T/edit.yaml --results $T/red
+expect_exit 0 $T/ed2
+expect_not_in $T/ed2.err "complete in store"
+expect_in $T/ed2.err "1794 labelled, 0 invalid, 0 failed"
+ok
 done_ok

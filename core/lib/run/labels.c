@@ -372,6 +372,29 @@ static size_t splits_named(const ctx *c, const sbi_run *r, const sbi_split_ref *
     return n;
 }
 
+/* The content of every file an option of the labeller names (SB_OPT_PATH: the imported
+ * labeller's file, the llm labeller's prompt and system files): its options hold only the
+ * path, so without this an edited file would leave its old labels in use. */
+static sb_status hash_path_options(ctx *c, const sbi_instance *in, sb_hasher *h, sb_error *err)
+{
+    const sb_option *o = in->plugin->desc->options;
+    for (; o && o->name; o++) {
+        if (o->type != SB_OPT_PATH)
+            continue;
+        const char *path = sb_opts_str(in->opts, o->name);
+        if (!path || !*path)
+            continue;
+        char hex[SB_HASH_HEX];
+        sb_error e = { 0 };
+        if (sbi_store_file_hash(c->store, path, hex, &e) != SB_OK)
+            return sb_error_set(err, SB_ERR_CONFIG, in->where, "labeller %s: option %s: %s",
+                                in->name, o->name, e.msg);
+        sb_hasher_str(h, o->name);
+        sb_hasher_str(h, hex);
+    }
+    return SB_OK;
+}
+
 sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, corpus_entry *ce,
                          labels_entry **out, sb_error *err)
 {
@@ -382,9 +405,12 @@ sb_status sbi_get_labels(ctx *c, const sbi_run *r, const sbi_split_ref *ref, cor
     sb_hasher_str(h, "labels/1");
     sb_hasher_str(h, canon);
     sb_hasher_str(h, ce->key);
+    free(canon);
+    sb_status hs = hash_path_options(c, in, h, err);
     sb_hasher_hex(h, key);
     sb_hasher_destroy(&h);
-    free(canon);
+    if (hs != SB_OK)
+        return hs;
 
     labels_entry *le = NULL;
     int created = 0;
