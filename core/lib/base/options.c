@@ -57,6 +57,16 @@ static int in_choices(const char *choices, const char *word)
 }
 
 /* Suggest the closest choice; writes " (did you mean 'x'?)" or "" into buf. */
+/* A scalar's value as a message may show it: quoted, or, when it came from an environment
+ * variable (it may be a secret; docs/config.md), not at all. */
+static const char *shown(const sbi_node *n, char *buf, size_t size)
+{
+    if (n->from_env)
+        return "a value from an environment variable (not shown)";
+    snprintf(buf, size, "'%s'", n->text);
+    return buf;
+}
+
 static void suggest_choice(const char *choices, const char *word, char *buf, size_t size)
 {
     buf[0] = '\0';
@@ -98,7 +108,7 @@ static int out_of_range(const sb_option *o, double v)
 static sb_status typed_value(const sb_option *o, const char *plugin, const sbi_node *n,
                              const char *where, json_t **out, sb_error *err)
 {
-    char rbuf[64], sbuf[128];
+    char rbuf[64], sbuf[128], vbuf[1100];
     *out = NULL;
     switch (o->type) {
     case SB_OPT_BOOL:
@@ -116,11 +126,12 @@ static sb_status typed_value(const sb_option *o, const char *plugin, const sbi_n
         if (!ok) {
             json_decref(v);
             return sb_error_set(err, SB_ERR_CONFIG, where,
-                                "option '%s' of plugin %s expects %s, got %s'%s'", o->name, plugin,
+                                "option '%s' of plugin %s expects %s, got %s%s", o->name, plugin,
                                 o->type == SB_OPT_BOOL  ? "true or false"
                                 : o->type == SB_OPT_INT ? "an integer"
                                                         : "a number",
-                                n->quoted ? "the quoted string " : "", n->text);
+                                n->quoted && !n->from_env ? "the quoted string " : "",
+                                shown(n, vbuf, sizeof vbuf));
         }
         if (o->type == SB_OPT_FLOAT && json_is_integer(v)) {
             json_t *r = json_real((double)json_integer_value(v));
@@ -133,7 +144,8 @@ static sb_status typed_value(const sb_option *o, const char *plugin, const sbi_n
                 json_decref(v);
                 return sb_error_set(err, SB_ERR_CONFIG, where,
                                     "option '%s' of plugin %s is %s, outside its range %s", o->name,
-                                    plugin, n->text, range_text(o, rbuf, sizeof rbuf));
+                                    plugin, n->from_env ? shown(n, vbuf, sizeof vbuf) : n->text,
+                                    range_text(o, rbuf, sizeof rbuf));
             }
         }
         *out = v;
@@ -148,10 +160,13 @@ static sb_status typed_value(const sb_option *o, const char *plugin, const sbi_n
                                 o->type == SB_OPT_PATH ? "path" : "string",
                                 n->kind == SBI_MAP ? "mapping" : "list");
         if (o->type == SB_OPT_ENUM && !in_choices(o->choices, n->text)) {
-            suggest_choice(o->choices, n->text, sbuf, sizeof sbuf);
+            if (n->from_env)
+                sbuf[0] = '\0';
+            else
+                suggest_choice(o->choices, n->text, sbuf, sizeof sbuf);
             return sb_error_set(err, SB_ERR_CONFIG, where,
-                                "option '%s' of plugin %s is '%s'%s; allowed: %s", o->name, plugin,
-                                n->text, sbuf, o->choices);
+                                "option '%s' of plugin %s is %s%s; allowed: %s", o->name, plugin,
+                                shown(n, vbuf, sizeof vbuf), sbuf, o->choices);
         }
         if (o->type == SB_OPT_PATH) {
             if (!*n->text)

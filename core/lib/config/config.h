@@ -48,6 +48,7 @@ struct sbi_node {
     sbi_loc loc;
     char *text;        /* SCALAR: the value (after interpolation); NULL for NULL/SEQ/MAP */
     int quoted;        /* SCALAR: written quoted ('...' or "...") or as a block scalar */
+    int from_env;      /* SCALAR: its text came through ${VAR}: never shown in a message */
     size_t n;          /* SEQ/MAP: number of items */
     char **keys;       /* MAP: keys[n] */
     sbi_loc *key_locs; /* MAP: where each key was written */

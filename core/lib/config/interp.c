@@ -150,6 +150,7 @@ sb_status sbi_interp_tree(sbi_node *n, sb_error *err)
         sb_status st = sbi_interp_string(n->text, n->loc, &s, err);
         if (st != SB_OK)
             return st;
+        n->from_env |= strstr(n->text, "${") != NULL;
         free(n->text);
         n->text = s;
         return SB_OK;

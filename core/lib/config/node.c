@@ -149,7 +149,11 @@ sbi_node *sbi_node_clone(const sbi_node *src)
         return NULL;
     sbi_node *n;
     switch (src->kind) {
-    case SBI_SCALAR: return sbi_node_new_scalar(src->text, src->quoted, src->loc);
+    case SBI_SCALAR:
+        n = sbi_node_new_scalar(src->text, src->quoted, src->loc);
+        if (n)
+            n->from_env = src->from_env;
+        return n;
     case SBI_SEQ:
         n = sbi_node_new_seq(src->loc);
         for (size_t i = 0; n && i < src->n; i++) {

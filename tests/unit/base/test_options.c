@@ -2,8 +2,10 @@
  * paths, lists, maps, getters. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "internal.h"
 #include "opts.h"
 
@@ -114,6 +116,38 @@ Test(options, errors_name_key_location_and_fix)
     parse_bad("model: m\ncontext: [1]\n", "expects a mapping", NULL);
     parse_bad("model: [a]\n", "expects a string, got a list", NULL);
     parse_bad("epochs: 3\n", "needs option 'model'", NULL);
+}
+
+/* A value that came from ${VAR} may be a secret: a message about it never shows it. */
+Test(options, a_value_from_the_environment_is_never_shown)
+{
+    setenv("SB_TEST_SECRET", "hunter2-sekrit", 1);
+    static const char *const cases[] = {
+        "model: m\nepochs: ${SB_TEST_SECRET}\n",
+        "model: m\nepochs: \"${SB_TEST_SECRET}\"\n",
+        "model: m\npool: ${SB_TEST_SECRET}\n",
+        "model: m\nlr: ${SB_TEST_SECRET}\n",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sb_error err = { 0 };
+        sbi_node *n = sbi_config_parse_string(cases[i], strlen(cases[i]), "t.yaml", &err);
+        cr_assert(n, "%s", err.msg);
+        sb_opts *o = NULL;
+        cr_assert_eq(sbi_opts_validate(table, "t", n, NULL, &o, &err), SB_ERR_CONFIG, "%s",
+                     cases[i]);
+        cr_assert_null(strstr(err.msg, "hunter2"), "the secret is in: %s", err.msg);
+        cr_assert(strstr(err.msg, "a value from an environment variable (not shown)"), "%s",
+                  err.msg);
+        sbi_node_free(&n);
+    }
+    /* without the variable, the value is shown as before */
+    sb_error err = { 0 };
+    sbi_node *n = sbi_config_parse_string("model: m\nepochs: many\n", 22, "t.yaml", &err);
+    sb_opts *o = NULL;
+    cr_assert_eq(sbi_opts_validate(table, "t", n, NULL, &o, &err), SB_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "got 'many'"), "%s", err.msg);
+    sbi_node_free(&n);
+    unsetenv("SB_TEST_SECRET");
 }
 
 Test(options, path_resolves_against_the_yaml_file)
