@@ -36,8 +36,8 @@ sb_status sbi_interp_string(const char *in, sbi_loc loc, char **out, sb_error *e
 sb_status sbi_interp_tree(sbi_node *root, sb_error *err);
 
 /* Step 4: apply "key.path=value" overrides in order to a MAP root. A malformed override
- * (no '=', empty path) is SB_ERR_USAGE; a value that is not YAML or a path that cannot
- * be set is SB_ERR_CONFIG. */
+ * (no '=', empty path) or one that sets `include` (read with the files, before overrides)
+ * is SB_ERR_USAGE; a value that is not YAML or a path that cannot be set is SB_ERR_CONFIG. */
 sb_status sbi_overrides_apply(sbi_node *root, const char *const *overrides, size_t n,
                               sb_error *err);
 

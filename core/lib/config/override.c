@@ -1,6 +1,7 @@
 /* core/lib/config/override.c — step 4: command-line overrides "key.path=value". The value
  * is one YAML flow node (a scalar, [list] or {map}; empty means null) and every node of it
- * is located at "<command line>:0:N", N being the override's 1-based position. */
+ * is located at "<command line>:0:N", N being the override's 1-based position. `include`
+ * cannot be overridden: includes are read with the files, before this step. */
 #include "config_priv.h"
 
 #include <stdio.h>
@@ -91,6 +92,12 @@ sb_status sbi_overrides_apply(sbi_node *root, const char *const *overrides, size
         if (!root || root->kind != SBI_MAP)
             return sb_error_set(err, SB_ERR_CONFIG, where,
                                 "override '%s': the config is not a mapping", ov);
+        /* Includes are resolved while the files are read, before any override. */
+        if (strncmp(ov, "include", 7) == 0 && (ov[7] == '=' || ov[7] == '.'))
+            return sb_error_set(err, SB_ERR_USAGE, where,
+                                "override '%s': include cannot be set on the command line; "
+                                "put include: in the config file",
+                                ov);
         char *path = strndup(ov, (size_t)(eq - ov));
         if (!path)
             return sb_error_set(err, SB_ERR_NOMEM, where, "out of memory");

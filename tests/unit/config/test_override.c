@@ -185,3 +185,20 @@ Test(override, later_override_wins)
     cr_assert_str_eq(cfg_text(r, "b"), "3");
     sbi_node_free(&r);
 }
+
+Test(override, include_refused)
+{
+    /* Includes are read with the files, before overrides; an include= override would be
+     * silently ignored, so it is an error naming the override. */
+    const char *ov[] = { "heads.linear.epochs=5", "include=../base/heads.yaml" };
+    sb_error e = load_with_err(ov, 2);
+    cr_assert_eq(e.code, SB_ERR_USAGE);
+    cfg_assert_has(e, "<command line>:0:2");
+    cfg_assert_has(e, "'include=../base/heads.yaml'");
+    cfg_assert_has(e, "include:");
+
+    const char *ov2[] = { "include.0=x.yaml" };
+    sb_error e2 = load_with_err(ov2, 1);
+    cr_assert_eq(e2.code, SB_ERR_USAGE);
+    cfg_assert_has(e2, "'include.0=x.yaml'");
+}
