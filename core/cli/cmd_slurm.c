@@ -446,7 +446,8 @@ static char *last_plan_dir(const char *results)
 }
 
 /* Why shard i of kind k has not completed, or NULL when it has (RESULTS/shards/.../shard.json
- * says complete for this config, kind, index and count). */
+ * says complete for this config, kind, index and count, written by the task's last command:
+ * `encode` for an item shard, `run` for a run shard). */
 static const char *shard_problem(const slurm_ctx *c, int k, int i, char *buf, size_t size)
 {
     char *d = shard_dir(c, k, i);
@@ -467,6 +468,12 @@ static const char *shard_problem(const slurm_ctx *c, int k, int i, char *buf, si
              json_integer_value(json_object_get(j, "index")) != i ||
              json_integer_value(json_object_get(j, "count")) != c->n[k])
         why = "shard.json is of another shard (kind, index or count differ)";
+    else if (!sbi_streq(json_string_value(json_object_get(j, "command")), k ? "run" : "encode"))
+        /* Each command of the task writes shard.json: complete after `label` alone means the
+         * task stopped before its `encode` (the last stage) began. */
+        why = k ? "shard.json was not written by `run`"
+                : "shard.json was written by `label`, not by `encode` (the task stopped "
+                  "between its two stages)";
     if (why)
         snprintf(buf, size, "%s", why);
     json_decref(j);

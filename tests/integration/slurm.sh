@@ -246,6 +246,16 @@ ok
 [ "$(jq -r '.shards.runs[0].log' "$P3")" = "$(jq -r '.shards.runs[0].log' "$P2")" ] || fail "shard 1's log carried over"
 ok
 same_report "$R2"
+# An item shard stopped between `label` and `encode` (its shard.json then says command label,
+# complete true) did not complete: --resubmit-failed names it.
+sj=$R2/shards/items/1/shard.json
+cp "$sj" $T/items1.shard.json
+jq '.command = "label"' $T/items1.shard.json >"$sj"
+run_sb $T/rep3 slurm "$CFG" --results "$R2" --resubmit-failed --no-submit
+expect_exit 0 $T/rep3
+expect_in $T/rep3.err "item shard 1/"
+expect_in $T/rep3.err "written by \`label\`, not by \`encode\`"
+cp $T/items1.shard.json "$sj"
 
 # ---- 3. bad input
 mkdir -p $T/nosb && ln -s "$(command -v jq)" $T/nosb/jq
