@@ -88,6 +88,28 @@ snap "$T/m" >$T/snap3
 cmp -s $T/snap1 $T/snap3 || fail "a conflicting merge changed the store"
 ok
 
+# A merge that fails (a conflict) or a --dry-run, racing a merge that creates and commits the
+# destination's database meanwhile, leaves that database alone (strace holds the loser back
+# 2 s at its first mkdir, after it has seen no database there).
+if command -v strace >/dev/null && strace -f -o /dev/null -e inject=mkdir:delay_enter=1 true 2>/dev/null; then
+  for race in conflict dry; do
+    src=$T/bad extra=
+    [ $race = dry ] && src=$T/s1 extra=--dry-run
+    ( strace -f -o /dev/null -e trace=mkdir -e inject=mkdir:delay_enter=2000000 \
+        "$SERBENCH" merge "$src" --into "$T/race-$race" $extra -q >$T/race-$race.out 2>$T/race-$race.err
+      echo $? >$T/race-$race.rc ) &
+    sleep 0.5
+    run_sb $T/win-$race merge "$T/s1" "$T/s2" --into "$T/race-$race" -q
+    expect_exit 0 $T/win-$race
+    wait
+    expect_exit $([ $race = dry ] && echo 0 || echo 2) $T/race-$race
+    [ -f "$T/race-$race/serbench.db" ] &&
+      [ "$(sqlite3 "$T/race-$race/serbench.db" "SELECT count(*) FROM runs")" = 3 ] ||
+      fail "the racing $race merge deleted the database another merge committed: $(ls "$T/race-$race")"
+    ok
+  done
+fi
+
 # Shards of different configs (shard.json config_id), and an incomplete shard.
 echo '{"config_id": "aaa", "kind": "runs", "index": 1, "count": 2, "complete": true}' >"$T/s1/shard.json"
 echo '{"config_id": "bbb", "kind": "runs", "index": 2, "count": 2, "complete": true}' >"$T/s2/shard.json"

@@ -71,7 +71,12 @@ typedef struct src_store {
 typedef struct planned_file {
     char *rel;
     size_t src;
+    int placed; /* PLACED_NEW: the merge made the file; PLACED_OVER: it replaced one */
+    dev_t dev;  /* the file the merge made (removed on failure only if still that file) */
+    ino_t ino;
+    char *old; /* PLACED_OVER: the replaced file, kept under this name until the commit */
 } planned_file;
+enum { PLACED_NONE, PLACED_NEW, PLACED_OVER };
 
 /* A few mapped feature files, for comparing an item stored in different chunk files. */
 #define N_OPEN 8
@@ -84,16 +89,20 @@ typedef struct merge_ctx {
     const sbi_merge_opts *o;
     src_store *srcs;
     size_t n_srcs;
-    char *into_real;  /* realpath of the destination folder, when it exists */
-    sbi_store *dst;   /* the destination, in one write transaction */
-    sqlite3 *snap;    /* the destination as it was (read-only), for naming a conflict's stores */
-    int created_dir;  /* the merge created the destination folder … */
-    int created_feat; /* … its features/ folder … */
-    int created_db;   /* … and its database: removed unless the merge commits */
+    char *into_real; /* realpath of the destination folder, when it exists */
+    sbi_store *dst;  /* the destination, in one write transaction */
+    sqlite3 *snap;   /* the destination as it was (read-only), for naming a conflict's stores */
+    char *work_root; /* no destination database yet: the merge's own store, in a temporary
+                      * folder, linked to DST/serbench.db as the commit (never created, so
+                      * never removed, under another writer) */
+    char **made;     /* folders the merge created, parents first: removed unless it commits */
+    size_t n_made;
+    char *merge_json_tmp; /* DST/merge.json's new text, renamed into place after the commit */
     counts cnt[N_TABLES];
     size_t files_copied, files_linked, files_same;
     json_t *conflicts, *warnings, *config_ids;
-    size_t n_cache_diff;      /* plugin_cache keys with another value in a source (kept) */
+    json_t *held_ids;    /* config_ids the destination held before (its merge.json, shard.json) */
+    size_t n_cache_diff; /* plugin_cache keys with another value in a source (kept) */
     char *cache_diff_example; /* the first of them */
     size_t n_conflicts;       /* all of them; the first MAX_LISTED are in `conflicts` */
     const char *config_id; /* the sources' common config_id (borrowed from config_ids), or NULL */
@@ -778,6 +787,18 @@ static sb_status read_json(const char *folder, const char *name, json_t **out, s
     return st;
 }
 
+static int id_in(json_t *ids, const char *id)
+{
+    size_t k;
+    json_t *v;
+    json_array_foreach(ids, k, v)
+    {
+        if (id && sbi_streq(json_string_value(v), id))
+            return 1;
+    }
+    return 0;
+}
+
 /* The sources' shard.json: complete (unless partial), one config_id (unless allow_mixed),
  * the same as the destination's shard.json and last merge.json. */
 static sb_status check_shards(merge_ctx *c, sb_error *err)
@@ -802,14 +823,7 @@ static sb_status check_shards(merge_ctx *c, sb_error *err)
                               (long long)json_integer_value(json_object_get(sh, "count")));
         const char *id = json_string_value(json_object_get(sh, "config_id"));
         if (st == SB_OK && id) {
-            size_t k;
-            int known = 0;
-            json_t *v;
-            json_array_foreach(c->config_ids, k, v)
-            {
-                known |= !strcmp(json_string_value(v), id);
-            }
-            if (!known)
+            if (!id_in(c->config_ids, id))
                 json_array_append_new(c->config_ids, json_string(id));
             if (!first_id) {
                 first_id = json_string_value(json_array_get(c->config_ids, 0));
@@ -825,49 +839,136 @@ static sb_status check_shards(merge_ctx *c, sb_error *err)
     }
     if (json_array_size(c->config_ids) == 1)
         c->config_id = json_string_value(json_array_get(c->config_ids, 0));
+    /* What the destination holds: every config_id it has ever merged (merge.json's
+     * config_ids, and config_id of a merge.json written before there was a list) and its own
+     * shard.json's. The destination keeps them all (held_ids), so a merge of unsharded
+     * stores or an --allow-mixed merge cannot make it forget a config. */
     static const char *const dst_files[] = { "shard.json", "merge.json" };
-    for (size_t k = 0; st == SB_OK && k < 2 && c->config_id && !o->allow_mixed; k++) {
+    const char *held_in = NULL;
+    for (size_t k = 0; st == SB_OK && k < 2; k++) {
         json_t *j = NULL;
         st = read_json(o->into, dst_files[k], &j, err);
-        const char *id = j ? json_string_value(json_object_get(j, "config_id")) : NULL;
-        if (st == SB_OK && id && strcmp(id, c->config_id))
-            st = sb_error_set(err, SB_ERR_CONFIG, o->into,
-                              "the destination holds config_id %s (its %s), the sources %s; "
-                              "merge into another folder, or pass --allow-mixed",
-                              id, dst_files[k], c->config_id);
+        json_t *list = json_array(), *v;
+        size_t n;
+        if (!list) {
+            json_decref(j);
+            return nomem(err);
+        }
+        if (json_string_value(json_object_get(j, "config_id")))
+            json_array_append(list, json_object_get(j, "config_id"));
+        json_array_foreach(json_object_get(j, "config_ids"), n, v)
+        {
+            if (json_is_string(v))
+                json_array_append(list, v);
+        }
+        json_array_foreach(list, n, v)
+        {
+            if (!id_in(c->held_ids, json_string_value(v))) {
+                json_array_append(c->held_ids, v);
+                held_in = dst_files[k];
+            }
+        }
+        json_decref(list);
         json_decref(j);
+    }
+    if (st != SB_OK || o->allow_mixed || json_array_size(c->config_ids) == 0)
+        return st;
+    /* Without --allow-mixed, the destination and the sources together hold one config. */
+    size_t n;
+    json_t *v;
+    int other = json_array_size(c->held_ids) > 1;
+    json_array_foreach(c->config_ids, n, v)
+    {
+        other |= json_array_size(c->held_ids) && !id_in(c->held_ids, json_string_value(v));
+    }
+    if (other) {
+        char *held = json_dumps(c->held_ids, JSON_COMPACT);
+        st = sb_error_set(err, SB_ERR_CONFIG, o->into,
+                          "the destination holds config_id%s %s (its %s%s), the sources %s; "
+                          "merge into another folder, or pass --allow-mixed",
+                          json_array_size(c->held_ids) > 1 ? "s" : "", held ? held : "?",
+                          held_in ? held_in : "merge.json",
+                          json_array_size(c->held_ids) > 1 ? ", merged with --allow-mixed" : "",
+                          c->config_id ? c->config_id : "several");
+        free(held);
     }
     return st;
 }
 
-/* DST/merge.json: the config_id the destination now holds and the sources of its last merge.
- * Rewritten only when it changes (merging again leaves the folder as it was). */
-static sb_status write_merge_json(merge_ctx *c, sb_error *err)
+/* The text of DST/merge.json after this merge: every config_id the destination now holds
+ * (config_id when that is one, else null) and the sources of this merge; NULL when out of
+ * memory. */
+static char *merge_json_text(merge_ctx *c)
 {
+    json_t *ids = json_copy(c->held_ids), *v;
+    size_t n;
+    json_array_foreach(c->config_ids, n, v)
+    {
+        if (ids && !id_in(ids, json_string_value(v)))
+            json_array_append(ids, v);
+    }
     json_t *srcs = json_array();
-    for (size_t i = 0; i < c->n_srcs; i++)
+    for (size_t i = 0; srcs && i < c->n_srcs; i++)
         json_array_append_new(srcs, json_string(c->srcs[i].real));
-    json_t *m = json_pack("{s:s?, s:O, s:o, s:s, s:i}", "config_id", c->config_id, "config_ids",
-                          c->config_ids, "sources", srcs, "serbench", sb_version(), "schema",
-                          SBI_SCHEMA_VERSION);
+    json_t *m = ids && srcs ? json_pack("{s:s?, s:O, s:O, s:s, s:i}", "config_id",
+                                        json_array_size(ids) == 1
+                                            ? json_string_value(json_array_get(ids, 0))
+                                            : NULL,
+                                        "config_ids", ids, "sources", srcs, "serbench",
+                                        sb_version(), "schema", SBI_SCHEMA_VERSION)
+                            : NULL;
     char *text = m ? json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    char *line = text ? sbi_asprintf("%s\n", text) : NULL;
+    json_decref(ids);
+    json_decref(srcs);
     json_decref(m);
+    free(text);
+    return line;
+}
+
+/* Before the commit: DST/merge.json's new text in a temporary file (c->merge_json_tmp), or
+ * nothing when it is unchanged (merging again leaves the folder as it was). A failure here
+ * leaves the merge uncommitted. */
+static sb_status stage_merge_json(merge_ctx *c, sb_error *err)
+{
+    char *text = merge_json_text(c);
     char *path = sbi_path_join(c->o->into, "merge.json");
     sb_status st = text && path ? SB_OK : nomem(err);
     char *old = NULL;
     size_t len = 0;
     if (st == SB_OK && sbi_is_file(path) && sbi_read_file(path, &old, &len, NULL) == SB_OK &&
-        len == strlen(text) + 1 && !memcmp(old, text, len - 1) && old[len - 1] == '\n') {
+        len == strlen(text) && !memcmp(old, text, len)) {
         /* unchanged */
     } else if (st == SB_OK) {
-        char *t2 = sbi_asprintf("%s\n", text);
-        st = t2 ? sbi_write_file_atomic(path, t2, strlen(t2), err) : nomem(err);
-        free(t2);
+        c->merge_json_tmp = sbi_asprintf("%s.merge-%ld.tmp", path, (long)getpid());
+        st = c->merge_json_tmp ? sbi_write_file_atomic(c->merge_json_tmp, text, strlen(text), err)
+                               : nomem(err);
     }
     free(old);
     free(text);
     free(path);
     return st;
+}
+
+/* After the commit: rename the staged merge.json into place. The rows are in, so a failure
+ * is a warning saying what to do, not an error. */
+static void place_merge_json(merge_ctx *c)
+{
+    if (!c->merge_json_tmp)
+        return;
+    char *path = sbi_path_join(c->o->into, "merge.json");
+    if (!path || rename(c->merge_json_tmp, path) != 0) {
+        json_array_append_new(c->warnings,
+                              json_sprintf("%s/merge.json: cannot write (%s); the rows and files "
+                                           "were merged, but the destination does not record "
+                                           "this merge's config_ids: fix the cause and rerun the "
+                                           "same merge (it adds nothing and writes merge.json)",
+                                           c->o->into, path ? strerror(errno) : "out of memory"));
+        unlink(c->merge_json_tmp);
+    }
+    free(path);
+    free(c->merge_json_tmp);
+    c->merge_json_tmp = NULL;
 }
 
 /* ---- stores ------------------------------------------------------------------------------- */
@@ -964,27 +1065,66 @@ static sb_status open_sources(merge_ctx *c, sb_error *err)
     return st;
 }
 
-/* Open (creating as needed) the destination, begin its transaction and prepare statements. */
+/* mkdir -p dir, remembering each folder it creates (in c->made, parents first). */
+static sb_status make_dirs(merge_ctx *c, const char *dir, sb_error *err)
+{
+    if (sbi_is_dir(dir))
+        return SB_OK;
+    char *parent = sbi_path_dirname(dir);
+    sb_status st = parent ? SB_OK : nomem(err);
+    if (st == SB_OK && strcmp(parent, dir) && strcmp(parent, ".") && strcmp(parent, "/"))
+        st = make_dirs(c, parent, err);
+    free(parent);
+    char **nm = st == SB_OK ? realloc(c->made, (c->n_made + 1) * sizeof *nm) : NULL;
+    if (st == SB_OK && !nm)
+        st = nomem(err);
+    if (st == SB_OK) {
+        c->made = nm;
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+            st = sb_error_set(err, SB_ERR_IO, dir, "cannot create folder: %s", strerror(errno));
+        else if (!(c->made[c->n_made] = sbi_strdup(dir)))
+            st = nomem(err);
+        else
+            c->n_made++;
+    }
+    return st;
+}
+
+/* Open the destination and begin its transaction (taking its write lock), and prepare
+ * statements. Without a database there, the merge works in a store of its own in a
+ * temporary folder (in DST, or for a dry run in TMPDIR) that the commit links into place. */
 static sb_status open_dst(merge_ctx *c, sb_error *err)
 {
     const char *into = c->o->into;
     char *db = sbi_path_join(into, "serbench.db");
     char *feat = sbi_path_join(into, "features");
-    if (!db || !feat) {
-        free(db);
-        free(feat);
-        return nomem(err);
-    }
-    c->created_dir = !sbi_is_dir(into);
-    c->created_feat = !sbi_is_dir(feat);
-    c->created_db = !sbi_is_file(db);
-    sb_status st = SB_OK;
-    if (!c->created_db)
+    sb_status st = db && feat ? SB_OK : nomem(err);
+    if (st == SB_OK && sbi_is_file(db)) {
         st = open_ro(into, &c->snap, NULL, err); /* the schema check, and naming conflicts */
+        if (st == SB_OK)
+            st = make_dirs(c, feat, err);
+        if (st == SB_OK)
+            st = sbi_store_open(into, &c->dst, err);
+    } else if (st == SB_OK) {
+        const char *tmpdir = getenv("TMPDIR");
+        char *tmpl = c->o->dry_run ? sbi_asprintf("%s/serbench-merge-XXXXXX",
+                                                  tmpdir && *tmpdir ? tmpdir : "/tmp")
+                                   : sbi_path_join(into, ".merge-XXXXXX");
+        st = tmpl ? SB_OK : nomem(err);
+        if (st == SB_OK && !c->o->dry_run)
+            st = make_dirs(c, into, err);
+        if (st == SB_OK && !mkdtemp(tmpl))
+            st = sb_error_set(err, SB_ERR_IO, tmpl, "cannot create a temporary folder: %s",
+                              strerror(errno));
+        if (st == SB_OK) {
+            c->work_root = tmpl;
+            tmpl = NULL;
+            st = sbi_store_open(c->work_root, &c->dst, err);
+        }
+        free(tmpl);
+    }
     free(db);
     free(feat);
-    if (st == SB_OK)
-        st = sbi_store_open(into, &c->dst, err);
     if (st == SB_OK)
         st = sbi_store_begin(c->dst, err);
     if (st == SB_OK)
@@ -1047,8 +1187,8 @@ static sb_status stage_files(merge_ctx *c, sb_error *err)
             break;
         }
         planned_file *f = &c->plan[c->n_plan];
-        f->rel = sbi_strdup(col_text(q, 0));
-        f->src = (size_t)sqlite3_column_int64(q, 1);
+        *f = (planned_file){ .rel = sbi_strdup(col_text(q, 0)),
+                             .src = (size_t)sqlite3_column_int64(q, 1) };
         c->n_plan++;
         st = f->rel ? SB_OK : nomem(err);
     }
@@ -1058,7 +1198,7 @@ static sb_status stage_files(merge_ctx *c, sb_error *err)
         char *to = sbi_path_join(c->o->into, c->plan[k].rel);
         char *dir = to ? sbi_path_dirname(to) : NULL;
         char *tmp = to ? sbi_asprintf("%s.merge-%ld.tmp", to, (long)getpid()) : NULL;
-        st = from && to && dir && tmp ? sbi_mkdir_p(dir, err) : nomem(err);
+        st = from && to && dir && tmp ? make_dirs(c, dir, err) : nomem(err);
         if (st == SB_OK) {
             c->tmps[c->n_tmps++] = tmp;
             tmp = NULL;
@@ -1095,25 +1235,110 @@ static sb_status stage_files(merge_ctx *c, sb_error *err)
     return st;
 }
 
-/* Rename the temporary files into place (content-named feature files: a file already there
- * has the same bytes, or it is a replaced run's checkpoint). */
+/* Put the staged file k in place: linked to its final name when none is there (never
+ * replacing a file another writer put there meanwhile: the same bytes are then already
+ * there); a checkpoint with other bytes there (a replaced run's) is replaced, the old one kept
+ * under another name until the commit. */
+static sb_status place_file(merge_ctx *c, size_t k, sb_error *err)
+{
+    planned_file *f = &c->plan[k];
+    const char *tmp = c->tmps[k];
+    char *to = sbi_path_join(c->o->into, f->rel);
+    if (!to)
+        return nomem(err);
+    struct stat st_tmp;
+    sb_status st = SB_OK;
+    int e = stat(tmp, &st_tmp) == 0 && link(tmp, to) == 0 ? 0 : errno;
+    if (e && e != EEXIST && !sbi_is_file(to) && !sbi_is_dir(to)) {
+        /* no hard links on this file system */
+        e = rename(tmp, to) == 0 ? 0 : errno;
+        if (!e) {
+            free(c->tmps[k]);
+            c->tmps[k] = NULL;
+        }
+    }
+    if (!e) {
+        f->placed = PLACED_NEW;
+        f->dev = st_tmp.st_dev;
+        f->ino = st_tmp.st_ino;
+    } else if (e == EEXIST || sbi_is_file(to)) {
+        int eq = files_equal(to, tmp);
+        if (eq == 1) {
+            /* already there */
+        } else if (eq == 0 && !strncmp(f->rel, "checkpoints/", 12)) {
+            f->old = sbi_asprintf("%s.merge-%ld.old", to, (long)getpid());
+            if (!f->old) {
+                st = nomem(err);
+            } else {
+                unlink(f->old);
+                if (link(to, f->old) != 0 || rename(tmp, to) != 0) {
+                    st = sb_error_set(err, SB_ERR_IO, to, "cannot replace it with %s: %s", tmp,
+                                      strerror(errno));
+                    unlink(f->old);
+                    free(f->old);
+                    f->old = NULL;
+                } else {
+                    f->placed = PLACED_OVER;
+                    f->dev = st_tmp.st_dev;
+                    f->ino = st_tmp.st_ino;
+                    free(c->tmps[k]);
+                    c->tmps[k] = NULL;
+                }
+            }
+        } else {
+            st = sb_error_set(err, SB_ERR_IO, to,
+                              eq == 0 ? "another writer put this file here during the merge, "
+                                        "with other bytes than %s; rerun the merge"
+                                      : "cannot compare with %s: %s",
+                              tmp, strerror(errno));
+        }
+    } else {
+        st = sb_error_set(err, SB_ERR_IO, to, "cannot put %s into place: %s", tmp, strerror(e));
+    }
+    free(to);
+    return st;
+}
+
+/* Put every staged file into place; on a failure, undo the ones placed before it. */
+static void unplace_files(merge_ctx *c);
 static sb_status place_files(merge_ctx *c, sb_error *err)
 {
-    for (size_t k = 0; k < c->n_plan; k++) {
-        char *to = sbi_path_join(c->o->into, c->plan[k].rel);
-        if (!to)
-            return nomem(err);
-        if (rename(c->tmps[k], to) != 0) {
-            sb_status st = sb_error_set(err, SB_ERR_IO, to, "cannot rename %s into place: %s",
-                                        c->tmps[k], strerror(errno));
-            free(to);
-            return st;
-        }
+    sb_status st = SB_OK;
+    for (size_t k = 0; st == SB_OK && k < c->n_plan; k++)
+        st = place_file(c, k, err);
+    if (st != SB_OK)
+        unplace_files(c);
+    return st;
+}
+
+/* Undo place_files: remove each file the merge made (if it is still the merge's) and put
+ * each replaced checkpoint back. */
+static void unplace_files(merge_ctx *c)
+{
+    for (size_t k = c->n_plan; k-- > 0;) {
+        planned_file *f = &c->plan[k];
+        char *to = f->placed ? sbi_path_join(c->o->into, f->rel) : NULL;
+        struct stat st;
+        int ours = to && stat(to, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino;
+        if (f->placed == PLACED_NEW && ours)
+            unlink(to);
+        else if (f->placed == PLACED_OVER && ours && f->old)
+            rename(f->old, to);
+        f->placed = PLACED_NONE;
         free(to);
-        free(c->tmps[k]);
-        c->tmps[k] = NULL;
     }
-    return SB_OK;
+}
+
+/* After the commit: drop the temporary names (staged copies, replaced checkpoints). */
+static void files_committed(merge_ctx *c)
+{
+    for (size_t k = 0; k < c->n_plan; k++) {
+        if (c->tmps[k])
+            unlink(c->tmps[k]);
+        if (c->plan[k].old)
+            unlink(c->plan[k].old);
+        c->plan[k].placed = PLACED_NONE;
+    }
 }
 
 static json_t *build_report(merge_ctx *c, int written)
@@ -1135,45 +1360,83 @@ static json_t *build_report(merge_ctx *c, int written)
                      "n_conflicts", (json_int_t)c->n_conflicts, "warnings", c->warnings);
 }
 
-/* Remove what a merge that does not commit created in the destination. */
+/* Remove the merge's own store (work_root: nobody else knows that folder). */
+static void remove_work_root(merge_ctx *c)
+{
+    if (!c->work_root)
+        return;
+    static const char *const names[] = { "serbench.db", "serbench.db-wal", "serbench.db-shm",
+                                         "serbench.db-journal" };
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        char *p = sbi_path_join(c->work_root, names[k]);
+        if (p)
+            unlink(p);
+        free(p);
+    }
+    char *feat = sbi_path_join(c->work_root, "features");
+    if (feat)
+        rmdir(feat);
+    free(feat);
+    rmdir(c->work_root);
+    free(c->work_root);
+    c->work_root = NULL;
+}
+
+/* Remove what a merge that does not commit made in the destination: the files it put in
+ * place (putting replaced checkpoints back), its temporary files, the folders it created
+ * (only when empty). An existing database is never touched: its transaction is rolled back. */
 static void undo_created(merge_ctx *c)
 {
+    unplace_files(c);
     for (size_t k = 0; k < c->n_tmps; k++)
         if (c->tmps[k])
             unlink(c->tmps[k]);
-    if (c->created_db) {
-        static const char *const sfx[] = { "serbench.db", "serbench.db-wal", "serbench.db-shm" };
-        for (size_t k = 0; k < 3; k++) {
-            char *p = sbi_path_join(c->o->into, sfx[k]);
-            if (p)
-                unlink(p);
-            free(p);
-        }
-    }
-    if (c->created_feat) {
-        char *p = sbi_path_join(c->o->into, "features");
-        if (p)
-            rmdir(p); /* only when empty */
-        free(p);
-    }
-    if (c->created_dir)
-        rmdir(c->o->into);
+    for (size_t k = 0; k < c->n_plan; k++)
+        if (c->plan[k].old)
+            unlink(c->plan[k].old);
+    if (c->merge_json_tmp)
+        unlink(c->merge_json_tmp);
+    remove_work_root(c);
+    for (size_t k = c->n_made; k-- > 0;)
+        rmdir(c->made[k]); /* only when empty */
 }
 
-sb_status sbi_merge(const sbi_merge_opts *o, json_t **report, sb_error *err)
+/* The commit of a merge into a folder without a database: the merge's own store, closed
+ * (its log checkpointed into the file), linked to DST/serbench.db, which fails if another
+ * writer created one meanwhile (*raced: merge again, into that one). */
+static sb_status publish_work_db(merge_ctx *c, int *raced, sb_error *err)
 {
-    *report = NULL;
-    if (!o->into || !*o->into)
-        return sb_error_set(err, SB_ERR_USAGE, NULL, "merge needs a destination (--into DIR)");
-    if (o->n_srcs == 0)
-        return sb_error_set(err, SB_ERR_USAGE, NULL,
-                            "merge needs at least one source results folder");
+    char *from = sbi_path_join(c->work_root, "serbench.db");
+    char *wal = sbi_path_join(c->work_root, "serbench.db-wal");
+    char *to = sbi_path_join(c->o->into, "serbench.db");
+    sb_status st = from && wal && to ? SB_OK : nomem(err);
+    off_t wsize = 0;
+    if (st == SB_OK)
+        st = sbi_store_exec(c->dst, "PRAGMA wal_checkpoint(TRUNCATE)", err);
+    sbi_store_close(&c->dst);
+    if (st == SB_OK && file_size(wal, &wsize) == 0 && wsize > 0)
+        st = sb_error_set(err, SB_ERR_STORE, from, "cannot checkpoint the merged store's log");
+    if (st == SB_OK && link(from, to) != 0) {
+        if (errno == EEXIST)
+            *raced = 1;
+        st = sb_error_set(err, SB_ERR_IO, to, "cannot create: %s", strerror(errno));
+    }
+    free(from);
+    free(wal);
+    free(to);
+    return st;
+}
+
+/* One attempt; *raced when the destination's database appeared while it ran. */
+static sb_status merge_once(const sbi_merge_opts *o, json_t **report, int *raced, sb_error *err)
+{
     merge_ctx c = { .o = o };
     c.conflicts = json_array();
     c.warnings = json_array();
     c.config_ids = json_array();
+    c.held_ids = json_array();
     c.into_real = realpath(o->into, NULL);
-    sb_status st = c.conflicts && c.warnings && c.config_ids ? SB_OK : nomem(err);
+    sb_status st = c.conflicts && c.warnings && c.config_ids && c.held_ids ? SB_OK : nomem(err);
     if (st == SB_OK)
         st = check_shards(&c, err);
     if (st == SB_OK)
@@ -1215,14 +1478,22 @@ sb_status sbi_merge(const sbi_merge_opts *o, json_t **report, sb_error *err)
                           n_conf, n_conf == 1 ? "" : "s");
     int written = 0;
     if (st == SB_OK && !o->dry_run) {
+        /* Files first (a committed row never names a missing file), merge.json staged, then
+         * the commit; after it nothing can fail the merge. */
         st = stage_files(&c, err);
         if (st == SB_OK)
             st = place_files(&c, err);
         if (st == SB_OK)
+            st = stage_merge_json(&c, err);
+        if (st == SB_OK)
             st = sbi_store_commit(c.dst, err);
+        if (st == SB_OK && c.work_root)
+            st = publish_work_db(&c, raced, err);
         written = st == SB_OK;
+        if (written || *raced) /* the placed files may be in use: keep them */
+            files_committed(&c);
         if (written)
-            st = write_merge_json(&c, err);
+            place_merge_json(&c);
     } else if (st == SB_OK) {
         /* dry run: count the files a real merge would copy */
         sqlite3_stmt *q = NULL;
@@ -1247,13 +1518,16 @@ sb_status sbi_merge(const sbi_merge_opts *o, json_t **report, sb_error *err)
     sbi_store_close(&c.dst);
     if (opened && !written)
         undo_created(&c);
+    remove_work_root(&c);
     *report = build_report(&c, written);
     for (size_t k = 0; k < N_OPEN; k++) {
         free(c.open[k].path);
         sb_st_close(&c.open[k].f);
     }
-    for (size_t k = 0; k < c.n_plan; k++)
+    for (size_t k = 0; k < c.n_plan; k++) {
         free(c.plan[k].rel);
+        free(c.plan[k].old);
+    }
     for (size_t k = 0; k < c.n_tmps; k++)
         free(c.tmps[k]);
     free(c.plan);
@@ -1269,5 +1543,34 @@ sb_status sbi_merge(const sbi_merge_opts *o, json_t **report, sb_error *err)
     json_decref(c.conflicts);
     json_decref(c.warnings);
     json_decref(c.config_ids);
+    json_decref(c.held_ids);
+    for (size_t k = 0; k < c.n_made; k++)
+        free(c.made[k]);
+    free(c.made);
+    free(c.merge_json_tmp);
+    return st;
+}
+
+sb_status sbi_merge(const sbi_merge_opts *o, json_t **report, sb_error *err)
+{
+    *report = NULL;
+    if (!o->into || !*o->into)
+        return sb_error_set(err, SB_ERR_USAGE, NULL, "merge needs a destination (--into DIR)");
+    if (o->n_srcs == 0)
+        return sb_error_set(err, SB_ERR_USAGE, NULL,
+                            "merge needs at least one source results folder");
+    /* A database that appeared in the destination while a merge into a folder without one
+     * ran (another merge or run created it) is merged into, under its lock, by a new attempt. */
+    sb_status st = SB_OK;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int raced = 0;
+        json_decref(*report);
+        *report = NULL;
+        if (attempt && err)
+            sb_error_clear(err);
+        st = merge_once(o, report, &raced, err);
+        if (!raced)
+            break;
+    }
     return st;
 }

@@ -6,8 +6,9 @@
  *     serbench's schema version; sources are opened read-only (immutable when they have no
  *     write-ahead log) and never changed.
  *   - A source's shard.json (written by --shard/--items) must say complete: true, unless
- *     `partial`; the config_id of every source's shard.json, of the destination's shard.json
- *     and of its merge.json (the last merge) must agree, unless `allow_mixed`.
+ *     `partial`; the config_ids of the sources' shard.json, the destination's shard.json and
+ *     every config_id its merge.json records (all it has ever merged) must be one, unless
+ *     `allow_mixed`; merge.json keeps their union.
  *   - A row whose key is new to the destination is added. A row whose key is there compares
  *     its content columns (timestamps and durations are not content): equal → already there;
  *     different → a conflict, except for the documented precedence rules (a complete run
@@ -16,12 +17,16 @@
  *     entry, not a conflict; a feature item stored in another chunk file with the same
  *     tensor bytes is already there).
  *   - Sources are merged in the order given, each against the destination as the earlier
- *     ones left it, in one destination transaction: with any conflict (or `dry_run`) it is
- *     rolled back and no file is written; a destination folder the merge created is removed.
+ *     ones left it, in one destination transaction: with any conflict, error (or `dry_run`) it is
+ *     rolled back, the files put in place are removed and the folders the merge created too.
+ *     An existing destination database is locked (BEGIN IMMEDIATE) before it is read and is
+ *     never deleted; without one, the merge builds its own in a temporary folder and links
+ *     it to DST/serbench.db as the commit (if one appeared meanwhile, it merges again into it).
  *   - Feature chunk and checkpoint files the merged rows need are hard-linked (same file
- *     system) or copied under temporary names, renamed into place, and only then is the
- *     transaction committed. A file of the same name with different bytes is a conflict
- *     (a replaced run's checkpoint is replaced with it).
+ *     system) or copied under temporary names, put in place, merge.json is staged, and only
+ *     then is the transaction committed (merge.json is renamed after it: a failure there is
+ *     a warning). A file of the same name with different bytes is a conflict (a replaced
+ *     run's checkpoint is replaced with it).
  * Merging the same sources again adds nothing (idempotent). Not thread-safe with another
  * merge into the same destination (it takes the destination's write lock for its duration). */
 #ifndef SBI_MERGE_H
@@ -48,8 +53,10 @@ typedef struct sbi_merge_opts {
  *    "n_conflicts" (all of them),
  *    "warnings": [text]}
  * ("replaced": rows that lost to a precedence rule — a failed run to a complete one — and,
- * for item_failures, failures dropped because a merged label answers them).
- * Errors (nothing written in every case): SB_ERR_USAGE (no source, a source that is the
+ * for item_failures, destination failures deleted because a merged label answers them; a
+ * source failure a label answers is not added and counts "already_there").
+ * Errors (nothing merged in every case; a merge.json that cannot be renamed into place after
+ * the commit is a warning, not an error): SB_ERR_USAGE (no source, a source that is the
  * destination), SB_ERR_IO/SB_ERR_STORE naming a source without a store or with a row naming
  * a missing file, SB_ERR_SCHEMA naming a store of another schema version, SB_ERR_CONFIG
  * naming the shards of different config_ids, SB_ERR_INVALID naming an incomplete shard,

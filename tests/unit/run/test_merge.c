@@ -377,6 +377,71 @@ Test(merge, same_name_feature_file_with_other_bytes_is_a_conflict)
     rmtree(root);
 }
 
+/* A file that cannot be put in place (here a folder of its name) after others were: the
+ * destination is left as it was, without the files placed before it or the folders made. */
+Test(merge, failed_placement_undoes_placed_files_and_folders)
+{
+    char *root = tmpdir();
+    char *a = mkstore(root, "a",
+                      "INSERT INTO features VALUES('E', 'k1', 'features/E/a.safetensors', 'k1');"
+                      "INSERT INTO features VALUES('E', 'k2', 'features/E/b.safetensors', 'k2');"
+                      "INSERT INTO features VALUES('F', 'k3', 'features/F/c.safetensors', 'k3');");
+    feature_file(a, "features/E/a.safetensors", "k1", 1, 2);
+    feature_file(a, "features/E/b.safetensors", "k2", 3, 4);
+    feature_file(a, "features/F/c.safetensors", "k3", 5, 6);
+    char *d = mkstore(root, "d", NULL);
+    char *blocker = join(d, "features/E/b.safetensors/x");
+    char *cmd = NULL;
+    cr_assert(asprintf(&cmd, "mkdir -p '%s'", blocker) > 0);
+    cr_assert_eq(system(cmd), 0);
+    size_t n0, n1;
+    char *before = fingerprint(d, &n0);
+    json_t *rep = NULL;
+    sb_error err = { 0 };
+    cr_assert_neq(merge(a, NULL, d, 0, &rep, &err), SB_OK);
+    cr_assert(strstr(err.where, "b.safetensors"), "%s: %s", err.where, err.msg);
+    cr_assert_not(json_is_true(json_object_get(rep, "written")));
+    json_decref(rep);
+    char *after = fingerprint(d, &n1);
+    cr_assert(n0 == n1 && !memcmp(before, after, n0),
+              "a merge that failed placing a file left files or folders behind");
+    cr_assert_eq(qint(d, "SELECT count(*) FROM features"), 0);
+    free(cmd);
+    free(blocker);
+    free(before);
+    free(after);
+    free(a);
+    free(d);
+    rmtree(root);
+}
+
+/* The rows are committed before DST/merge.json is renamed into place: a failure there is a
+ * warning (rerun the merge), not an error after a merge that is in. */
+Test(merge, merge_json_failure_after_commit_is_a_warning)
+{
+    char *root = tmpdir();
+    char *a = mkstore(root, "a", RUN("r1", "complete", "5"));
+    write_text(a, "shard.json", "{\"config_id\": \"X\", \"complete\": true}");
+    char *d = join(root, "d");
+    char *blocker = join(d, "merge.json/x");
+    char *cmd = NULL;
+    cr_assert(asprintf(&cmd, "mkdir -p '%s'", blocker) > 0);
+    cr_assert_eq(system(cmd), 0);
+    json_t *rep = NULL;
+    sb_error err = { 0 };
+    cr_assert_eq(merge(a, NULL, d, 0, &rep, &err), SB_OK, "%s", err.msg);
+    cr_assert(json_is_true(json_object_get(rep, "written")));
+    const char *w = json_string_value(json_array_get(json_object_get(rep, "warnings"), 0));
+    cr_assert(w && strstr(w, "merge.json") && strstr(w, "rerun"), "%s", w ? w : "no warning");
+    json_decref(rep);
+    cr_assert_eq(qint(d, "SELECT count(*) FROM runs"), 1);
+    free(cmd);
+    free(blocker);
+    free(a);
+    free(d);
+    rmtree(root);
+}
+
 Test(merge, item_in_another_chunk_compares_tensors)
 {
     char *root = tmpdir();
@@ -626,6 +691,42 @@ Test(merge, shard_json_config_ids_and_completion)
     cr_assert_eq(merge(c, NULL, d2, 0, &rep, &err), SB_ERR_CONFIG);
     cr_assert(strstr(err.msg, "merge.json"), "%s", err.msg);
     json_decref(rep);
+    /* A merge of an unsharded store (no shard.json: not checked) keeps X in merge.json … */
+    char *p = mkstore(root, "p", RUN("r7", "complete", "7"));
+    sb_error_clear(&err);
+    cr_assert_eq(merge(p, NULL, d2, 0, &rep, &err), SB_OK, "%s", err.msg);
+    json_decref(rep);
+    char *mj = join(d2, "merge.json");
+    json_t *m = json_load_file(mj, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(m, "config_id")), "X");
+    json_decref(m);
+    sb_error_clear(&err);
+    cr_assert_eq(merge(c, NULL, d2, 0, &rep, &err), SB_ERR_CONFIG, "%s", err.msg);
+    json_decref(rep);
+    /* … an --allow-mixed merge of Z adds Z to X (config_id null: mixed) … */
+    const char *zs[1] = { c };
+    sbi_merge_opts oz = { .srcs = zs, .n_srcs = 1, .into = d2, .allow_mixed = 1 };
+    sb_error_clear(&err);
+    cr_assert_eq(sbi_merge(&oz, &rep, &err), SB_OK, "%s", err.msg);
+    json_decref(rep);
+    m = json_load_file(mj, 0, NULL);
+    cr_assert(json_is_null(json_object_get(m, "config_id")));
+    cr_assert_eq(json_array_size(json_object_get(m, "config_ids")), 2);
+    json_decref(m);
+    /* … and then neither Z again, nor X, nor a third config gets in without --allow-mixed. */
+    sb_error_clear(&err);
+    cr_assert_eq(merge(c, NULL, d2, 0, &rep, &err), SB_ERR_CONFIG, "%s", err.msg);
+    cr_assert(strstr(err.msg, "--allow-mixed"), "%s", err.msg);
+    json_decref(rep);
+    sb_error_clear(&err);
+    cr_assert_eq(merge(a, NULL, d2, 0, &rep, &err), SB_ERR_CONFIG, "%s", err.msg);
+    json_decref(rep);
+    write_text(c, "shard.json", "{\"config_id\": \"W\", \"complete\": true}");
+    sb_error_clear(&err);
+    cr_assert_eq(merge(c, NULL, d2, 0, &rep, &err), SB_ERR_CONFIG, "%s", err.msg);
+    json_decref(rep);
+    free(mj);
+    free(p);
 
     /* An incomplete shard is named, and merged only with partial. */
     write_text(b, "shard.json",
