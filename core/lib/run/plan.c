@@ -14,8 +14,8 @@
 static const char *const top_keys[] = { "include",  "plugin_path", "results",    "threads",
                                         "name",     "description", "datasets",   "labellers",
                                         "encoders", "heads",       "experiment", "sweep",
-                                        "seeds",    "seed",        "report",     "label_maps",
-                                        "slurm",    NULL };
+                                        "seeds",    "report",      "label_maps", "slurm",
+                                        NULL };
 static const char *const experiment_keys[] = { "train",   "dev",    "test", "encoder", "head",
                                                "metrics", "target", "init", NULL };
 static const char *const init_keys[] = { "from", "parts", "new_output", NULL };
@@ -818,6 +818,18 @@ static sb_status check_top(sbi_plan *p, sb_error *err)
 {
     char w[600];
     const sbi_node *root = p->root;
+    /* Each run's `seed:` is set from `seeds:` at expansion (sweep.c), so a written one would
+     * be replaced without notice. Plans are only loaded from user configs; resolved run
+     * configs live in the store as JSON and never come back through here. */
+    for (size_t si = 0; root->kind == SBI_MAP && si < root->n; si++) {
+        if (strcmp(root->keys[si], "seed") != 0)
+            continue;
+        const sbi_node *sv = root->items[si];
+        return sb_error_set(err, SB_ERR_CONFIG, sbi_loc_str(root->key_locs[si], w, sizeof w),
+                            "a top-level 'seed' is not read: runs take their seeds from "
+                            "'seeds'; write seeds: [%s]",
+                            sv->kind == SBI_SCALAR && *sv->text ? sv->text : "N");
+    }
     sb_status st = check_keys(root, top_keys, "the config's top level", err);
     if (st != SB_OK)
         return st;

@@ -152,3 +152,23 @@ Test(plan, reference_errors, .init = setup)
     cr_assert_null(p);
     cr_assert(strstr(e5.msg, "plugin linear is a head plugin, not an encoder"), "%s", e5.msg);
 }
+
+/* A top-level seed: was accepted and then replaced by the seeds: value (default 1). */
+Test(plan, top_level_seed_is_an_error, .init = setup)
+{
+    char text[2048];
+    snprintf(text, sizeof text, "%sseed: 5\n", BASE);
+    sb_error err = { 0 };
+    sbi_plan *p = load(text, NULL, 0, &err);
+    cr_assert_null(p, "seed: 5 was accepted (as seed %lld)", p ? (long long)p->runs[0].seed : 0);
+    cr_assert_eq(err.code, SB_ERR_CONFIG);
+    cr_assert(strstr(err.where, "c.yaml:11:1"), "%s", err.where);
+    cr_assert(strstr(err.msg, "seeds: [5]"), "%s", err.msg);
+
+    sb_error e2 = { 0 };
+    const char *ov[] = { "seed=7" };
+    p = load(BASE, ov, 1, &e2);
+    cr_assert_null(p);
+    cr_assert(strstr(e2.where, "<command line>:0:1"), "%s", e2.where);
+    cr_assert(strstr(e2.msg, "seeds: [7]"), "%s", e2.msg);
+}
