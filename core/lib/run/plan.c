@@ -8,6 +8,7 @@
 
 #include "internal.h"
 #include "opts.h"
+#include "progress.h"
 #include "report.h"
 #include "util.h"
 
@@ -628,6 +629,9 @@ void sbi_plan_destroy(sbi_plan **pp)
         free(*l);
     free(p->slurm.extra);
     free(p->slurm.serbench);
+    for (char **w = p->warnings; w && *w; w++)
+        free(*w);
+    free(p->warnings);
     free(p->results_dir);
     free(p->config_path);
     free(p);
@@ -922,6 +926,110 @@ static sb_status plugin_dirs(const sbi_node *root, char ***dirs, size_t *n, sb_e
     return SB_OK;
 }
 
+/* "heads.linear.lr=1e-3, seed 1": a sweep point as written (so 1e-3 and 0.001 stay apart). */
+static char *point_text(const sbi_plan *p, const sbi_node *root, int64_t seed)
+{
+    sbi_buf b = { 0 };
+    for (char **k = p->sweep_keys; k && *k; k++) {
+        const sbi_node *v = sbi_node_path(root, *k);
+        char *t = NULL;
+        if (v && v->kind != SBI_SCALAR) {
+            json_t *j = sbi_node_to_json(v);
+            t = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+            json_decref(j);
+        }
+        sbi_buf_printf(&b, "%s=%s, ", *k, v && v->kind == SBI_SCALAR ? v->text : t ? t : "null");
+        free(t);
+    }
+    sbi_buf_printf(&b, "seed %lld", (long long)seed);
+    return b.s;
+}
+
+typedef struct id_pos {
+    const char *id;
+    size_t pos;
+} id_pos;
+
+static int cmp_id_pos(const void *a, const void *b)
+{
+    const id_pos *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* Keep the first run of each run id, in expansion order, and number the kept runs 0, 1, …
+ * (so --dry-run, --shard, report rows and the config id all see one list). Sweep values
+ * that resolve alike (1e-3 and 0.001), or a swept key no run uses, give the same run; it
+ * would be trained again and counted as another seed. One warning names an example pair.
+ * `roots` are the expanded configs of p->runs, in the same order. */
+static sb_status drop_duplicates(sbi_plan *p, const sbi_node *const *roots, sb_error *err)
+{
+    size_t n = p->n_runs;
+    if (n < 2)
+        return SB_OK;
+    id_pos *v = malloc(n * sizeof *v);
+    size_t *first = malloc(n * sizeof *first); /* first[i]: the kept run i repeats, or i */
+    if (!v || !first) {
+        free(v);
+        free(first);
+        return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] = (id_pos){ p->runs[i].run_id, i };
+    qsort(v, n, sizeof *v, cmp_id_pos);
+    for (size_t k = 0; k < n; k++)
+        first[v[k].pos] =
+            k > 0 && strcmp(v[k].id, v[k - 1].id) == 0 ? first[v[k - 1].pos] : v[k].pos;
+    free(v);
+    size_t kept = 0, dup = n;
+    int64_t dup_seed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (first[i] != i) { /* runs[i] is still run i: swaps only touch slots up to i */
+            if (dup == n) {
+                dup = i;
+                dup_seed = p->runs[i].seed;
+            }
+            continue;
+        }
+        if (kept != i) {
+            sbi_run tmp = p->runs[kept];
+            p->runs[kept] = p->runs[i];
+            p->runs[i] = tmp; /* the slot holds a dropped run, freed below */
+        }
+        p->runs[kept].index = kept;
+        kept++;
+    }
+    sb_status st = SB_OK;
+    if (dup < n) {
+        /* The example comes from the expanded configs, which keep expansion positions. */
+        char *a = point_text(p, roots[dup], dup_seed);
+        char *b = point_text(p, roots[first[dup]], dup_seed);
+        char *msg = sbi_asprintf(
+            "%s: %zu of %zu runs %s the same run as an earlier one (the same resolved config "
+            "and seed) and %s left out, e.g. '%s' is the run of '%s'; sweep values that read "
+            "alike (1e-3 and 0.001), or a swept key the run does not use, give the same run",
+            p->config_path, n - kept, n, n - kept == 1 ? "is" : "are", n - kept == 1 ? "is" : "are",
+            a ? a : "?", b ? b : "?");
+        free(a);
+        free(b);
+        p->warnings = calloc(2, sizeof *p->warnings);
+        if (!msg || !p->warnings) {
+            free(msg);
+            st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+        } else {
+            p->warnings[0] = msg;
+            sbi_ui ui;
+            sbi_ui_init(&ui, 0, 0);
+            sbi_ui_log(&ui, SB_LOG_WARN, NULL, "%s", msg);
+        }
+    }
+    for (size_t i = kept; i < n; i++) /* the dropped runs, swapped past the kept ones */
+        run_free(&p->runs[i]);
+    p->n_runs = kept;
+    free(first);
+    return st;
+}
+
 sb_status sbi_plan_load(const char *config_path, const char *const *overrides, size_t n_overrides,
                         const char *builtin_dirs, sbi_plan **out, sb_error *err)
 {
@@ -964,13 +1072,14 @@ sb_status sbi_plan_load(const char *config_path, const char *const *overrides, s
         st = sbi_config_expand(p->root, &roots, &nr, err);
     if (st == SB_OK && !(p->runs = calloc(nr ? nr : 1, sizeof *p->runs)))
         st = sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
-    for (size_t i = 0; i < nr; i++) {
-        if (st == SB_OK) {
-            st = resolve_run(p, roots[i], i, &p->runs[i], err);
-            p->n_runs = i + 1;
-        }
-        sbi_node_free(&roots[i]);
+    for (size_t i = 0; i < nr && st == SB_OK; i++) {
+        st = resolve_run(p, roots[i], i, &p->runs[i], err);
+        p->n_runs = i + 1;
     }
+    if (st == SB_OK)
+        st = drop_duplicates(p, (const sbi_node *const *)roots, err);
+    for (size_t i = 0; i < nr; i++)
+        sbi_node_free(&roots[i]);
     free(roots);
     if (st == SB_OK)
         st = sbi_report_check(p, err);

@@ -4,7 +4,9 @@
  * `sweep:` × `seeds:` into runs, and resolves each run: every instance the run uses is
  * validated against its plugin's option table, references in `experiment:` are checked,
  * and the run's canonical JSON (sorted keys, defaults filled, plugin versions included) is
- * hashed into its run id. Runs that differ only in `seed` share a group id.
+ * hashed into its run id. Runs that differ only in `seed` share a group id. Of runs with the
+ * same run id (sweep values that resolve alike, or a swept key the run does not use) only the
+ * first is kept, and the plan logs one warning (also in `warnings`).
  *
  * Top-level keys: include, plugin_path, results, threads, name, description, datasets,
  * labellers, encoders, heads, label_maps, experiment, sweep, seeds, report, slurm. docs/config.md
@@ -41,7 +43,7 @@ typedef struct sbi_split_ref {
 } sbi_split_ref;
 
 typedef struct sbi_run {
-    size_t index;   /* position in the expanded run set */
+    size_t index;   /* position in runs[]: expansion order, duplicates dropped; --shard uses it */
     json_t *config; /* canonical resolved config */
     char run_id[SB_HASH_HEX];
     char group_id[SB_HASH_HEX];
@@ -88,6 +90,7 @@ typedef struct sbi_plan {
     int threads;       /* from `threads:` or 0 */
     json_t *report;    /* the `report:` block as JSON, or NULL */
     sbi_slurm slurm;   /* the `slurm:` block, defaults filled in */
+    char **warnings;   /* NULL-terminated notes for the user (already logged), or NULL */
 } sbi_plan;
 
 /* builtin_dirs: colon-separated plugin folders compiled into the CLI. */

@@ -172,3 +172,60 @@ Test(plan, top_level_seed_is_an_error, .init = setup)
     cr_assert(strstr(e2.where, "<command line>:0:1"), "%s", e2.where);
     cr_assert(strstr(e2.msg, "seeds: [7]"), "%s", e2.msg);
 }
+
+/* Sweep points that resolve to the same run (values that read alike, or a swept key no run
+ * uses) were all kept: trained again and counted as extra seeds. The plan keeps the first of
+ * each run id, numbers the kept runs 0.. in order, and says so once. */
+Test(plan, duplicate_runs_are_dropped, .init = setup)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "%sseeds: [1, 2]\nsweep:\n  heads.lin.lr: [1e-3, 1.0e-2, 0.001, 0.0010]\n", BASE);
+    sb_error err = { 0 };
+    const char *lr[] = { "heads.lin.lr=1e-4" }; /* a swept key must be in the config */
+    sbi_plan *p = load(text, lr, 1, &err);
+    cr_assert(p, "%s: %s", err.where, err.msg);
+    cr_assert_eq(p->n_runs, 4, "%zu runs", p->n_runs);
+    for (size_t i = 0; i < p->n_runs; i++) {
+        cr_assert_eq(p->runs[i].index, i, "kept runs are numbered in order");
+        cr_assert_eq(p->runs[i].seed, (int64_t)(i % 2 + 1));
+        for (size_t j = i + 1; j < p->n_runs; j++)
+            cr_assert_str_neq(p->runs[i].run_id, p->runs[j].run_id);
+    }
+    char *label = sbi_run_label(p, &p->runs[2]);
+    cr_assert_str_eq(label, "lr=0.01", "the first occurrence is kept, in expansion order");
+    free(label);
+    cr_assert(p->warnings && p->warnings[0] && !p->warnings[1], "one warning");
+    const char *w = p->warnings[0];
+    cr_assert(strstr(w, "4 of 8 runs"), "%s", w);
+    cr_assert(strstr(w, "heads.lin.lr=0.001, seed 1"), "%s", w);
+    cr_assert(strstr(w, "heads.lin.lr=1e-3, seed 1"), "%s", w);
+    char id_dup[SB_HASH_HEX], id_one[SB_HASH_HEX];
+    cr_assert_eq(sbi_plan_config_id(p, id_dup, &err), SB_OK);
+    sbi_plan_destroy(&p);
+
+    /* The config id is that of the config without the duplicates. */
+    snprintf(text, sizeof text, "%sseeds: [1, 2]\nsweep:\n  heads.lin.lr: [1e-3, 1.0e-2]\n", BASE);
+    p = load(text, lr, 1, &err);
+    cr_assert(p, "%s", err.msg);
+    cr_assert_null(p->warnings);
+    cr_assert_eq(sbi_plan_config_id(p, id_one, &err), SB_OK);
+    cr_assert_str_eq(id_dup, id_one);
+    sbi_plan_destroy(&p);
+
+    /* A swept option of an instance only some runs use: the lin2 runs repeat. */
+    snprintf(text, sizeof text,
+             "%ssweep:\n  experiment.head: [lin, lin2]\n  heads.lin.epochs: [3, 5]\n", BASE);
+    const char *lin2[] = { "heads.lin2={plugin: linear}" };
+    p = load(text, lin2, 1, &err);
+    cr_assert(p, "%s", err.msg);
+    cr_assert_eq(p->n_runs, 3);
+    label = sbi_run_label(p, &p->runs[2]);
+    cr_assert_str_eq(label, "head=lin2, epochs=3");
+    free(label);
+    cr_assert(strstr(p->warnings[0], "1 of 4 runs"), "%s", p->warnings[0]);
+    cr_assert(strstr(p->warnings[0], "'experiment.head=lin2, heads.lin.epochs=5, seed 1' is the "
+                                     "run of 'experiment.head=lin2, heads.lin.epochs=3, seed 1'"),
+              "%s", p->warnings[0]);
+    sbi_plan_destroy(&p);
+}
