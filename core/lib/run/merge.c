@@ -1401,6 +1401,20 @@ static void undo_created(merge_ctx *c)
         rmdir(c->made[k]); /* only when empty */
 }
 
+static void finalize_stmts(merge_ctx *c)
+{
+    for (int t = 0; t < N_TABLES; t++) {
+        sqlite3_finalize(c->get[t]);
+        sqlite3_finalize(c->put[t]);
+        c->get[t] = c->put[t] = NULL;
+    }
+    sqlite3_finalize(c->plan_get);
+    sqlite3_finalize(c->plan_put);
+    sqlite3_finalize(c->seen_put);
+    sqlite3_finalize(c->has_label);
+    c->plan_get = c->plan_put = c->seen_put = c->has_label = NULL;
+}
+
 /* The commit of a merge into a folder without a database: the merge's own store, closed
  * (its log checkpointed into the file), linked to DST/serbench.db, which fails if another
  * writer created one meanwhile (*raced: merge again, into that one). */
@@ -1413,6 +1427,7 @@ static sb_status publish_work_db(merge_ctx *c, int *raced, sb_error *err)
     off_t wsize = 0;
     if (st == SB_OK)
         st = sbi_store_exec(c->dst, "PRAGMA wal_checkpoint(TRUNCATE)", err);
+    finalize_stmts(c); /* else the close fails (SQLITE_BUSY) and the connection stays open */
     sbi_store_close(&c->dst);
     if (st == SB_OK && file_size(wal, &wsize) == 0 && wsize > 0)
         st = sb_error_set(err, SB_ERR_STORE, from, "cannot checkpoint the merged store's log");
@@ -1504,14 +1519,7 @@ static sb_status merge_once(const sbi_merge_opts *o, json_t **report, int *raced
     }
     if (c.dst)
         sbi_store_rollback(c.dst);
-    for (int t = 0; t < N_TABLES; t++) {
-        sqlite3_finalize(c.get[t]);
-        sqlite3_finalize(c.put[t]);
-    }
-    sqlite3_finalize(c.plan_get);
-    sqlite3_finalize(c.plan_put);
-    sqlite3_finalize(c.seen_put);
-    sqlite3_finalize(c.has_label);
+    finalize_stmts(&c);
     if (c.snap) /* before the destination, whose close then checkpoints its log */
         sqlite3_close(c.snap);
     c.snap = NULL;
