@@ -309,7 +309,25 @@ struct oai_http {
     int stopping;
     int curl_inited;
     oai_http_stats stats;
+    char *secrets[2]; /* the key and organization, only to blank them out of what is logged
+                         or handed back (a server may echo them); wiped on destroy */
 };
+
+/* Replace every copy of a secret in text (NUL-terminated, edited in place) with "***". */
+static void scrub_secrets(const oai_http *e, char *text)
+{
+    for (int i = 0; i < 2; i++) {
+        const char *secret = e->secrets[i];
+        size_t n = secret ? strlen(secret) : 0;
+        if (n < 4)
+            continue;
+        char *p;
+        while ((p = strstr(text, secret))) {
+            memcpy(p, "***", 3);
+            memmove(p + 3, p + n, strlen(p + n) + 1);
+        }
+    }
+}
 
 /* Append j to the queue of requests ready to send. */
 static void queue_push(oai_http *e, oai_job *j)
@@ -569,6 +587,12 @@ sb_status oai_http_create(const oai_http_cfg *cfg, const sb_host *host, oai_http
         return sb_error_set(err, SB_ERR_NETWORK, NULL, "libcurl could not be initialised");
     }
     e->curl_inited = 1;
+    const char *secrets[2] = { cfg->api_key, cfg->organization };
+    for (int i = 0; i < 2; i++)
+        if (secrets[i] && *secrets[i] && !(e->secrets[i] = strdup(secrets[i]))) {
+            oai_http_destroy(&e);
+            return sb_error_set(err, SB_ERR_NOMEM, NULL, "out of memory");
+        }
     e->n_slots = cfg->concurrency > 0 ? cfg->concurrency : 1;
     e->limit = e->n_slots;
     e->slots = calloc((size_t)e->n_slots, sizeof *e->slots);
@@ -612,6 +636,11 @@ void oai_http_destroy(oai_http **pe)
     headers_free(&e->json_headers);
     headers_free(&e->plain_headers);
     free(e->heap);
+    for (int i = 0; i < 2; i++)
+        if (e->secrets[i]) {
+            memset(e->secrets[i], 0, strlen(e->secrets[i]));
+            free(e->secrets[i]);
+        }
     if (e->curl_inited)
         curl_global_cleanup();
     free(e);
@@ -774,7 +803,8 @@ static void finish(oai_http *e, slot *s, CURLcode cc, const oai_http_cb *cb, voi
         cb->done(ctx, j, &r); /* not retryable: the caller decides */
         return;
     }
-    /* A retryable failure. */
+    /* A retryable failure: its text is logged and handed back, so without secrets. */
+    scrub_secrets(e, desc);
     r.error = desc;
     if (e->stopping) {
         size_t l = strlen(desc);

@@ -304,12 +304,22 @@ env -u SB_LLM_TEST_KEY "$SERBENCH" label "$T/secret.yaml" --results "$T/r-nokey"
 echo $? >"$T/s4.rc"
 expect_exit 2 "$T/s4"
 expect_in "$T/s4.err" "SB_LLM_TEST_KEY named by api_key_env is not set"
-for f in "$T"/s[1-4].out "$T"/s[1-4].err; do
+# A server that echoes the key in its error text (a misconfigured proxy): the --verbose retry
+# lines and the final error show *** instead.
+reset_server "$URL_auth"
+curl -s -X POST "${URL_auth%/v1}/_admin/faults" -d "[
+  {\"kind\": \"server_error\", \"match\": \"Smiledon\", \"count\": 5,
+   \"message\": \"proxy error for key $KEY\"}]" >/dev/null
+run_sb "$T/s5" label "$T/secret.yaml" --results "$T/r-echo" --verbose
+expect_exit 1 "$T/s5"
+expect_in "$T/s5.err" "proxy error for key ***"
+expect_in "$T/s5.err" "retry 1"
+for f in "$T"/s[1-5].out "$T"/s[1-5].err; do
   expect_not_in "$f" "$KEY"
   expect_not_in "$f" "$WRONG"
   expect_not_in "$f" "Bearer"
 done
-for d in "$R" "$T/r-wrong"; do
+for d in "$R" "$T/r-wrong" "$T/r-echo"; do
   if grep -r -a -q -F -e "$KEY" -e "$WRONG" "$d"; then fail "a key is stored under $d"; fi
   for db in "$d/serbench.db"; do
     sqlite3 "$db" .dump | grep -q -F -e "$KEY" -e "$WRONG" && fail "a key is in $db"

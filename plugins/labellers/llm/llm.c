@@ -345,6 +345,10 @@ static sb_status llm_label(void *inst, const sb_corpus *corpus, const size_t *to
         st = L->batch ? llm_run_batch(&r) : llm_run_sync(&r);
     oai_http_destroy(&r.http);
     llm_run_free(&r);
+    if (st != SB_OK) { /* every path's message, the batch flow's too: a server may echo a key */
+        oai_client_scrub(&L->api, err->msg);
+        oai_client_scrub(&L->api, err->where);
+    }
     return st;
 }
 
