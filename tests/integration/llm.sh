@@ -189,6 +189,23 @@ expect_in "$T/b2.err" "submitted by an earlier run"
 [ "$(labels_in "$R")" = $N_SMALL ] || fail "$(labels_in "$R") labels after the batch"
 ok
 
+# ---- a batch that is over is not collected again: what it left unanswered goes anew ---
+start_server batch2 --batch-delay-s 0.3
+R=$T/r-batch2
+config "$T/batch2.yaml" "$T/small" "base_url: \"$URL_batch2\", mode: batch, batch_poll_s: 0.1, batch_max_rounds: 1"
+curl -s -X POST "${URL_batch2%/v1}/_admin/faults" -d '[{"kind": "server_error", "count": 100000}]' >/dev/null
+run_sb "$T/b3" label "$T/batch2.yaml" --results "$R" --verbose
+expect_exit 1 "$T/b3"
+[ "$(labels_in "$R")" = 0 ] || fail "labels from a batch whose lines all failed"
+reset_server "$URL_batch2"
+run_sb "$T/b4" label "$T/batch2.yaml" --results "$R" --verbose
+expect_exit 0 "$T/b4"
+expect_not_in "$T/b4.err" "resuming batch"
+expect_in "$T/b4.err" "submitted batch"
+[ "$(stat_of "$URL_batch2" batches)" = 1 ] || fail "the rerun did not submit a new batch"
+[ "$(labels_in "$R")" = $N_SMALL ] || fail "$(labels_in "$R") labels after the rerun"
+ok
+
 # ---- the shipped blocks (configs/base/llm.yaml) ---------------------------------------
 cat >"$T/base.yaml" <<YAML
 include: [$SB_SOURCE_ROOT/configs/base/llm.yaml]

@@ -258,6 +258,22 @@ static sb_status apply_file(llm_run *r, const char *file_id, llm_call **calls, s
     return SB_OK;
 }
 
+/* A batch that is over (completed, failed, expired, cancelled) is not collected again: what
+ * it left unanswered goes into a new batch, even with the same set of requests. */
+static void batch_over(const sb_host *h, const char *key, const char *batch_id)
+{
+    json_t *rec = json_pack("{s:s, s:b}", "batch_id", batch_id, "over", 1);
+    char *t = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+    json_decref(rec);
+    sb_error e = { 0 };
+    if (!t || h->cache_put(h, key, t, strlen(t), &e) != SB_OK)
+        h->log(h, SB_LOG_WARN,
+               "could not note in the store that batch %s is over (%s): the next run would "
+               "collect it again instead of resubmitting what it left unanswered",
+               batch_id, e.msg);
+    free(t);
+}
+
 /* Submit (or find) the batch for calls[0..n) (sorted, unique keys in `lines`), wait for it,
  * and apply its files. */
 static sb_status run_batch(llm_run *r, llm_call **calls, size_t n, int round)
@@ -298,7 +314,7 @@ static sb_status run_batch(llm_run *r, llm_call **calls, size_t n, int round)
     char batch_id[256] = "";
     const char *sid = json_string_value(json_object_get(saved, "batch_id"));
     sb_status st = SB_OK;
-    if (id_ok(sid)) {
+    if (id_ok(sid) && !json_is_true(json_object_get(saved, "over"))) {
         snprintf(batch_id, sizeof batch_id, "%s", sid);
         h->log(h, SB_LOG_INFO,
                "round %d: resuming batch %s (%zu requests, submitted by an earlier run)", round,
@@ -412,6 +428,7 @@ static sb_status run_batch(llm_run *r, llm_call **calls, size_t n, int round)
             batch_id, json_is_integer(line) ? " at line " : "",
             json_is_integer(line) ? (long long)json_integer_value(line) : 0LL, msg);
         json_decref(b);
+        batch_over(h, key, batch_id);
         return st;
     }
     size_t n_ok = 0, n_retry = 0;
@@ -430,6 +447,8 @@ static sb_status run_batch(llm_run *r, llm_call **calls, size_t n, int round)
            "batch %s (%s): %zu answered, %zu failed retryably, %zu missing from both files",
            batch_id, status, n_ok, n_retry, missing);
     json_decref(b);
+    if (st == SB_OK) /* every answer it delivered is applied (and cached) */
+        batch_over(h, key, batch_id);
     return st;
 }
 
