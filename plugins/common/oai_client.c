@@ -134,17 +134,8 @@ sb_status oai_client_open(const oai_client *c, const sb_host *host, oai_http **o
 
 void oai_client_scrub(const oai_client *c, char *text)
 {
-    for (int i = 0; i < 2; i++) {
-        const char *secret = i ? c->organization : c->api_key;
-        size_t n = secret ? strlen(secret) : 0;
-        if (n < 4)
-            continue;
-        char *p;
-        while ((p = strstr(text, secret))) {
-            memcpy(p, "***", 3);
-            memmove(p + 3, p + n, strlen(p + n) + 1);
-        }
-    }
+    const char *const secrets[2] = { c->api_key, c->organization };
+    oai_scrub(secrets, text);
 }
 
 void oai_client_vformat(const oai_client *c, char *buf, size_t size, const char *fmt, va_list ap)

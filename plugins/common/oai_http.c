@@ -313,11 +313,10 @@ struct oai_http {
                          or handed back (a server may echo them); wiped on destroy */
 };
 
-/* Replace every copy of a secret in text (NUL-terminated, edited in place) with "***". */
-static void scrub_secrets(const oai_http *e, char *text)
+void oai_scrub(const char *const secrets[2], char *text)
 {
     for (int i = 0; i < 2; i++) {
-        const char *secret = e->secrets[i];
+        const char *secret = secrets[i];
         size_t n = secret ? strlen(secret) : 0;
         if (n < 4)
             continue;
@@ -804,7 +803,7 @@ static void finish(oai_http *e, slot *s, CURLcode cc, const oai_http_cb *cb, voi
         return;
     }
     /* A retryable failure: its text is logged and handed back, so without secrets. */
-    scrub_secrets(e, desc);
+    oai_scrub((const char *const *)e->secrets, desc);
     r.error = desc;
     if (e->stopping) {
         size_t l = strlen(desc);

@@ -33,6 +33,10 @@ void oai_error_parse(const char *body, size_t len, char *msg, size_t msg_size, c
 
 /* ---- HTTP engine (http.c) ---------------------------------------------------------- */
 
+/* Replace every copy of the two secrets (key, organization; NULL or shorter than 4 characters:
+ * skipped) in text, NUL-terminated and edited in place, with "***". */
+void oai_scrub(const char *const secrets[2], char *text);
+
 /* Parse a Go duration ("1s", "6m0s", "20ms", "1h2m3.5s", "0s", "250us"). Returns 1 and the
  * seconds, or 0 when malformed. */
 int oai_go_duration(const char *s, double *seconds);
